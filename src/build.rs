@@ -1,0 +1,660 @@
+//! `ddc build`: decides which tasks are stale, runs them through the
+//! scheduler, fingerprints and records their outputs, and removes what
+//! vanished tasks left behind.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cache::{self, CacheDirs, Journal, OutputRecord, Record, State};
+use crate::config::Config;
+use crate::fingerprint::{cache_key, hash_file, scan_tree, Fingerprint, Input, StatStamp};
+use crate::fsutil::{remove_path, shown};
+use crate::graph::Graph;
+use crate::process::Cancel;
+use crate::reporter::{Event, Finished, Summary, TaskState};
+use crate::scheduler::{self, Skip};
+use crate::task::{DepResult, Kind, RunCtx, TaskSpec};
+use crate::template::Templates;
+
+pub struct BuildOptions {
+    pub targets: Vec<String>,
+    pub dry_run: bool,
+    pub jobs: usize,
+    pub keep_going: bool,
+}
+
+/// How a task ended in this run.
+#[derive(Clone, Debug)]
+pub struct TaskResult {
+    pub state: TaskState,
+    pub reason: Option<String>,
+    /// None when the task did not produce (failed, skipped, or would run).
+    pub out_hash: Option<Fingerprint>,
+    pub meta: serde_json::Value,
+}
+
+pub struct BuildReport {
+    pub results: Vec<Option<TaskResult>>,
+    pub summary: Summary,
+}
+
+impl BuildReport {
+    pub fn failed(&self) -> bool {
+        self.summary.failed > 0 || self.summary.skipped > 0
+    }
+}
+
+/// Everything a build needs, shared by the worker threads.
+struct Engine<'a> {
+    cfg: &'a Config,
+    graph: &'a Graph,
+    dirs: &'a CacheDirs,
+    state: &'a State,
+    templates: Option<&'a Templates>,
+    journal: Option<&'a Journal>,
+    cancel: &'a Arc<Cancel>,
+    events: Mutex<Sender<Event>>,
+    results: Vec<OnceLock<TaskResult>>,
+    new_records: Mutex<Vec<Record>>,
+    dry_run: bool,
+}
+
+/// Line-per-task log: heavy tasks write to their file as they go; cheap
+/// tasks only get a file if they fail.
+pub fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
+    std::fs::create_dir_all(dirs.logs())?;
+    let p = dirs.log(task);
+    File::create(&p).with_context(|| format!("cannot create {}", p.display()))
+}
+
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(f) = File::open(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = std::io::BufReader::new(f)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+impl Engine<'_> {
+    fn send(&self, e: Event) {
+        let _ = self.events.lock().expect("events").send(e);
+    }
+
+    fn rel(&self, p: &Path) -> String {
+        shown(p, &self.cfg.base_dir)
+    }
+
+    /// The key inputs of a task: its static inputs and its dependencies'
+    /// output hashes. None if a dependency has no output hash yet (dry run).
+    fn inputs(&self, spec: &TaskSpec) -> (Vec<Input>, Vec<DepResult>, Option<String>) {
+        let mut inputs = spec.inputs.clone();
+        let mut deps = Vec::with_capacity(spec.deps.len());
+        let mut pending = None;
+        for &d in &spec.deps {
+            let id = &self.graph.tasks[d].id;
+            match self.results[d]
+                .get()
+                .and_then(|r| r.out_hash.map(|h| (h, r)))
+            {
+                Some((h, r)) => {
+                    inputs.push(Input {
+                        name: format!("dep:{id}"),
+                        hash: h,
+                    });
+                    deps.push(DepResult {
+                        id: id.clone(),
+                        out_hash: h,
+                        meta: r.meta.clone(),
+                    });
+                }
+                None => {
+                    pending.get_or_insert_with(|| format!("dependency would run: {id}"));
+                }
+            }
+        }
+        (inputs, deps, pending)
+    }
+
+    /// Why a task must run, or None if its record still holds.
+    fn staleness(&self, spec: &TaskSpec, key: Fingerprint, inputs: &[Input]) -> Option<String> {
+        let Some(old) = self.state.records.get(spec.id.as_str()) else {
+            return Some("never built (or cleaned)".into());
+        };
+        if old.key != key {
+            let before: HashMap<&str, &Fingerprint> = old
+                .inputs
+                .iter()
+                .map(|i| (i.name.as_str(), &i.hash))
+                .collect();
+            for i in inputs {
+                match before.get(i.name.as_str()) {
+                    None => return Some(format!("new input: {}", i.name)),
+                    Some(h) if **h != i.hash => {
+                        return Some(if let Some(dep) = i.name.strip_prefix("dep:") {
+                            format!("dependency rebuilt: {dep}")
+                        } else if let Some(f) = i.name.strip_prefix("file:") {
+                            format!("file changed: {}", self.rel(&self.cfg.tasks_dir.join(f)))
+                        } else {
+                            format!("input changed: {}", i.name)
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            let now: HashSet<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            if let Some(gone) = old.inputs.iter().find(|i| !now.contains(i.name.as_str())) {
+                return Some(format!("input removed: {}", gone.name));
+            }
+            return Some(format!("recipe changed: {}", spec.kind.name()));
+        }
+        for (n, o) in old.outputs.iter().enumerate() {
+            if let Some(why) = self.output_changed(spec, n, o) {
+                return Some(why);
+            }
+        }
+        None
+    }
+
+    fn output_changed(&self, spec: &TaskSpec, n: usize, o: &OutputRecord) -> Option<String> {
+        let meta = match std::fs::symlink_metadata(&o.path) {
+            Ok(m) => m,
+            Err(_) => return Some(format!("output missing: {}", self.rel(&o.path))),
+        };
+        if o.dir {
+            if !meta.is_dir() {
+                return Some(format!("output missing: {}", self.rel(&o.path)));
+            }
+            let tree_path = self.dirs.tree(spec.id.as_str(), n);
+            let prev = cache::load_tree(&tree_path);
+            match scan_tree(&o.path, prev.as_ref()) {
+                Ok((t, _)) if t.fingerprint() == o.hash => None,
+                _ => Some(format!("output changed: {}", self.rel(&o.path))),
+            }
+        } else if StatStamp::of(&meta) == o.stamp {
+            None
+        } else {
+            match hash_file(&o.path) {
+                Ok(h) if h == o.hash => None,
+                _ => Some(format!("output changed: {}", self.rel(&o.path))),
+            }
+        }
+    }
+
+    /// Decides and, unless this is a dry run, runs task `i`. Returns success.
+    fn task(&self, i: usize) -> bool {
+        let spec = &self.graph.tasks[i];
+        let (inputs, deps, pending) = self.inputs(spec);
+        let start = Instant::now();
+        let (state, reason, out_hash, meta) = if let Some(p) = pending {
+            (TaskState::Stale, Some(p), None, serde_json::Value::Null)
+        } else {
+            let key = cache_key(spec.kind.name(), spec.kind.recipe_version(), &inputs);
+            match self.staleness(spec, key, &inputs) {
+                None => {
+                    let old = &self.state.records[spec.id.as_str()];
+                    (
+                        TaskState::Cached,
+                        None,
+                        Some(old.out_hash),
+                        old.meta.clone(),
+                    )
+                }
+                Some(why) if self.dry_run => {
+                    (TaskState::Stale, Some(why), None, serde_json::Value::Null)
+                }
+                Some(why) => {
+                    self.send(Event::Started(spec.id.to_string()));
+                    match self.run(spec, key, inputs, &deps) {
+                        Ok(rec) => {
+                            let r = (
+                                TaskState::Ran,
+                                Some(why),
+                                Some(rec.out_hash),
+                                rec.meta.clone(),
+                            );
+                            if let Some(j) = self.journal {
+                                j.record(&rec);
+                            }
+                            self.new_records.lock().expect("records").push(rec);
+                            r
+                        }
+                        Err(e) => {
+                            let log = self.dirs.log(spec.id.as_str());
+                            let _ = File::options()
+                                .append(true)
+                                .create(true)
+                                .open(&log)
+                                .and_then(|mut f| writeln!(f, "ddc: {} failed: {e:#}", spec.id));
+                            let result = TaskResult {
+                                state: TaskState::Failed,
+                                reason: Some(format!("{e:#}")),
+                                out_hash: None,
+                                meta: serde_json::Value::Null,
+                            };
+                            let _ = self.results[i].set(result);
+                            self.send(Event::Finished(Finished {
+                                task: spec.id.to_string(),
+                                state: TaskState::Failed,
+                                reason: Some(format!("{e:#}")),
+                                seconds: start.elapsed().as_secs_f64(),
+                                tail: tail(&log, 15),
+                                log: Some(log),
+                            }));
+                            return false;
+                        }
+                    }
+                }
+            }
+        };
+        self.send(Event::Finished(Finished {
+            task: spec.id.to_string(),
+            state,
+            reason: reason.clone(),
+            seconds: start.elapsed().as_secs_f64(),
+            log: None,
+            tail: Vec::new(),
+        }));
+        let _ = self.results[i].set(TaskResult {
+            state,
+            reason,
+            out_hash,
+            meta,
+        });
+        true
+    }
+
+    fn run(
+        &self,
+        spec: &TaskSpec,
+        key: Fingerprint,
+        inputs: Vec<Input>,
+        deps: &[DepResult],
+    ) -> Result<Record> {
+        let start = Instant::now();
+        let heavy = spec.kind.heavy();
+        // Cheap tasks write their log only when they fail (10,000 of them).
+        let mut log = if heavy {
+            open_log(self.dirs, spec.id.as_str())?
+        } else {
+            tempfile::tempfile()?
+        };
+        if heavy {
+            writeln!(log, "ddc: {} (key {})", spec.id, key.short())?;
+        }
+        let templates = self.templates.context("internal error: no templates")?;
+        let mut ctx = RunCtx {
+            cfg: self.cfg,
+            templates,
+            cache_dir: &self.dirs.root,
+            deps,
+            log: &mut log,
+            cancel: self.cancel,
+        };
+        let produced = crate::tasks::run(spec, &mut ctx)?;
+        let mut outputs = Vec::new();
+        let mut h = blake3::Hasher::new();
+        for p in &produced.files {
+            let m = std::fs::symlink_metadata(p)
+                .with_context(|| format!("{} did not write {}", spec.id, p.display()))?;
+            let hash = hash_file(p)?;
+            h.update(p.as_os_str().as_encoded_bytes());
+            h.update(&hash.0);
+            outputs.push(OutputRecord {
+                path: p.clone(),
+                hash,
+                stamp: StatStamp::of(&m),
+                dir: false,
+            });
+        }
+        for p in &produced.dirs {
+            let n = outputs.len();
+            let tree_path = self.dirs.tree(spec.id.as_str(), n);
+            let (tree, _) = scan_tree(p, None)?;
+            cache::save_tree(&tree_path, &tree)?;
+            let hash = tree.fingerprint();
+            h.update(p.as_os_str().as_encoded_bytes());
+            h.update(&hash.0);
+            outputs.push(OutputRecord {
+                path: p.clone(),
+                hash,
+                stamp: StatStamp::default(),
+                dir: true,
+            });
+        }
+        h.update(serde_json::to_string(&produced.meta)?.as_bytes());
+        if produced.layered {
+            for d in deps {
+                h.update(&d.out_hash.0);
+            }
+        }
+        if heavy {
+            writeln!(
+                log,
+                "ddc: {} done in {:.1}s",
+                spec.id,
+                start.elapsed().as_secs_f64()
+            )?;
+        }
+        Ok(Record {
+            task: spec.id.to_string(),
+            key,
+            inputs,
+            outputs,
+            out_hash: Fingerprint(*h.finalize().as_bytes()),
+            meta: produced.meta,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Host tools and privileges that the stale image tasks need, checked before
+/// anything runs. Returns the problems found.
+fn preflight(cfg: &Config, graph: &Graph, state: &State, wanted: &[bool]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut need_root = Vec::new();
+    let mut tools: Vec<(&str, &str, String)> = Vec::new();
+    // Predicts staleness from the recorded dependency hashes: a task whose
+    // key would differ even so, or that has no record, will run.
+    for (i, spec) in graph.tasks.iter().enumerate() {
+        if !wanted[i]
+            || !matches!(
+                spec.action,
+                crate::task::Action::ImageStep { .. } | crate::task::Action::Publish { .. }
+            )
+        {
+            continue;
+        }
+        let mut inputs = spec.inputs.clone();
+        let mut known = true;
+        for &d in &spec.deps {
+            let id = &graph.tasks[d].id;
+            match state.records.get(id.as_str()) {
+                Some(r) => inputs.push(Input {
+                    name: format!("dep:{id}"),
+                    hash: r.out_hash,
+                }),
+                None => known = false,
+            }
+        }
+        let key = cache_key(spec.kind.name(), spec.kind.recipe_version(), &inputs);
+        let fresh = known
+            && state
+                .records
+                .get(spec.id.as_str())
+                .is_some_and(|r| r.key == key);
+        if fresh {
+            continue;
+        }
+        if let Some(s) = &spec.script {
+            if s.needs_root {
+                need_root.push(spec.id.to_string());
+            }
+            if s.chroot {
+                tools.push(("chroot", "coreutils", spec.id.to_string()));
+            }
+        }
+        match &spec.action {
+            crate::task::Action::ImageStep {
+                image,
+                step: crate::task::Step::Debootstrap,
+            } => {
+                let b = cfg.images[image].bootstrapper.as_str();
+                tools.push((b, b, spec.id.to_string()));
+            }
+            crate::task::Action::Publish { .. } => {
+                tools.push(("rsync", "rsync", spec.id.to_string()))
+            }
+            _ => {}
+        }
+        if !cfg
+            .tasks_dir
+            .join(format!("{}.sh", spec.kind.name()))
+            .exists()
+            && spec.script.is_some()
+        {
+            problems.push(format!("{} needs {}", spec.id, cfg.tasks_dir.display()));
+        }
+    }
+    if !need_root.is_empty() && !nix::unistd::geteuid().is_root() {
+        problems.push(format!(
+            "{} must run as root (they build a root file system in a chroot); run ddc build as root",
+            need_root.join(", ")
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (tool, package, task) in tools {
+        if seen.insert(tool) && which(tool).is_none() {
+            problems.push(format!(
+                "{task} needs the program {tool}, which is not installed: apt-get install {package}"
+            ));
+        }
+    }
+    problems
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Error raised when the build cannot start; exit code 2.
+#[derive(Debug)]
+pub struct NotStarted(pub String);
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotStarted {}
+
+pub fn cache_dirs(cfg: &Config) -> CacheDirs {
+    CacheDirs::new(cfg.base_dir.join("cache"))
+}
+
+/// Runs (or, with `dry_run`, evaluates) a build.
+pub fn build(
+    cfg: &Config,
+    graph: &Graph,
+    opts: &BuildOptions,
+    events: Sender<Event>,
+    cancel: &Arc<Cancel>,
+) -> Result<BuildReport> {
+    let start = Instant::now();
+    let dirs = cache_dirs(cfg);
+    let wanted = graph
+        .closure(&opts.targets)
+        .map_err(|e| NotStarted(format!("{e:#}")))?;
+    if !opts.dry_run {
+        for m in crate::chroot::unmount_leftovers(&dirs.root) {
+            let _ = events.send(Event::Note(format!(
+                "unmounted {} left mounted by an earlier, interrupted run",
+                m.display()
+            )));
+        }
+    }
+    let mut state = State::load(&dirs)?;
+    if !opts.dry_run {
+        let problems = preflight(cfg, graph, &state, &wanted);
+        if !problems.is_empty() {
+            return Err(NotStarted(problems.join("\n")).into());
+        }
+    }
+    let templates = Templates::load(&cfg.tasks_dir)?;
+    let journal = if opts.dry_run {
+        None
+    } else {
+        Some(Journal::open(&dirs)?)
+    };
+    let n = wanted.iter().filter(|w| **w).count();
+    let _ = events.send(Event::Planned(n));
+    let engine = Engine {
+        cfg,
+        graph,
+        dirs: &dirs,
+        state: &state,
+        templates: Some(&templates),
+        journal: journal.as_ref(),
+        cancel,
+        events: Mutex::new(events.clone()),
+        results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
+        new_records: Mutex::new(Vec::new()),
+        dry_run: opts.dry_run,
+    };
+    let deps: Vec<Vec<usize>> = graph.tasks.iter().map(|t| t.deps.clone()).collect();
+    let heavy: Vec<bool> = graph.tasks.iter().map(|t| t.kind.heavy()).collect();
+    let mut skips: Vec<(usize, Skip)> = Vec::new();
+    scheduler::execute(
+        &deps,
+        &wanted,
+        &heavy,
+        &scheduler::Options {
+            jobs: opts.jobs,
+            keep_going: opts.keep_going,
+        },
+        &|| cancel.is_cancelled(),
+        &|i| engine.task(i),
+        &mut |i, s| skips.push((i, s)),
+    );
+    for (i, s) in &skips {
+        let reason = match s {
+            Skip::DependencyFailed(d) => format!("dependency failed: {}", graph.tasks[*d].id),
+            Skip::Stopped => "not started: an earlier task failed (use -k to go on)".to_string(),
+            Skip::Cancelled => "not started: the build was interrupted".to_string(),
+        };
+        engine.send(Event::Finished(Finished {
+            task: graph.tasks[*i].id.to_string(),
+            state: TaskState::Skipped,
+            reason: Some(reason.clone()),
+            seconds: 0.0,
+            log: None,
+            tail: Vec::new(),
+        }));
+        let _ = engine.results[*i].set(TaskResult {
+            state: TaskState::Skipped,
+            reason: Some(reason),
+            out_hash: None,
+            meta: serde_json::Value::Null,
+        });
+    }
+    let results: Vec<Option<TaskResult>> =
+        engine.results.into_iter().map(|r| r.into_inner()).collect();
+    let new_records = engine.new_records.into_inner().expect("records");
+    if let Some(j) = journal {
+        j.close()?;
+    }
+
+    // Outputs that are no longer produced: those of vanished tasks, and old
+    // outputs of rerun tasks (a node whose MAC changed), unless a current task
+    // claims the same path.
+    let current: HashSet<&str> = graph.tasks.iter().map(|t| t.id.as_str()).collect();
+    let mut claimed: HashSet<PathBuf> = HashSet::new();
+    let rerun: HashMap<&str, &Record> = new_records.iter().map(|r| (r.task.as_str(), r)).collect();
+    for t in &graph.tasks {
+        let rec = rerun
+            .get(t.id.as_str())
+            .copied()
+            .or_else(|| state.records.get(t.id.as_str()));
+        if let Some(r) = rec {
+            claimed.extend(r.outputs.iter().map(|o| o.path.clone()));
+        }
+    }
+    let mut removals: Vec<(String, PathBuf)> = Vec::new();
+    let mut forget: Vec<String> = Vec::new();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for (task, rec) in &state.records {
+        let vanished = !current.contains(task.as_str());
+        let replaced = rerun.contains_key(task.as_str());
+        if !vanished && !replaced {
+            continue;
+        }
+        let serves = task.starts_with(&format!("{}:", Kind::Publish.name()));
+        for o in &rec.outputs {
+            if claimed.contains(&o.path) {
+                continue;
+            }
+            if serves {
+                // Published generations stay: running nodes boot from them.
+                if vanished && o.dir {
+                    kept.push(o.path.clone());
+                }
+            } else {
+                removals.push((task.clone(), o.path.clone()));
+            }
+        }
+        if vanished {
+            forget.push(task.clone());
+        }
+    }
+    removals.sort();
+    let send_note = |s: String| {
+        let _ = events.send(Event::Note(s));
+    };
+    if opts.dry_run {
+        for (task, p) in &removals {
+            send_note(format!(
+                "would remove {} (left by {task})",
+                shown(p, &cfg.base_dir)
+            ));
+        }
+    } else {
+        for (task, p) in &removals {
+            match remove_path(p) {
+                Ok(true) if forget.contains(task) => send_note(format!(
+                    "removed {} ({task} is no longer in the Ddcfile)",
+                    shown(p, &cfg.base_dir)
+                )),
+                Ok(_) => {}
+                Err(e) => send_note(format!("could not remove {}: {e:#}", p.display())),
+            }
+        }
+        for p in &kept {
+            send_note(format!(
+                "kept {}: its image left the Ddcfile, but nodes may still run on it; delete it when none does",
+                p.display()
+            ));
+        }
+        let changed = !new_records.is_empty() || !forget.is_empty();
+        for t in &forget {
+            state.records.remove(t);
+            for n in 0..4 {
+                let _ = std::fs::remove_file(dirs.tree(t, n));
+            }
+        }
+        for r in new_records {
+            state.records.insert(r.task.clone(), r);
+        }
+        if changed {
+            state.compact(&dirs)?;
+        }
+    }
+    let mut summary = Summary {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    for r in results.iter().flatten() {
+        match r.state {
+            TaskState::Ran => summary.ran += 1,
+            TaskState::Cached => summary.cached += 1,
+            TaskState::Failed => summary.failed += 1,
+            TaskState::Skipped => summary.skipped += 1,
+            TaskState::Stale => summary.stale += 1,
+        }
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(BuildReport { results, summary })
+}

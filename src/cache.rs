@@ -1,0 +1,296 @@
+//! Durable task records and the build lock.
+//!
+//! State lives in `cache/state/`: a snapshot (`records.jsonl`, one record a
+//! line) and a journal (`journal.jsonl`) that each finished task is appended
+//! to at once, fsynced in small groups by one writer thread. A crash loses at
+//! most the tasks that were running. At the end of a build the journal is
+//! folded into a new snapshot written atomically (write, fsync, rename).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::{Fingerprint, Input, StatStamp, TreeStamp};
+use crate::fsutil::atomic_write;
+
+/// One output of a finished task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OutputRecord {
+    pub path: PathBuf,
+    pub hash: Fingerprint,
+    /// For a file its stat stamp; for a tree the stamps are in `cache/trees`.
+    #[serde(default)]
+    pub stamp: StatStamp,
+    #[serde(default)]
+    pub dir: bool,
+}
+
+/// What ddc remembers of a finished task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub task: String,
+    pub key: Fingerprint,
+    /// The named inputs of the key, to say which one changed.
+    pub inputs: Vec<Input>,
+    pub outputs: Vec<OutputRecord>,
+    pub out_hash: Fingerprint,
+    #[serde(default)]
+    pub meta: serde_json::Value,
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Record(Box<Record>),
+    Forget { forget: String },
+}
+
+/// The cache folder layout.
+#[derive(Clone, Debug)]
+pub struct CacheDirs {
+    pub root: PathBuf,
+}
+
+impl CacheDirs {
+    pub fn new(root: PathBuf) -> Self {
+        CacheDirs { root }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn log(&self, task: &str) -> PathBuf {
+        self.logs().join(format!("{task}.log"))
+    }
+    pub fn tree(&self, task: &str, index: usize) -> PathBuf {
+        self.root.join("trees").join(format!("{task}.{index}.json"))
+    }
+}
+
+/// All records, loaded from the snapshot and the journal.
+#[derive(Default)]
+pub struct State {
+    pub records: HashMap<String, Record>,
+}
+
+impl State {
+    pub fn load(dirs: &CacheDirs) -> Result<Self> {
+        let mut st = State::default();
+        for name in ["records.jsonl", "journal.jsonl"] {
+            let path = dirs.state().join(name);
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+            for line in BufReader::new(f).lines() {
+                let Ok(line) = line else { break };
+                // A torn last line (a crash mid-append) is skipped.
+                match serde_json::from_str::<Line>(&line) {
+                    Ok(Line::Record(r)) => {
+                        st.records.insert(r.task.clone(), *r);
+                    }
+                    Ok(Line::Forget { forget }) => {
+                        st.records.remove(&forget);
+                    }
+                    Err(_) => continue,
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    /// Writes all records as the new snapshot and empties the journal.
+    pub fn compact(&self, dirs: &CacheDirs) -> Result<()> {
+        let mut keys: Vec<&String> = self.records.keys().collect();
+        keys.sort();
+        let mut out = Vec::with_capacity(self.records.len() * 512);
+        for k in keys {
+            serde_json::to_writer(&mut out, &self.records[k])?;
+            out.push(b'\n');
+        }
+        atomic_write(&dirs.state().join("records.jsonl"), &out, true)?;
+        let journal = dirs.state().join("journal.jsonl");
+        if journal.exists() {
+            fs::remove_file(&journal)?;
+            crate::fsutil::fsync_dir(&dirs.state())?;
+        }
+        Ok(())
+    }
+}
+
+pub fn load_tree(path: &Path) -> Option<TreeStamp> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub fn save_tree(path: &Path, t: &TreeStamp) -> Result<()> {
+    atomic_write(path, &serde_json::to_vec(t)?, true)
+}
+
+/// Appends records to the journal from a writer thread, fsyncing once per
+/// group of records that arrived together.
+pub struct Journal {
+    tx: Option<mpsc::Sender<String>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Journal {
+    pub fn open(dirs: &CacheDirs) -> Result<Self> {
+        fs::create_dir_all(dirs.state())?;
+        let path = dirs.state().join("journal.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let thread = std::thread::spawn(move || -> Result<()> {
+            while let Ok(first) = rx.recv() {
+                let mut buf = first;
+                while let Ok(more) = rx.try_recv() {
+                    buf.push_str(&more);
+                }
+                f.write_all(buf.as_bytes())?;
+                f.sync_data()?;
+            }
+            Ok(())
+        });
+        Ok(Journal {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn record(&self, r: &Record) {
+        let mut s = serde_json::to_string(&Line::Record(Box::new(r.clone()))).expect("json");
+        s.push('\n');
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(s);
+        }
+    }
+
+    pub fn forget(&self, task: &str) {
+        let mut s = serde_json::to_string(&Line::Forget {
+            forget: task.to_string(),
+        })
+        .expect("json");
+        s.push('\n');
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(s);
+        }
+    }
+
+    /// Waits until everything sent is on disk.
+    pub fn close(mut self) -> Result<()> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r.context("cannot write the cache journal"),
+            Some(Err(_)) => bail!("the journal writer panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The exclusive build lock, `cache/lock`, holding the holder's pid and command.
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Takes the lock; if another ddc holds it, says who and waits, or fails
+    /// with `no_wait`.
+    pub fn acquire(dirs: &CacheDirs, no_wait: bool, say: &dyn Fn(String)) -> Result<Lock> {
+        fs::create_dir_all(&dirs.root)
+            .with_context(|| format!("cannot create {}", dirs.root.display()))?;
+        let path = dirs.root.join("lock");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let holder = if holder.is_empty() {
+                    "another ddc"
+                } else {
+                    holder
+                };
+                if no_wait {
+                    bail!(
+                        "the cache {} is in use by {holder}; wait for it to finish, or drop --no-wait to wait",
+                        dirs.root.display()
+                    );
+                }
+                say(format!(
+                    "waiting for {holder} to finish (it holds {})",
+                    path.display()
+                ));
+                f.lock()?;
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        f.set_len(0)?;
+        let cmd: Vec<String> = std::env::args().collect();
+        write!(f, "ddc (pid {}: {})", std::process::id(), cmd.join(" "))?;
+        f.flush()?;
+        Ok(Lock { _file: f })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(task: &str) -> Record {
+        Record {
+            task: task.into(),
+            key: Fingerprint::of(task.as_bytes()),
+            inputs: vec![],
+            outputs: vec![],
+            out_hash: Fingerprint::of(b"o"),
+            meta: serde_json::Value::Null,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn journal_survives_without_compaction_and_ignores_torn_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = CacheDirs::new(d.path().to_path_buf());
+        let j = Journal::open(&dirs).unwrap();
+        j.record(&rec("a"));
+        j.record(&rec("b"));
+        j.forget("a");
+        j.close().unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dirs.state().join("journal.jsonl"))
+            .unwrap();
+        f.write_all(b"{\"task\":\"c\",\"ke").unwrap();
+        let st = State::load(&dirs).unwrap();
+        assert_eq!(st.records.len(), 1);
+        assert_eq!(st.records["b"], rec("b"));
+        st.compact(&dirs).unwrap();
+        let st2 = State::load(&dirs).unwrap();
+        assert_eq!(st2.records.len(), 1);
+        assert!(!dirs.state().join("journal.jsonl").exists());
+    }
+}

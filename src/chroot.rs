@@ -1,0 +1,173 @@
+//! The mount guard around every step that enters an image: `/proc`, `/sys`,
+//! `/dev` (bind) and `/dev/pts` (bind) mounted inside the root, unmounted
+//! deepest first when the guard drops, whatever happened (an error, a panic
+//! unwinding, a cancelled build). Also the overlay mounts of layered staging.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Mounts that are undone, in reverse order, on drop.
+#[derive(Default)]
+pub struct MountGuard {
+    mounts: Vec<PathBuf>,
+}
+
+impl MountGuard {
+    /// Mounts the kernel file systems a chroot needs inside `root`.
+    pub fn chroot(root: &Path) -> Result<Self> {
+        let mut g = MountGuard::default();
+        let root = std::fs::canonicalize(root)
+            .with_context(|| format!("cannot resolve {}", root.display()))?;
+        let none: Option<&str> = None;
+        for (rel, source, fstype, flags) in [
+            (
+                "proc",
+                "proc",
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            ),
+            (
+                "sys",
+                "sysfs",
+                Some("sysfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+            ),
+            ("dev", "/dev", None, MsFlags::MS_BIND),
+            ("dev/pts", "/dev/pts", None, MsFlags::MS_BIND),
+        ] {
+            let target = g.target(&root, rel)?;
+            mount(Some(source), &target, fstype, flags, none)
+                .with_context(|| format!("cannot mount {source} on {}", target.display()))?;
+            g.mounts.push(target.clone());
+            if flags.contains(MsFlags::MS_BIND) {
+                // Keep what happens under it from propagating back to the host.
+                let _ = mount(none, &target, none, MsFlags::MS_PRIVATE, none);
+            }
+        }
+        Ok(g)
+    }
+
+    /// A mount point inside `root`, refusing a symlink that would lead out.
+    fn target(&self, root: &Path, rel: &str) -> Result<PathBuf> {
+        let t = root.join(rel);
+        match std::fs::symlink_metadata(&t) {
+            Ok(m) if m.file_type().is_symlink() => bail!(
+                "refusing to mount on {}: it is a symlink in the image",
+                t.display()
+            ),
+            Ok(m) if !m.is_dir() => bail!("refusing to mount on {}: not a folder", t.display()),
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir_all(&t)
+                .with_context(|| format!("cannot create {}", t.display()))?,
+        }
+        let real = std::fs::canonicalize(&t)?;
+        if !real.starts_with(root) {
+            bail!(
+                "refusing to mount on {}: it leads out of the image",
+                t.display()
+            );
+        }
+        Ok(real)
+    }
+
+    /// Mounts an overlay of `lowers` (topmost first) with an optional upper.
+    pub fn overlay(
+        target: &Path,
+        lowers: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+    ) -> Result<Self> {
+        let mut opts = format!(
+            "lowerdir={}",
+            lowers
+                .iter()
+                .map(|l| escape_opt(l))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+        if let Some((up, work)) = upper {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                escape_opt(up),
+                escape_opt(work)
+            ));
+        }
+        std::fs::create_dir_all(target)?;
+        let flags = if upper.is_some() {
+            MsFlags::empty()
+        } else {
+            MsFlags::MS_RDONLY
+        };
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(opts.as_str()),
+        )
+        .with_context(|| format!("cannot mount an overlay on {} ({opts})", target.display()))?;
+        Ok(MountGuard {
+            mounts: vec![target.to_path_buf()],
+        })
+    }
+
+    /// Unmounts everything now, reporting the first failure.
+    pub fn release(mut self) -> Result<()> {
+        self.unmount_all()
+    }
+
+    fn unmount_all(&mut self) -> Result<()> {
+        let mut first_err = None;
+        while let Some(m) = self.mounts.pop() {
+            if let Err(e) = unmount(&m) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount_all() {
+            eprintln!("ddc: {e:#}");
+        }
+    }
+}
+
+fn escape_opt(p: &Path) -> String {
+    p.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace(':', "\\:")
+}
+
+/// Unmounts one mount point, retrying while busy, then detaching it.
+pub fn unmount(m: &Path) -> Result<()> {
+    for _ in 0..20 {
+        match umount2(m, MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot unmount {}", m.display())),
+        }
+    }
+    umount2(m, MntFlags::MNT_DETACH).with_context(|| format!("cannot detach {}", m.display()))
+}
+
+/// Unmounts whatever an earlier, killed run left mounted under `dir`.
+pub fn unmount_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut done = Vec::new();
+    for m in crate::fsutil::mounts_under(dir) {
+        if unmount(&m).is_ok() {
+            done.push(m);
+        }
+    }
+    done
+}

@@ -1,0 +1,93 @@
+//! `ddc clean`: forgets task records so the next build reruns those tasks,
+//! and frees the image stages kept in the cache. Published images, TFTP
+//! files and server configs are never touched: running nodes use them.
+
+use anyhow::Result;
+
+use crate::build::cache_dirs;
+use crate::cache::{Lock, State};
+use crate::config::Config;
+use crate::fsutil::safe_remove_dir_all;
+use crate::graph::Graph;
+use crate::task::Action;
+
+/// Returns the lines to print.
+pub fn clean(
+    cfg: &Config,
+    graph: &Graph,
+    targets: &[String],
+    no_wait: bool,
+    say: &dyn Fn(String),
+) -> Result<Vec<String>> {
+    let dirs = cache_dirs(cfg);
+    if !dirs.root.exists() {
+        return Ok(vec!["nothing to clean: there is no cache yet".into()]);
+    }
+    let _lock = Lock::acquire(&dirs, no_wait, say)?;
+    let mut state = State::load(&dirs)?;
+    let mut lines = Vec::new();
+    let chosen: Vec<usize> = if targets.is_empty() {
+        (0..graph.tasks.len()).collect()
+    } else {
+        let mut roots = Vec::new();
+        for t in targets {
+            let found: Vec<usize> = (0..graph.tasks.len())
+                .filter(|&i| graph.tasks[i].id.as_str() == t || graph.tasks[i].kind.name() == t)
+                .collect();
+            if found.is_empty() {
+                anyhow::bail!(crate::build::NotStarted(format!(
+                    "no task {t:?}; `ddc graph` lists the tasks"
+                )));
+            }
+            roots.extend(found);
+        }
+        let mark = graph.dependents(&roots);
+        (0..graph.tasks.len()).filter(|&i| mark[i]).collect()
+    };
+    let mut forgotten = 0;
+    for &i in &chosen {
+        let t = &graph.tasks[i];
+        if state.records.remove(t.id.as_str()).is_some() {
+            forgotten += 1;
+        }
+        if let Action::ImageStep { image, step } = &t.action {
+            let d = crate::tasks::image::image_dir(&dirs.root, image).join(step.name());
+            if d.exists() {
+                safe_remove_dir_all(&d)?;
+                lines.push(format!("removed {}", d.display()));
+            }
+        }
+    }
+    if targets.is_empty() {
+        // Records of tasks no longer in the graph go too.
+        forgotten += state.records.len();
+        state.records.clear();
+        for sub in ["trees", "images"] {
+            let d = dirs.root.join(sub);
+            if d.exists() {
+                safe_remove_dir_all(&d)?;
+                lines.push(format!("removed {}", d.display()));
+            }
+        }
+    }
+    state.compact(&dirs)?;
+    lines.push(format!(
+        "forgot {forgotten} task record{}: the next build reruns {}",
+        if forgotten == 1 { "" } else { "s" },
+        if targets.is_empty() {
+            "everything".to_string()
+        } else {
+            format!("{} task(s)", chosen.len())
+        }
+    ));
+    lines.push(format!(
+        "kept: published images in {}, the TFTP root, the server configs{}",
+        cfg.paths.nfs_root.display(),
+        if dirs.root.join("debs").exists() {
+            ", and the package cache cache/debs"
+        } else {
+            ""
+        }
+    ));
+    Ok(lines)
+}

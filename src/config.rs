@@ -1,0 +1,1130 @@
+//! The Ddcfile: its structs, loading with source positions, and validation.
+//!
+//! Everything a user can get wrong is caught here, before any task runs, and
+//! reported as `FILE:LINE:COL: KEY: message` (or `FILE: row N` for the CSV
+//! inventory). Once a [`Config`] exists, every value in it is safe to put in a
+//! path, a task id or a generated config file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::inventory;
+
+/// A position in a source file, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    /// 1-based line and column, or a CSV row.
+    pub place: Place,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    LineCol(usize, usize),
+    Row(usize),
+    File,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.place {
+            Place::LineCol(l, c) => write!(f, "{}:{}:{}", self.file, l, c),
+            Place::Row(r) => write!(f, "{}: row {}", self.file, r),
+            Place::File => write!(f, "{}", self.file),
+        }
+    }
+}
+
+/// One problem in the user's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub origin: Origin,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+/// All the problems found in one load, printed one a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------- raw TOML
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDdcfile {
+    nodes_file: Option<Spanned<String>>,
+    tasks_dir: Option<Spanned<String>>,
+    cluster: RawCluster,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    images: BTreeMap<Spanned<String>, RawImage>,
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    network: Spanned<String>,
+    master: Spanned<String>,
+    gateway: Option<Spanned<String>>,
+    dns: Option<Vec<Spanned<String>>>,
+    domain: Option<Spanned<String>>,
+    syslog: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    tftp_root: Option<Spanned<String>>,
+    nfs_root: Option<Spanned<String>>,
+    exports: Option<Spanned<String>>,
+    ganesha: Option<Spanned<String>>,
+    dhcpd: Option<Spanned<String>>,
+    dnsmasq: Option<Spanned<String>>,
+    rsyslog: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    export_options: Option<Spanned<String>>,
+    dnsmasq_tftp: Option<bool>,
+    dnsmasq_interface: Option<Spanned<String>>,
+    default_entry: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    suite: Spanned<String>,
+    arch: Option<Spanned<String>>,
+    #[serde(default)]
+    packages: Vec<Spanned<String>>,
+    union: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+    mirror: Option<Spanned<String>>,
+    bootstrapper: Option<Spanned<String>>,
+    files: Option<Spanned<String>>,
+    root_password_hash: Option<Spanned<String>>,
+    #[serde(default)]
+    ssh_authorized_keys: Vec<Spanned<String>>,
+    nis_domain: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    hostname: Spanned<String>,
+    mac: Spanned<String>,
+    ip: Spanned<String>,
+    image: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------- validated
+
+/// The whole validated cluster description.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The Ddcfile itself, and the folder relative paths start from.
+    pub file: PathBuf,
+    pub base_dir: PathBuf,
+    pub tasks_dir: PathBuf,
+    pub cluster: Cluster,
+    pub paths: Paths,
+    pub server: Server,
+    pub images: BTreeMap<String, Image>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub network: Ipv4Net,
+    pub master: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub syslog: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Paths {
+    pub tftp_root: PathBuf,
+    pub nfs_root: PathBuf,
+    pub exports: PathBuf,
+    pub ganesha: PathBuf,
+    pub dhcpd: PathBuf,
+    pub dnsmasq: PathBuf,
+    pub rsyslog: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub export_options: String,
+    pub dnsmasq_tftp: bool,
+    pub dnsmasq_interface: Option<String>,
+    /// The image that machines without an entry of their own boot, if any.
+    pub default_entry: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Union {
+    Overlay,
+    Aufs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bootstrapper {
+    Debootstrap,
+    Mmdebstrap,
+}
+
+impl Bootstrapper {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bootstrapper::Debootstrap => "debootstrap",
+            Bootstrapper::Mmdebstrap => "mmdebstrap",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub name: String,
+    pub suite: String,
+    pub arch: String,
+    pub packages: Vec<String>,
+    pub union: Union,
+    pub cmdline: String,
+    /// Empty: the master's own mirror was not found, use the bootstrapper's default.
+    pub mirror: String,
+    pub bootstrapper: Bootstrapper,
+    pub files: Option<PathBuf>,
+    pub root_password_hash: Option<String>,
+    pub ssh_authorized_keys: Vec<String>,
+    pub nis_domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub hostname: String,
+    /// Lowercase, colon separated.
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub image: String,
+    pub cmdline: String,
+}
+
+impl Node {
+    /// The pxelinux file name: `01-aa-bb-cc-dd-ee-ff`.
+    pub fn pxe_name(&self) -> String {
+        format!("01-{}", self.mac.replace(':', "-"))
+    }
+}
+
+pub const DEFAULT_EXPORT_OPTIONS: &str = "ro,async,no_root_squash,no_subtree_check";
+
+// ---------------------------------------------------------------- loading
+
+/// Where a value came from, before validation.
+pub(crate) struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+pub(crate) struct NodeInput {
+    pub hostname: Sourced<String>,
+    pub mac: Sourced<String>,
+    pub ip: Sourced<String>,
+    pub image: Option<Sourced<String>>,
+    pub cmdline: Option<Sourced<String>>,
+    /// Where the node as a whole was given, for duplicate messages.
+    pub origin: Origin,
+}
+
+/// Loads and validates a Ddcfile and the inventory it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            origin: Origin {
+                file: display.clone(),
+                place: Place::File,
+            },
+            key: String::new(),
+            message: format!("cannot read the Ddcfile: {e} (use -f PATH to name another one)"),
+        }])
+    })?;
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    parse(&text, &display, &base_dir, &system_mirror)
+}
+
+/// Parses and validates Ddcfile text; `mirror_default` gives the mirror to
+/// use when an image names none.
+pub fn parse(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    mirror_default: &dyn Fn() -> String,
+) -> Result<Config, ConfigErrors> {
+    let raw: RawDdcfile = toml::from_str(text).map_err(|e| {
+        let place = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                Place::LineCol(l, c)
+            }
+            None => Place::File,
+        };
+        ConfigErrors(vec![ConfigError {
+            origin: Origin {
+                file: file.to_string(),
+                place,
+            },
+            key: String::new(),
+            message: toml_message(&e),
+        }])
+    })?;
+    let mut v = Validator {
+        file: file.to_string(),
+        text,
+        errors: Vec::new(),
+    };
+    let cfg = v.config(raw, base_dir, mirror_default);
+    if v.errors.is_empty() {
+        Ok(cfg.expect("a config without errors"))
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    if msg.starts_with("unknown field") {
+        format!("{msg}; remove it or check its spelling")
+    } else if msg.starts_with("missing field") {
+        format!("{msg}; add it")
+    } else {
+        msg
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut start = offset;
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = text[line_start..start].chars().count() + 1;
+    (line, col)
+}
+
+struct Validator<'a> {
+    file: String,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn origin<T>(&self, s: &Spanned<T>) -> Origin {
+        let (l, c) = line_col(self.text, s.span().start);
+        Origin {
+            file: self.file.clone(),
+            place: Place::LineCol(l, c),
+        }
+    }
+
+    fn sourced(&self, s: Spanned<String>) -> Sourced<String> {
+        let origin = self.origin(&s);
+        Sourced {
+            value: s.into_inner(),
+            origin,
+        }
+    }
+
+    fn error(&mut self, origin: Origin, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(
+        &mut self,
+        raw: RawDdcfile,
+        base_dir: &Path,
+        mirror_default: &dyn Fn() -> String,
+    ) -> Option<Config> {
+        let cluster = self.cluster(raw.cluster);
+        let paths = self.paths(raw.paths, base_dir);
+        let tasks_dir = match raw.tasks_dir {
+            Some(t) => {
+                let s = self.sourced(t);
+                self.path_value(&s, "tasks_dir", base_dir)
+            }
+            None => base_dir.join("tasks"),
+        };
+        let mut images = BTreeMap::new();
+        let mut mirror_cache: Option<String> = None;
+        for (name, img) in raw.images {
+            let name = self.sourced(name);
+            if let Some(image) = self.image(&name, img, base_dir, &mut || {
+                mirror_cache.get_or_insert_with(mirror_default).clone()
+            }) {
+                images.insert(name.value.clone(), image);
+            }
+        }
+        let server = self.server(raw.server, &images);
+
+        let mut inputs: Vec<NodeInput> = Vec::new();
+        for (i, n) in raw.nodes.into_iter().enumerate() {
+            let origin = self.origin(&n.hostname);
+            let _ = i;
+            inputs.push(NodeInput {
+                hostname: self.sourced(n.hostname),
+                mac: self.sourced(n.mac),
+                ip: self.sourced(n.ip),
+                image: n.image.map(|s| self.sourced(s)),
+                cmdline: n.cmdline.map(|s| self.sourced(s)),
+                origin,
+            });
+        }
+        if let Some(nf) = raw.nodes_file {
+            let s = self.sourced(nf);
+            let path = self.path_value(&s, "nodes_file", base_dir);
+            match inventory::read(&path, &s.value) {
+                Ok(more) => inputs.extend(more),
+                Err(e) => self.errors.push(ConfigError {
+                    origin: s.origin.clone(),
+                    key: "nodes_file".into(),
+                    message: e,
+                }),
+            }
+        }
+        let nodes = self.nodes(inputs, cluster.as_ref(), &images);
+        let cluster = cluster?;
+        let server = server?;
+        Some(Config {
+            file: base_dir.join(Path::new(&self.file).file_name().unwrap_or_default()),
+            base_dir: base_dir.to_path_buf(),
+            tasks_dir,
+            cluster,
+            paths,
+            server,
+            images,
+            nodes,
+        })
+    }
+
+    fn ipv4(&mut self, s: &Sourced<String>, key: &str) -> Option<Ipv4Addr> {
+        match s.value.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(
+                    s.origin.clone(),
+                    key,
+                    format!(
+                        "{:?} is not an IPv4 address (expected four numbers like 192.0.2.11)",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn cluster(&mut self, raw: RawCluster) -> Option<Cluster> {
+        let network_s = self.sourced(raw.network);
+        let network = match network_s.value.parse::<Ipv4Net>() {
+            Ok(n) if n.network() != n.addr() => {
+                self.error(
+                    network_s.origin.clone(),
+                    "cluster.network",
+                    format!(
+                        "{:?} has host bits set; write the network address, {}",
+                        network_s.value,
+                        n.trunc()
+                    ),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.error(
+                    network_s.origin.clone(),
+                    "cluster.network",
+                    format!(
+                        "{:?} is not a network in CIDR form (expected like 192.0.2.0/24)",
+                        network_s.value
+                    ),
+                );
+                None
+            }
+        };
+        let master_s = self.sourced(raw.master);
+        let master = self.ipv4(&master_s, "cluster.master");
+        if let (Some(net), Some(m)) = (network, master) {
+            self.check_host_in(&master_s.origin, "cluster.master", m, net);
+        }
+        let gateway = raw.gateway.map(|g| self.sourced(g)).and_then(|g| {
+            let ip = self.ipv4(&g, "cluster.gateway")?;
+            if let Some(net) = network {
+                self.check_host_in(&g.origin, "cluster.gateway", ip, net);
+            }
+            Some(ip)
+        });
+        let mut dns = Vec::new();
+        for d in raw.dns.unwrap_or_default() {
+            let d = self.sourced(d);
+            if let Some(ip) = self.ipv4(&d, "cluster.dns") {
+                dns.push(ip);
+            }
+        }
+        let domain = raw.domain.map(|d| self.sourced(d)).and_then(|d| {
+            if is_dns_name(&d.value) {
+                Some(d.value)
+            } else {
+                self.error(
+                    d.origin,
+                    "cluster.domain",
+                    format!(
+                        "{:?} is not a DNS domain name (letters, digits and '-' in labels separated by dots)",
+                        d.value
+                    ),
+                );
+                None
+            }
+        });
+        Some(Cluster {
+            network: network?,
+            master: master?,
+            gateway,
+            dns,
+            domain,
+            syslog: raw.syslog.unwrap_or(false),
+        })
+    }
+
+    fn check_host_in(&mut self, origin: &Origin, key: &str, ip: Ipv4Addr, net: Ipv4Net) {
+        if !net.contains(&ip) {
+            self.error(
+                origin.clone(),
+                key,
+                format!("{ip} is outside the cluster network {net}"),
+            );
+        } else if net.prefix_len() < 31 && (ip == net.network() || ip == net.broadcast()) {
+            let what = if ip == net.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            self.error(
+                origin.clone(),
+                key,
+                format!("{ip} is the {what} address of {net}; give a host address"),
+            );
+        }
+    }
+
+    fn path_value(&mut self, s: &Sourced<String>, key: &str, base_dir: &Path) -> PathBuf {
+        if s.value.is_empty() || s.value.contains(['\n', '\r', '\0']) {
+            self.error(
+                s.origin.clone(),
+                key,
+                format!("{:?} is not a usable path", s.value),
+            );
+        }
+        base_dir.join(&s.value)
+    }
+
+    fn paths(&mut self, raw: RawPaths, base: &Path) -> Paths {
+        let mut get = |v: Option<Spanned<String>>, key: &str, default: &str| match v {
+            Some(s) => {
+                let s = self.sourced(s);
+                self.path_value(&s, &format!("paths.{key}"), base)
+            }
+            None => base.join(default),
+        };
+        Paths {
+            tftp_root: get(raw.tftp_root, "tftp_root", "out/tftp"),
+            nfs_root: get(raw.nfs_root, "nfs_root", "out/nfsroot"),
+            exports: get(raw.exports, "exports", "out/exports.d/ddc.exports"),
+            ganesha: get(raw.ganesha, "ganesha", "out/ganesha/ddc.conf"),
+            dhcpd: get(raw.dhcpd, "dhcpd", "out/dhcp/ddc.conf"),
+            dnsmasq: get(raw.dnsmasq, "dnsmasq", "out/dnsmasq.d/ddc.conf"),
+            rsyslog: get(raw.rsyslog, "rsyslog", "out/rsyslog.d/ddc.conf"),
+        }
+    }
+
+    fn server(&mut self, raw: RawServer, images: &BTreeMap<String, Image>) -> Option<Server> {
+        let export_options = match raw.export_options.map(|s| self.sourced(s)) {
+            Some(s) => {
+                let ok = !s.value.is_empty()
+                    && s.value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_,=:".contains(c));
+                if !ok {
+                    self.error(
+                        s.origin.clone(),
+                        "server.export_options",
+                        format!(
+                            "{:?} is not a list of export options (like {DEFAULT_EXPORT_OPTIONS})",
+                            s.value
+                        ),
+                    );
+                }
+                s.value
+            }
+            None => DEFAULT_EXPORT_OPTIONS.to_string(),
+        };
+        let dnsmasq_interface = raw.dnsmasq_interface.map(|s| self.sourced(s)).map(|s| {
+            let ok = !s.value.is_empty()
+                && s.value.len() < 16
+                && s.value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+            if !ok {
+                self.error(
+                    s.origin.clone(),
+                    "server.dnsmasq_interface",
+                    format!("{:?} is not a network interface name", s.value),
+                );
+            }
+            s.value
+        });
+        let default_entry = raw.default_entry.map(|s| self.sourced(s)).map(|s| {
+            if !images.contains_key(&s.value) {
+                self.error(
+                    s.origin.clone(),
+                    "server.default_entry",
+                    format!(
+                        "names image {:?}, which is not defined; define [images.{}] or use one of: {}",
+                        s.value,
+                        s.value,
+                        image_list(images)
+                    ),
+                );
+            }
+            s.value
+        });
+        Some(Server {
+            export_options,
+            dnsmasq_tftp: raw.dnsmasq_tftp.unwrap_or(true),
+            dnsmasq_interface,
+            default_entry,
+        })
+    }
+
+    fn image(
+        &mut self,
+        name: &Sourced<String>,
+        raw: RawImage,
+        base: &Path,
+        mirror_default: &mut dyn FnMut() -> String,
+    ) -> Option<Image> {
+        let before = self.errors.len();
+        let key = |k: &str| format!("images.{}.{}", name.value, k);
+        if !is_image_name(&name.value) {
+            self.error(
+                name.origin.clone(),
+                format!("images.{}", name.value),
+                "an image name is lowercase letters, digits, '-' and '_', starting with a letter or digit",
+            );
+        }
+        let suite = self.sourced(raw.suite);
+        if !is_word(&suite.value, "-.") {
+            self.error(
+                suite.origin.clone(),
+                key("suite"),
+                format!(
+                    "{:?} is not a Debian suite name (like bookworm or trixie)",
+                    suite.value
+                ),
+            );
+        }
+        let arch = match raw.arch.map(|a| self.sourced(a)) {
+            Some(a) => {
+                if !is_word(&a.value, "") {
+                    self.error(
+                        a.origin.clone(),
+                        key("arch"),
+                        format!(
+                            "{:?} is not a Debian architecture (like amd64 or arm64)",
+                            a.value
+                        ),
+                    );
+                }
+                a.value
+            }
+            None => "amd64".to_string(),
+        };
+        let mut packages = Vec::new();
+        for p in raw.packages {
+            let p = self.sourced(p);
+            let ok = p
+                .value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && p.value.len() > 1
+                && is_word(&p.value, "+.-:=~/");
+            if !ok {
+                self.error(
+                    p.origin.clone(),
+                    key("packages"),
+                    format!("{:?} is not a Debian package name", p.value),
+                );
+            }
+            packages.push(p.value);
+        }
+        let union = match raw.union.map(|u| self.sourced(u)) {
+            None => Union::Overlay,
+            Some(u) => match u.value.as_str() {
+                "overlay" => Union::Overlay,
+                "aufs" => Union::Aufs,
+                _ => {
+                    self.error(
+                        u.origin.clone(),
+                        key("union"),
+                        format!(
+                            "{:?} is not a union filesystem; use \"overlay\" or \"aufs\"",
+                            u.value
+                        ),
+                    );
+                    Union::Overlay
+                }
+            },
+        };
+        let cmdline = match raw.cmdline.map(|c| self.sourced(c)) {
+            Some(c) => {
+                self.check_cmdline(&c, &key("cmdline"));
+                c.value
+            }
+            None => String::new(),
+        };
+        let mirror = match raw.mirror.map(|m| self.sourced(m)) {
+            Some(m) => {
+                let ok = ["http://", "https://", "file:/"]
+                    .iter()
+                    .any(|p| m.value.starts_with(p))
+                    && !m
+                        .value
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'');
+                if !ok {
+                    self.error(
+                        m.origin.clone(),
+                        key("mirror"),
+                        format!(
+                            "{:?} is not a mirror URL (expected http://, https:// or file:/)",
+                            m.value
+                        ),
+                    );
+                }
+                m.value
+            }
+            None => mirror_default(),
+        };
+        let bootstrapper = match raw.bootstrapper.map(|b| self.sourced(b)) {
+            None => Bootstrapper::Mmdebstrap,
+            Some(b) => match b.value.as_str() {
+                "debootstrap" => Bootstrapper::Debootstrap,
+                "mmdebstrap" => Bootstrapper::Mmdebstrap,
+                _ => {
+                    self.error(
+                        b.origin.clone(),
+                        key("bootstrapper"),
+                        format!(
+                            "{:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"",
+                            b.value
+                        ),
+                    );
+                    Bootstrapper::Mmdebstrap
+                }
+            },
+        };
+        let files = raw.files.map(|f| self.sourced(f)).map(|f| {
+            let p = self.path_value(&f, &key("files"), base);
+            if !p.is_dir() {
+                self.error(
+                    f.origin.clone(),
+                    key("files"),
+                    format!(
+                        "{:?} is not a folder ({}); create it or remove the key",
+                        f.value,
+                        p.display()
+                    ),
+                );
+            }
+            p
+        });
+        let root_password_hash = raw.root_password_hash.map(|h| self.sourced(h)).map(|h| {
+            let looks_crypt = h.value.starts_with('$')
+                && h.value.matches('$').count() >= 3
+                && h.value.chars().all(|c| c.is_ascii_graphic());
+            if !looks_crypt {
+                self.error(
+                    h.origin.clone(),
+                    key("root_password_hash"),
+                    "is not a crypt(3) hash; never put a plain password here: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`",
+                );
+            }
+            h.value
+        });
+        let mut ssh_authorized_keys = Vec::new();
+        for k in raw.ssh_authorized_keys {
+            let k = self.sourced(k);
+            if k.value.trim().is_empty() || k.value.chars().any(|c| c.is_control()) {
+                self.error(
+                    k.origin.clone(),
+                    key("ssh_authorized_keys"),
+                    "each key is one line of an authorized_keys file (like \"ssh-ed25519 AAAA… user@host\")",
+                );
+            }
+            ssh_authorized_keys.push(k.value);
+        }
+        let nis_domain = raw.nis_domain.map(|d| self.sourced(d)).map(|d| {
+            if !is_dns_name(&d.value) {
+                self.error(
+                    d.origin.clone(),
+                    key("nis_domain"),
+                    format!("{:?} is not a NIS domain name", d.value),
+                );
+            }
+            d.value
+        });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Image {
+            name: name.value.clone(),
+            suite: suite.value,
+            arch,
+            packages,
+            union,
+            cmdline,
+            mirror,
+            bootstrapper,
+            files,
+            root_password_hash,
+            ssh_authorized_keys,
+            nis_domain,
+        })
+    }
+
+    fn check_cmdline(&mut self, c: &Sourced<String>, key: &str) {
+        if c.value.chars().any(|ch| ch.is_control()) {
+            self.error(
+                c.origin.clone(),
+                key,
+                "kernel arguments are one line: remove the newline or control character",
+            );
+        }
+    }
+
+    fn nodes(
+        &mut self,
+        inputs: Vec<NodeInput>,
+        cluster: Option<&Cluster>,
+        images: &BTreeMap<String, Image>,
+    ) -> Vec<Node> {
+        let mut nodes = Vec::with_capacity(inputs.len());
+        let mut hostnames: HashMap<String, Origin> = HashMap::with_capacity(inputs.len());
+        let mut macs: HashMap<String, Origin> = HashMap::with_capacity(inputs.len());
+        let mut ips: HashMap<Ipv4Addr, Origin> = HashMap::with_capacity(inputs.len());
+        let only_image = if images.len() == 1 {
+            images.keys().next().cloned()
+        } else {
+            None
+        };
+        for n in inputs {
+            let before = self.errors.len();
+            let hostname = n.hostname.value.clone();
+            if !is_dns_label(&hostname) {
+                self.error(
+                    n.hostname.origin.clone(),
+                    "hostname",
+                    format!(
+                        "{hostname:?} is not a valid hostname (1 to 63 letters, digits and '-', not starting or ending with '-')"
+                    ),
+                );
+            } else if let Some(first) =
+                hostnames.insert(hostname.to_ascii_lowercase(), n.hostname.origin.clone())
+            {
+                self.error(
+                    n.hostname.origin.clone(),
+                    "hostname",
+                    format!("{hostname:?} is already used by the node at {first}"),
+                );
+            }
+            let mac = match parse_mac(&n.mac.value) {
+                Ok(m) => {
+                    if let Some(first) = macs.insert(m.clone(), n.mac.origin.clone()) {
+                        self.error(
+                            n.mac.origin.clone(),
+                            "mac",
+                            format!("{:?} is already used by the node at {first}", n.mac.value),
+                        );
+                    }
+                    m
+                }
+                Err(why) => {
+                    self.error(
+                        n.mac.origin.clone(),
+                        "mac",
+                        format!("{:?} {why}", n.mac.value),
+                    );
+                    String::new()
+                }
+            };
+            let ip = self.ipv4(&n.ip, "ip");
+            if let Some(ip) = ip {
+                if let Some(c) = cluster {
+                    self.check_host_in(&n.ip.origin, "ip", ip, c.network);
+                    if ip == c.master {
+                        self.error(
+                            n.ip.origin.clone(),
+                            "ip",
+                            format!("{ip} is the master's address"),
+                        );
+                    } else if Some(ip) == c.gateway {
+                        self.error(
+                            n.ip.origin.clone(),
+                            "ip",
+                            format!("{ip} is the gateway's address"),
+                        );
+                    }
+                }
+                if let Some(first) = ips.insert(ip, n.ip.origin.clone()) {
+                    self.error(
+                        n.ip.origin.clone(),
+                        "ip",
+                        format!("{ip} is already used by the node at {first}"),
+                    );
+                }
+            }
+            let image = match &n.image {
+                Some(i) => {
+                    if i.value.contains('@') {
+                        self.error(
+                            i.origin.clone(),
+                            "image",
+                            format!(
+                                "{:?}: pinning a node to a generation (image@generation) is not supported yet; name the image alone",
+                                i.value
+                            ),
+                        );
+                    } else if !images.contains_key(&i.value) {
+                        self.error(
+                            i.origin.clone(),
+                            "image",
+                            format!(
+                                "names image {:?}, which is not defined; define [images.{}] or use one of: {}",
+                                i.value,
+                                i.value,
+                                image_list(images)
+                            ),
+                        );
+                    }
+                    i.value.clone()
+                }
+                None => {
+                    if images.contains_key("default") {
+                        "default".to_string()
+                    } else if let Some(only) = &only_image {
+                        only.clone()
+                    } else {
+                        self.error(
+                            n.origin.clone(),
+                            "image",
+                            format!(
+                                "this node names no image and there is no [images.default]; add image = one of: {}",
+                                image_list(images)
+                            ),
+                        );
+                        String::new()
+                    }
+                }
+            };
+            let cmdline = match &n.cmdline {
+                Some(c) => {
+                    self.check_cmdline(c, "cmdline");
+                    c.value.clone()
+                }
+                None => String::new(),
+            };
+            if self.errors.len() == before {
+                nodes.push(Node {
+                    hostname,
+                    mac,
+                    ip: ip.expect("checked"),
+                    image,
+                    cmdline,
+                });
+            }
+        }
+        nodes
+    }
+}
+
+fn image_list(images: &BTreeMap<String, Image>) -> String {
+    if images.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        images.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Parses a MAC address (`:` or `-` separated) into lowercase colon form.
+pub fn parse_mac(s: &str) -> Result<String, &'static str> {
+    const BAD: &str = "is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)";
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(BAD);
+    }
+    let first = u8::from_str_radix(parts[0], 16).map_err(|_| BAD)?;
+    if first & 1 == 1 {
+        return Err("is a multicast address, which no network card has");
+    }
+    if parts.iter().all(|p| *p == "00") {
+        return Err("is the all-zero address, which no network card has");
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
+}
+
+/// A DNS label: 1–63 letters, digits and '-', not at either end.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+fn is_image_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_word(s: &str, extra: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
+}
+
+/// The mirror that the master's own apt sources use, or empty.
+pub fn system_mirror() -> String {
+    mirror_from_sources(
+        Path::new("/etc/apt/sources.list.d"),
+        Path::new("/etc/apt/sources.list"),
+    )
+    .unwrap_or_default()
+}
+
+/// Finds the first Debian archive URI in deb822 `.sources` files or a
+/// one-line `sources.list`; security and backports archives are skipped.
+pub fn mirror_from_sources(dir: &Path, list: &Path) -> Option<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "sources"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        for stanza in text.split("\n\n") {
+            let field = |name: &str| {
+                stanza.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+                })
+            };
+            let enabled = field("Enabled").is_none_or(|v| v != "no");
+            let is_deb = field("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+            let suites = field("Suites").unwrap_or_default();
+            if enabled && is_deb && !suites.contains("security") && !suites.contains("backports") {
+                if let Some(uri) =
+                    field("URIs").and_then(|u| u.split_whitespace().next().map(str::to_string))
+                {
+                    return Some(uri);
+                }
+            }
+        }
+    }
+    let text = std::fs::read_to_string(list).ok()?;
+    for line in text.lines() {
+        let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
+        if words.next() != Some("deb") {
+            continue;
+        }
+        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !suite.contains("security") && !suite.contains("backports") {
+            return Some(uri.to_string());
+        }
+    }
+    None
+}

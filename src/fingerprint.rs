@@ -1,0 +1,288 @@
+//! Keys, output hashes and the stat cache.
+//!
+//! A task's [`CacheKey`] is a blake3 hash over a canonical list of named
+//! inputs (config values serialized as JSON with sorted keys, file bytes,
+//! tool versions, dependency output hashes). Outputs are fingerprinted by
+//! content; a stat snapshot (size, mtime, ctime, inode) lets a no-op build
+//! trust a recorded hash without reading the file again.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// A blake3 hash, printed as hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    pub fn of(bytes: &[u8]) -> Self {
+        Fingerprint(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn of_json<T: Serialize>(value: &T) -> Self {
+        // serde_json's Value keeps object keys sorted: canonical by construction.
+        let v = serde_json::to_value(value).expect("config values serialize");
+        Fingerprint::of(&serde_json::to_vec(&v).expect("json"))
+    }
+
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_string()
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.short())
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Fingerprint::from_hex(&s).ok_or_else(|| serde::de::Error::custom("bad fingerprint"))
+    }
+}
+
+/// The key of one task: what its result depends on.
+pub type CacheKey = Fingerprint;
+
+/// One named input of a task key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    pub name: String,
+    pub hash: Fingerprint,
+}
+
+/// Computes a key from the task kind, its recipe version and its inputs.
+pub fn cache_key(kind: &str, recipe: u32, inputs: &[Input]) -> CacheKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ddc-key-v1\0");
+    h.update(kind.as_bytes());
+    h.update(&recipe.to_le_bytes());
+    for i in inputs {
+        h.update(&(i.name.len() as u64).to_le_bytes());
+        h.update(i.name.as_bytes());
+        h.update(&i.hash.0);
+    }
+    Fingerprint(*h.finalize().as_bytes())
+}
+
+/// The stat fields that change whenever a file's content may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StatStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+}
+
+impl StatStamp {
+    pub fn of(m: &fs::Metadata) -> Self {
+        StatStamp {
+            size: m.size(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+pub fn hash_file(path: &Path) -> Result<Fingerprint> {
+    let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(Fingerprint(*h.finalize().as_bytes()))
+}
+
+/// One entry of a tree's stat cache.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub path: String,
+    pub stamp: StatStamp,
+    /// Mode, uid, gid, and for devices the device number.
+    pub meta: (u32, u32, u32, u64),
+    /// Content hash of a file, of a link's target, or zero for a folder.
+    pub hash: Fingerprint,
+}
+
+/// A whole tree's fingerprint, with the stat cache that lets the next check
+/// skip reading unchanged files.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct TreeStamp {
+    pub entries: Vec<TreeEntry>,
+}
+
+impl TreeStamp {
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut h = blake3::Hasher::new();
+        h.update(b"ddc-tree-v1\0");
+        for e in &self.entries {
+            h.update(e.path.as_bytes());
+            h.update(b"\0");
+            h.update(&e.meta.0.to_le_bytes());
+            h.update(&e.meta.1.to_le_bytes());
+            h.update(&e.meta.2.to_le_bytes());
+            h.update(&e.meta.3.to_le_bytes());
+            h.update(&e.hash.0);
+        }
+        Fingerprint(*h.finalize().as_bytes())
+    }
+}
+
+/// Scans a tree, reusing hashes from `previous` for entries whose stat stamp
+/// is unchanged. Returns the new stamp and whether anything was rehashed.
+pub fn scan_tree(root: &Path, previous: Option<&TreeStamp>) -> Result<(TreeStamp, bool)> {
+    let known: HashMap<&str, &TreeEntry> = previous
+        .map(|p| p.entries.iter().map(|e| (e.path.as_str(), e)).collect())
+        .unwrap_or_default();
+    let mut entries = Vec::new();
+    let mut rehashed = false;
+    for entry in walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .same_file_system(true)
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
+        let rel: PathBuf = entry.path().strip_prefix(root)?.to_path_buf();
+        let rel = rel.to_string_lossy().into_owned();
+        let m = entry
+            .path()
+            .symlink_metadata()
+            .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+        let stamp = StatStamp::of(&m);
+        let ft = m.file_type();
+        let rdev = if ft.is_char_device() || ft.is_block_device() {
+            m.rdev()
+        } else {
+            0
+        };
+        let meta = (m.mode(), m.uid(), m.gid(), rdev);
+        let hash = if let Some(old) = known.get(rel.as_str()).filter(|o| o.stamp == stamp) {
+            old.hash
+        } else if ft.is_file() {
+            rehashed = true;
+            hash_file(entry.path())?
+        } else if ft.is_symlink() {
+            rehashed = true;
+            let t = fs::read_link(entry.path())?;
+            Fingerprint::of(t.as_os_str().as_encoded_bytes())
+        } else {
+            Fingerprint([0; 32])
+        };
+        entries.push(TreeEntry {
+            path: rel,
+            stamp,
+            meta,
+            hash,
+        });
+    }
+    Ok((TreeStamp { entries }, rehashed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, v: &str) -> Input {
+        Input {
+            name: name.into(),
+            hash: Fingerprint::of(v.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn key_depends_on_every_part() {
+        let base = cache_key("pxe", 1, &[input("node.mac", "a"), input("x", "b")]);
+        assert_eq!(
+            base,
+            cache_key("pxe", 1, &[input("node.mac", "a"), input("x", "b")])
+        );
+        assert_ne!(
+            base,
+            cache_key("dhcp", 1, &[input("node.mac", "a"), input("x", "b")])
+        );
+        assert_ne!(
+            base,
+            cache_key("pxe", 2, &[input("node.mac", "a"), input("x", "b")])
+        );
+        assert_ne!(
+            base,
+            cache_key("pxe", 1, &[input("node.mac", "c"), input("x", "b")])
+        );
+        // Names are length-prefixed: moving a byte between name and value differs.
+        assert_ne!(
+            cache_key("k", 1, &[input("ab", "c")]),
+            cache_key("k", 1, &[input("a", "bc")])
+        );
+    }
+
+    #[test]
+    fn json_fingerprint_is_canonical() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
+        assert_eq!(Fingerprint::of_json(&a), Fingerprint::of_json(&b));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let f = Fingerprint::of(b"x");
+        assert_eq!(Fingerprint::from_hex(&f.hex()), Some(f));
+    }
+
+    #[test]
+    fn tree_scan_sees_changes_and_reuses_stamps() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("a")).unwrap();
+        fs::write(d.path().join("a/f"), "one").unwrap();
+        let (t1, _) = scan_tree(d.path(), None).unwrap();
+        let (t2, rehashed) = scan_tree(d.path(), Some(&t1)).unwrap();
+        assert!(!rehashed);
+        assert_eq!(t1.fingerprint(), t2.fingerprint());
+        fs::write(d.path().join("a/f"), "two").unwrap();
+        let (t3, rehashed) = scan_tree(d.path(), Some(&t2)).unwrap();
+        assert!(rehashed);
+        assert_ne!(t1.fingerprint(), t3.fingerprint());
+    }
+}

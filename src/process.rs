@@ -1,0 +1,104 @@
+//! Running step subprocesses: output to the task's log, each child in its own
+//! process group, and cancellation (Ctrl-C, SIGTERM) that stops them so the
+//! guards around them can unwind and unmount.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// The build's cancellation state, shared by the signal thread and workers.
+#[derive(Default)]
+pub struct Cancel {
+    flag: AtomicBool,
+    groups: Mutex<HashSet<i32>>,
+}
+
+impl Cancel {
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Stops every running child: SIGTERM now, SIGKILL to what is left after
+    /// a grace period.
+    pub fn cancel(self: &Arc<Self>, signal_name: &str) {
+        let first = !self.flag.swap(true, Ordering::SeqCst);
+        let sig = if first {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGKILL
+        };
+        tracing::warn!("{signal_name}: stopping running steps");
+        self.signal_all(sig);
+        if first {
+            let me = Arc::clone(self);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(10));
+                me.signal_all(Signal::SIGKILL);
+            });
+        }
+    }
+
+    fn signal_all(&self, sig: Signal) {
+        for &g in self.groups.lock().expect("groups").iter() {
+            let _ = killpg(Pid::from_raw(g), sig);
+        }
+    }
+}
+
+/// Installs SIGINT and SIGTERM handlers that cancel the build.
+pub fn install_signal_handlers(cancel: &Arc<Cancel>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let cancel = Arc::clone(cancel);
+    std::thread::spawn(move || {
+        for s in signals.forever() {
+            cancel.cancel(if s == SIGINT {
+                "interrupted"
+            } else {
+                "terminated"
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Runs a command with its output appended to `log`; fails on a non-zero exit.
+pub fn run_logged(cmd: &mut Command, log: &File, cancel: &Cancel) -> Result<()> {
+    if cancel.is_cancelled() {
+        bail!("cancelled");
+    }
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let pid = child.id() as i32;
+    cancel.groups.lock().expect("groups").insert(pid);
+    if cancel.is_cancelled() {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    let status = child.wait();
+    cancel.groups.lock().expect("groups").remove(&pid);
+    let status = status.with_context(|| format!("cannot wait for {program}"))?;
+    if cancel.is_cancelled() {
+        bail!("cancelled");
+    }
+    if !status.success() {
+        match status.code() {
+            Some(c) => bail!("{program} exited with status {c}"),
+            None => bail!("{program} was killed by a signal"),
+        }
+    }
+    Ok(())
+}

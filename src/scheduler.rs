@@ -1,0 +1,327 @@
+//! Runs a DAG of tasks in dependency order: cheap tasks on rayon's pool,
+//! heavy ones on a bounded pool of `jobs` threads. A failed task stops its
+//! dependents; without keep-going it also stops everything not yet started.
+//!
+//! The scheduler knows tasks only as indices with dependencies and a weight;
+//! what a task does and what is printed belong to the caller. The
+//! [`DependencyQueue`] is tested here without running anything.
+
+use std::collections::VecDeque;
+use std::sync::mpsc;
+
+/// Why a task did not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// A task it depends on failed (index of that task).
+    DependencyFailed(usize),
+    /// The build stopped after a failure (no `--keep-going`).
+    Stopped,
+    /// The build was interrupted.
+    Cancelled,
+}
+
+/// Tracks which tasks are ready, running, done or skipped.
+pub struct DependencyQueue {
+    waiting_on: Vec<usize>,
+    dependents: Vec<Vec<usize>>,
+    ready: VecDeque<usize>,
+    state: Vec<QState>,
+    left: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum QState {
+    Excluded,
+    Waiting,
+    Ready,
+    Running,
+    Done,
+}
+
+impl DependencyQueue {
+    /// `deps[i]` lists what task `i` needs; only tasks with `wanted[i]` run
+    /// (the caller passes a mask closed under dependencies).
+    pub fn new(deps: &[Vec<usize>], wanted: &[bool]) -> Self {
+        let n = deps.len();
+        let mut q = DependencyQueue {
+            waiting_on: vec![0; n],
+            dependents: vec![Vec::new(); n],
+            ready: VecDeque::new(),
+            state: vec![QState::Excluded; n],
+            left: 0,
+        };
+        for i in 0..n {
+            if !wanted[i] {
+                continue;
+            }
+            q.left += 1;
+            q.state[i] = QState::Waiting;
+            for &d in &deps[i] {
+                debug_assert!(wanted[d], "the wanted set must include dependencies");
+                q.waiting_on[i] += 1;
+                q.dependents[d].push(i);
+            }
+        }
+        for i in 0..n {
+            if q.state[i] == QState::Waiting && q.waiting_on[i] == 0 {
+                q.state[i] = QState::Ready;
+                q.ready.push_back(i);
+            }
+        }
+        q
+    }
+
+    /// The next task whose dependencies are all done.
+    pub fn pop(&mut self) -> Option<usize> {
+        let i = self.ready.pop_front()?;
+        self.state[i] = QState::Running;
+        Some(i)
+    }
+
+    /// Marks a running task finished. On failure returns the tasks that now
+    /// cannot run (its transitive dependents), each with the reason.
+    pub fn finish(&mut self, i: usize, ok: bool) -> Vec<(usize, Skip)> {
+        assert_eq!(self.state[i], QState::Running, "task {i} was not running");
+        self.state[i] = QState::Done;
+        self.left -= 1;
+        let mut skipped = Vec::new();
+        if ok {
+            for k in 0..self.dependents[i].len() {
+                let d = self.dependents[i][k];
+                self.waiting_on[d] -= 1;
+                if self.waiting_on[d] == 0 && self.state[d] == QState::Waiting {
+                    self.state[d] = QState::Ready;
+                    self.ready.push_back(d);
+                }
+            }
+        } else {
+            let mut stack = self.dependents[i].clone();
+            while let Some(d) = stack.pop() {
+                if matches!(self.state[d], QState::Waiting | QState::Ready) {
+                    self.state[d] = QState::Done;
+                    self.left -= 1;
+                    skipped.push((d, Skip::DependencyFailed(i)));
+                    stack.extend(self.dependents[d].iter().copied());
+                }
+            }
+            self.ready.retain(|&r| self.state[r] == QState::Ready);
+        }
+        skipped
+    }
+
+    /// Gives up on everything not started yet.
+    pub fn abandon(&mut self, why: Skip) -> Vec<(usize, Skip)> {
+        let mut out = Vec::new();
+        for i in 0..self.state.len() {
+            if matches!(self.state[i], QState::Waiting | QState::Ready) {
+                self.state[i] = QState::Done;
+                self.left -= 1;
+                out.push((i, why.clone()));
+            }
+        }
+        self.ready.clear();
+        out
+    }
+
+    /// True when every wanted task is done or skipped.
+    pub fn is_finished(&self) -> bool {
+        self.left == 0
+    }
+}
+
+/// Options of one execution.
+pub struct Options {
+    pub jobs: usize,
+    pub keep_going: bool,
+}
+
+/// Runs every wanted task. `run(i)` does task `i` and returns whether it
+/// succeeded; `skipped` hears of each task that will not run. `cancelled`
+/// is polled between tasks.
+pub fn execute(
+    deps: &[Vec<usize>],
+    wanted: &[bool],
+    heavy: &[bool],
+    opts: &Options,
+    cancelled: &(dyn Fn() -> bool + Sync),
+    run: &(dyn Fn(usize) -> bool + Sync),
+    skipped: &mut dyn FnMut(usize, Skip),
+) {
+    let mut queue = DependencyQueue::new(deps, wanted);
+    let heavy_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .thread_name(|i| format!("ddc-heavy-{i}"))
+        .build()
+        .expect("a thread pool");
+    let (tx, rx) = mpsc::channel::<(usize, bool)>();
+    let mut running = 0usize;
+    let mut stopping = false;
+    rayon::in_place_scope(|light| {
+        heavy_pool.in_place_scope(|heavy_scope| loop {
+            if !stopping && cancelled() {
+                stopping = true;
+                for (i, s) in queue.abandon(Skip::Cancelled) {
+                    skipped(i, s);
+                }
+            }
+            while !stopping {
+                let Some(i) = queue.pop() else { break };
+                running += 1;
+                let tx = tx.clone();
+                let job = move || {
+                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i)))
+                        .unwrap_or(false);
+                    let _ = tx.send((i, ok));
+                };
+                if heavy[i] {
+                    heavy_scope.spawn(move |_| job());
+                } else {
+                    light.spawn(move |_| job());
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, ok)) = rx.recv() else { break };
+            running -= 1;
+            for (d, s) in queue.finish(i, ok) {
+                skipped(d, s);
+            }
+            if !ok && !opts.keep_going && !stopping {
+                stopping = true;
+                for (d, s) in queue.abandon(Skip::Stopped) {
+                    skipped(d, s);
+                }
+            }
+        });
+    });
+    debug_assert!(queue.is_finished());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    // 0 → 1 → 2, 0 → 3, 4 alone
+    fn deps() -> Vec<Vec<usize>> {
+        vec![vec![], vec![0], vec![1], vec![0], vec![]]
+    }
+
+    #[test]
+    fn releases_tasks_in_dependency_order() {
+        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
+        assert_eq!(q.pop(), Some(0));
+        assert_eq!(q.pop(), Some(4));
+        assert_eq!(q.pop(), None);
+        assert!(q.finish(0, true).is_empty());
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.pop(), Some(3));
+        q.finish(1, true);
+        q.finish(3, true);
+        q.finish(4, true);
+        assert_eq!(q.pop(), Some(2));
+        q.finish(2, true);
+        assert!(q.is_finished());
+    }
+
+    #[test]
+    fn failure_skips_transitive_dependents_only() {
+        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
+        q.pop();
+        q.pop();
+        let mut s = q.finish(0, false);
+        s.sort_by_key(|x| x.0);
+        assert_eq!(
+            s,
+            vec![
+                (1, Skip::DependencyFailed(0)),
+                (2, Skip::DependencyFailed(0)),
+                (3, Skip::DependencyFailed(0))
+            ]
+        );
+        q.finish(4, true);
+        assert!(q.is_finished());
+    }
+
+    #[test]
+    fn only_wanted_tasks_run() {
+        let mut q = DependencyQueue::new(&deps(), &[true, true, false, false, false]);
+        assert_eq!(q.pop(), Some(0));
+        q.finish(0, true);
+        assert_eq!(q.pop(), Some(1));
+        q.finish(1, true);
+        assert!(q.is_finished());
+    }
+
+    #[test]
+    fn abandon_skips_everything_not_started() {
+        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
+        q.pop();
+        let s = q.abandon(Skip::Stopped);
+        assert_eq!(s.len(), 4);
+        q.finish(0, true);
+        assert!(q.is_finished());
+    }
+
+    fn run_all(keep_going: bool, fail: usize) -> (Vec<usize>, Vec<(usize, Skip)>) {
+        let ran = Mutex::new(Vec::new());
+        let mut skipped = Vec::new();
+        execute(
+            &deps(),
+            &[true; 5],
+            &[false, true, false, true, false],
+            &Options {
+                jobs: 2,
+                keep_going,
+            },
+            &|| false,
+            &|i| {
+                ran.lock().unwrap().push(i);
+                i != fail
+            },
+            &mut |i, s| skipped.push((i, s)),
+        );
+        let mut ran = ran.into_inner().unwrap();
+        ran.sort();
+        skipped.sort_by_key(|x| x.0);
+        (ran, skipped)
+    }
+
+    #[test]
+    fn executes_everything_once() {
+        let (ran, skipped) = run_all(true, 99);
+        assert_eq!(ran, vec![0, 1, 2, 3, 4]);
+        assert!(skipped.is_empty());
+    }
+
+    #[test]
+    fn keep_going_lets_independent_work_finish() {
+        let (ran, skipped) = run_all(true, 1);
+        assert_eq!(ran, vec![0, 1, 3, 4]);
+        assert_eq!(skipped, vec![(2, Skip::DependencyFailed(1))]);
+    }
+
+    #[test]
+    fn a_panicking_task_counts_as_failed() {
+        let mut skipped = Vec::new();
+        execute(
+            &deps(),
+            &[true; 5],
+            &[false; 5],
+            &Options {
+                jobs: 1,
+                keep_going: true,
+            },
+            &|| false,
+            &|i| {
+                if i == 0 {
+                    panic!("boom");
+                }
+                true
+            },
+            &mut |i, s| skipped.push((i, s)),
+        );
+        assert_eq!(skipped.len(), 3);
+    }
+}

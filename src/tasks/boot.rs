@@ -1,0 +1,159 @@
+//! The TFTP side: bootloader files copied from the master's packages, and one
+//! pxelinux entry per node, found by MAC, for BIOS and for UEFI.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::{Config, Image};
+use crate::fsutil::atomic_write;
+use crate::task::{Kind, Produced, RunCtx};
+
+/// A bootloader file on the master, with the package that ships it.
+pub struct LoaderSource {
+    pub path: PathBuf,
+    pub package: &'static str,
+}
+
+/// (path in the TFTP root, source on the master).
+pub fn loader_files() -> Vec<(&'static str, LoaderSource)> {
+    let src = |p: &str, package| LoaderSource {
+        path: PathBuf::from(p),
+        package,
+    };
+    vec![
+        (
+            "pxelinux.0",
+            src("/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
+        ),
+        (
+            "ldlinux.c32",
+            src(
+                "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                "syslinux-common",
+            ),
+        ),
+        (
+            "efi64/syslinux.efi",
+            src("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "syslinux-efi"),
+        ),
+        (
+            "efi64/ldlinux.e64",
+            src(
+                "/usr/lib/syslinux/modules/efi64/ldlinux.e64",
+                "syslinux-common",
+            ),
+        ),
+    ]
+}
+
+pub fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
+    let mut out = Produced::default();
+    for (rel, src) in loader_files() {
+        let bytes = std::fs::read(&src.path).with_context(|| {
+            format!(
+                "cannot read {}: install the Debian package {}",
+                src.path.display(),
+                src.package
+            )
+        })?;
+        let dest = ctx.cfg.paths.tftp_root.join(rel);
+        atomic_write(&dest, &bytes, false)?;
+        out.files.push(dest);
+    }
+    Ok(out)
+}
+
+/// Where the two firmware kinds look for a node's entry.
+pub fn entry_paths(tftp_root: &Path, name: &str) -> [PathBuf; 2] {
+    [
+        tftp_root.join("pxelinux.cfg").join(name),
+        tftp_root.join("efi64/pxelinux.cfg").join(name),
+    ]
+}
+
+#[derive(Serialize)]
+struct EntryContext<'a> {
+    label: &'a str,
+    hostname: Option<&'a str>,
+    mac: Option<&'a str>,
+    image: &'a str,
+    generation: &'a str,
+    kernel: &'a str,
+    initrd: &'a str,
+    append: String,
+}
+
+/// The kernel arguments of an entry: the NFS root, then the image's and the
+/// node's own arguments.
+pub fn append_line(cfg: &Config, root: &str, img: &Image, node_cmdline: &str) -> String {
+    let mut s = format!(
+        "boot=nfs nfsroot={}:{},vers=3,tcp ip=dhcp ro",
+        cfg.cluster.master, root
+    );
+    for extra in [img.cmdline.as_str(), node_cmdline] {
+        if !extra.trim().is_empty() {
+            s.push(' ');
+            s.push_str(extra.trim());
+        }
+    }
+    s
+}
+
+/// Writes a node's entry (or the default one, for `node == None`).
+pub fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
+    let cfg = ctx.cfg;
+    let (name, image, cmdline, hostname, mac) = match node {
+        Some(i) => {
+            let n = &cfg.nodes[i];
+            (
+                n.pxe_name(),
+                n.image.as_str(),
+                n.cmdline.as_str(),
+                Some(n.hostname.as_str()),
+                Some(n.mac.as_str()),
+            )
+        }
+        None => (
+            "default".to_string(),
+            cfg.server.default_entry.as_deref().unwrap_or_default(),
+            "",
+            None,
+            None,
+        ),
+    };
+    let publish = ctx
+        .dep(Kind::Publish)
+        .context("internal error: a boot entry without its image's publish task")?;
+    let meta = &publish.meta;
+    let field = |k: &str| -> Result<String> {
+        meta.get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| {
+                format!("publish:{image} recorded no {k}; run `ddc clean publish:{image}`")
+            })
+    };
+    let img = &cfg.images[image];
+    let root = field("root")?;
+    let ctx_data = EntryContext {
+        label: hostname.unwrap_or("default"),
+        hostname,
+        mac,
+        image,
+        generation: &field("generation")?,
+        kernel: &field("kernel")?,
+        initrd: &field("initrd")?,
+        append: append_line(cfg, &root, img, cmdline),
+    };
+    let text = ctx
+        .templates
+        .render("templates/pxelinux.cfg.j2", &ctx_data)?;
+    let mut out = Produced::default();
+    for p in entry_paths(&cfg.paths.tftp_root, &name) {
+        atomic_write(&p, text.as_bytes(), false)?;
+        out.files.push(p);
+    }
+    Ok(out)
+}

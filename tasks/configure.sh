@@ -1,0 +1,99 @@
+#!/bin/sh
+# ddc: chroot
+# ddc: root
+# Turn the installed image into a diskless node: the root is NFS (read-only)
+# under a tmpfs overlay, both set up by the initramfs. Idempotent.
+set -eu
+
+R=${DDC_ROOTFS:?}
+say() { echo "ddc: $*"; }
+
+# 1. The image's own files, owners and modes kept. tar rather than cp -a:
+#    it follows the image's directory symlinks (/lib -> usr/lib with merged
+#    /usr) instead of failing on them, and leaves existing directories' modes
+#    alone (--no-overwrite-dir), so the tree's root cannot change the image's /.
+if [ -n "${DDC_FILES:-}" ]; then
+    say "copying $DDC_FILES over the image"
+    tar -C "$DDC_FILES" -cf - . |
+        tar -C "$R" -xpf - --numeric-owner --keep-directory-symlink --no-overwrite-dir
+fi
+
+# 2. fstab: no root line (the initramfs mounts /), volatile /tmp and /var/tmp.
+say "writing /etc/fstab"
+cat >"$R/etc/fstab" <<'EOF'
+# ddc: / is the NFS root (read-only) under a tmpfs overlay, mounted by the initramfs.
+tmpfs  /tmp      tmpfs  nosuid,nodev,mode=1777  0 0
+tmpfs  /var/tmp  tmpfs  nosuid,nodev,mode=1777  0 0
+EOF
+
+# 3. Identity: the name comes from DHCP; an empty (not absent) machine-id makes
+#    systemd generate one per node at boot (machine-id(5)); dbus's copy must
+#    not hold a shared ID either.
+say "emptying /etc/hostname and /etc/machine-id"
+: >"$R/etc/hostname"
+rm -f "$R/etc/machine-id"; : >"$R/etc/machine-id"; chmod 444 "$R/etc/machine-id"
+if [ -d "$R/var/lib/dbus" ]; then ln -sfn /etc/machine-id "$R/var/lib/dbus/machine-id"; fi
+ln -sfn /proc/self/mounts "$R/etc/mtab"
+
+# 4. The journal lives in RAM.
+say "journald Storage=volatile"
+mkdir -p "$R/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' >"$R/etc/systemd/journald.conf.d/ddc.conf"
+
+# 5. The NFS interface is configured by the initramfs; nothing may touch it
+#    (a DHCP release or an "ip addr flush" would hang the root filesystem).
+say "network managers keep off the interfaces set up by the initramfs"
+mkdir -p "$R/etc/network"
+cat >"$R/etc/network/interfaces" <<'EOF'
+# ddc: only lo; the boot interface is configured by the initramfs (NFS root).
+auto lo
+iface lo inet loopback
+EOF
+if [ -d "$R/etc/NetworkManager" ]; then
+    mkdir -p "$R/etc/NetworkManager/conf.d"
+    # all devices; a later conf.d file from $DDC_FILES can narrow this
+    printf '[keyfile]\nunmanaged-devices=*\n' >"$R/etc/NetworkManager/conf.d/ddc-unmanaged.conf"
+fi
+# systemd-networkd only manages links a .network file matches; Debian ships
+# none for real NICs. Warn about any that could grab the boot interface.
+for f in "$R"/etc/systemd/network/*.network; do
+    [ -e "$f" ] && say "WARNING: $f may reconfigure the NFS interface (use KeepConfiguration=yes)"
+done
+
+# 6. Root access.
+if [ -n "${DDC_ROOT_PASSWORD_HASH:-}" ]; then
+    say "setting root's password hash"
+    chroot "$R" usermod -p "$DDC_ROOT_PASSWORD_HASH" root
+fi
+if [ -n "${DDC_SSH_AUTHORIZED_KEYS:-}" ]; then
+    say "writing /root/.ssh/authorized_keys"
+    [ -x "$R/usr/sbin/sshd" ] || say "note: openssh-server is not in the image"
+    install -d -m 700 -o 0 -g 0 "$R/root/.ssh"
+    printf '%s\n' "$DDC_SSH_AUTHORIZED_KEYS" >"$R/root/.ssh/authorized_keys"
+    chown 0:0 "$R/root/.ssh/authorized_keys"; chmod 600 "$R/root/.ssh/authorized_keys"
+fi
+
+# 7. Logs to the master.
+if [ "${DDC_SYSLOG:-0}" = 1 ]; then
+    if [ -x "$R/usr/sbin/rsyslogd" ]; then
+        say "rsyslog forwards everything to $DDC_MASTER:514/udp"
+        mkdir -p "$R/etc/rsyslog.d"
+        printf '# ddc: send the node logs to the master\n*.* @%s:514\n' "$DDC_MASTER" \
+            >"$R/etc/rsyslog.d/ddc-remote.conf"
+    else
+        say "DDC_SYSLOG=1 but rsyslog is not installed: skipping remote logging (add rsyslog to the packages)"
+    fi
+else
+    rm -f "$R/etc/rsyslog.d/ddc-remote.conf"
+fi
+
+# 8. NIS client (the ypbind package itself comes from the package list).
+if [ -n "${DDC_NIS_DOMAIN:-}" ]; then
+    say "NIS domain $DDC_NIS_DOMAIN, server $DDC_MASTER"
+    echo "$DDC_NIS_DOMAIN" >"$R/etc/defaultdomain"
+    printf 'domain %s server %s\n' "$DDC_NIS_DOMAIN" "$DDC_MASTER" >"$R/etc/yp.conf"
+fi
+
+# 9. Mount points the initramfs hook moves the overlay's layers to.
+mkdir -p "$R/ro" "$R/rw"
+say "configure done"

@@ -1,0 +1,61 @@
+#!/bin/sh
+# ddc: chroot
+# ddc: root
+# Make the image's initramfs boot from NFS with a tmpfs union on top, then
+# build /boot/initrd.img-V for every kernel V in the image's /lib/modules.
+set -eu
+
+R=${DDC_ROOTFS:?}
+IT=$R/etc/initramfs-tools
+UNION=${DDC_UNION:-overlay}
+say() { echo "ddc: $*"; }
+case "$UNION" in overlay|aufs) ;; *) echo "ddc: bad DDC_UNION '$UNION'" >&2; exit 1 ;; esac
+[ -d "$IT" ] || { echo "ddc: initramfs-tools is not installed in the image" >&2; exit 1; }
+
+# set_conf KEY VALUE: set (or add) KEY=VALUE in initramfs.conf
+set_conf() {
+    if grep -q "^$1=" "$IT/initramfs.conf"; then
+        sed -i "s|^$1=.*|$1=$2|" "$IT/initramfs.conf"
+    else
+        echo "$1=$2" >>"$IT/initramfs.conf"
+    fi
+}
+say "initramfs.conf: BOOT=nfs MODULES=netboot"
+set_conf BOOT nfs
+set_conf MODULES netboot
+
+say "modules: $UNION"
+sed -i '/^[[:space:]]*\(overlay\|aufs\)[[:space:]]*$/d' "$IT/modules"
+echo "$UNION" >>"$IT/modules"
+
+# conf.d files are copied into the initrd (/conf/conf.d/), where the hook reads them.
+mkdir -p "$IT/conf.d" "$IT/scripts/init-bottom"
+echo "DDC_UNION=$UNION" >"$IT/conf.d/ddc-union"
+# No resume: in a chroot the resume hook would pick the build host's swap.
+echo "RESUME=none" >"$IT/conf.d/resume"
+
+say "installing the init-bottom hook ddc-union"
+install -m 755 "${DDC_TASKS_DIR:?}/initramfs/ddc-union" "$IT/scripts/init-bottom/ddc-union"
+mkdir -p "$R/ro" "$R/rw"          # where the hook leaves the union's layers
+
+n=0
+for dir in "$R"/lib/modules/*; do
+    [ -d "$dir" ] || continue
+    v=${dir##*/}
+    if [ ! -e "$R/boot/vmlinuz-$v" ]; then
+        say "WARNING: /lib/modules/$v has no /boot/vmlinuz-$v, skipped"
+        continue
+    fi
+    # The union module must exist for this kernel (aufs is not in Debian's).
+    if ! find "$dir" -name "$UNION.ko*" | grep -q . &&
+       ! grep -q "/$UNION.ko" "$dir/modules.builtin" 2>/dev/null; then
+        echo "ddc: kernel $v has no $UNION module" >&2
+        exit 1
+    fi
+    say "building /boot/initrd.img-$v"
+    rm -f "$R/boot/initrd.img-$v"
+    chroot "$R" update-initramfs -c -k "$v"
+    n=$((n + 1))
+done
+[ "$n" -gt 0 ] || { echo "ddc: no kernel in the image's /lib/modules" >&2; exit 1; }
+say "initramfs done ($n kernel(s))"
