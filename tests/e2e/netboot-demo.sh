@@ -11,7 +11,8 @@
 #              already has the unit)
 #   TFTP       TFTP root to lay out (default /work/scratch/tftp)
 #   WORK       state/log dir (default /work/scratch/netboot-demo)
-#   KPATH      the path prefix in the pxelinux entries (default "/default")
+#   KPATH      the path prefix in the pxelinux entries (default "::/default":
+#              "/default" fails under syslinux.efi, which asks for efi64//default/...)
 #   NODES      "bios uefi" (default), or one of them
 #   TIMEOUT    seconds per node to reach the marker (default 600)
 set -u
@@ -22,7 +23,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${IMAGE:-/work/scratch/image-default}
 TFTP=${TFTP:-/work/scratch/tftp}
 WORK=${WORK:-/work/scratch/netboot-demo}
-KPATH=${KPATH:-/default}
+KPATH=${KPATH:-::/default}
 NODES=${NODES:-bios uefi}
 TIMEOUT=${TIMEOUT:-600}
 NS=ddc-nbdemo
@@ -111,7 +112,7 @@ EXPORT {
     Path = "$ROOT";
     Pseudo = "$ROOT";
     Protocols = 3;
-    Transports = TCP;
+    Transports = TCP, UDP;
     Access_Type = None;
     Squash = No_Root_Squash;
     SecType = sys;

@@ -154,7 +154,7 @@ NFS_CORE_PARAM {
     Protocols = 3;
     Enable_NLM = false;
     Enable_RQUOTA = false;
-    Enable_UDP = false;
+    Enable_UDP = true;
     NFS_Port = 2049;
     MNT_Port = 20048;
     Bind_addr = 0.0.0.0;

@@ -1,0 +1,171 @@
+//! A test project in a temporary folder: the tiny step scripts from
+//! `tests/fixtures/tiny-tasks`, the real templates from `tasks/templates`, a
+//! Ddcfile, and helpers that run the real `ddc` binary on it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const DDCFILE: &str = r#"tasks_dir = "tasks"
+
+[cluster]
+network = "192.0.2.0/24"
+master  = "192.0.2.1"
+
+[paths]
+tftp_root = "out/tftp"
+nfs_root  = "out/nfsroot"
+exports   = "out/exports.d/ddc.exports"
+ganesha   = "out/ganesha/ddc.conf"
+dhcpd     = "out/dhcp/ddc.conf"
+dnsmasq   = "out/dnsmasq.d/ddc.conf"
+
+[images.default]
+suite    = "bookworm"
+arch     = "amd64"
+packages = ["linux-image-amd64", "nfs-common"]
+union    = "overlay"
+cmdline  = "console=ttyS0"
+
+[[nodes]]
+hostname = "node01"
+mac      = "52:54:00:12:34:56"
+ip       = "192.0.2.11"
+
+[[nodes]]
+hostname = "node02"
+mac      = "52:54:00:12:34:57"
+ip       = "192.0.2.12"
+"#;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self::with(DDCFILE)
+    }
+
+    pub fn with(ddcfile: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ddc-test-")
+            .tempdir()
+            .unwrap();
+        copy_dir(
+            &repo().join("tests/fixtures/tiny-tasks"),
+            &dir.path().join("tasks"),
+        );
+        copy_dir(
+            &repo().join("tasks/templates"),
+            &dir.path().join("tasks/templates"),
+        );
+        std::fs::write(dir.path().join("Ddcfile.toml"), ddcfile).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Replaces `from` by `to` in a file, which must contain it.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let t = self.read(rel);
+        assert!(t.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &t.replacen(from, to, 1));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ddc"));
+        c.args(args).current_dir(self.dir.path());
+        c
+    }
+
+    pub fn ddc(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap())
+    }
+
+    /// Runs `ddc build --json ARGS`, asserts success, and returns the ids of
+    /// the tasks that ran, sorted.
+    pub fn build(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["build", "--json"];
+        all.extend_from_slice(args);
+        let r = self.ddc(&all);
+        assert_eq!(r.code, 0, "ddc build failed:\n{}\n{}", r.stdout, r.stderr);
+        tasks_in(&r.stdout, "ran")
+    }
+}
+
+/// The tasks in `--json` output that ended in `state`, sorted.
+pub fn tasks_in(json_lines: &str, state: &str) -> Vec<String> {
+    let mut out: Vec<String> = json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["state"] == state)
+        .map(|v| v["task"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn strs(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+pub const ALL: &[&str] = &[
+    "bootloader",
+    "configure:default",
+    "debootstrap:default",
+    "dhcp",
+    "exports",
+    "initramfs:default",
+    "packages:default",
+    "publish:default",
+    "pxe:node01",
+    "pxe:node02",
+];

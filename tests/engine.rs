@@ -1,0 +1,484 @@
+//! The engine, through the real binary on the tiny step scripts: what reruns
+//! after each kind of edit, outputs restored, failures, locking, cleaning.
+
+mod common;
+
+use common::{strs, tasks_in, Project, ALL};
+
+const ENTRY1: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-56";
+const ENTRY2: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-57";
+
+#[test]
+fn first_build_runs_everything_and_second_runs_nothing() {
+    let p = Project::new();
+    assert_eq!(p.build(&[]), strs(ALL));
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.trim_end().ends_with('s') && r.stdout.contains("0 ran, 10 cached, 0 failed in "),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn package_change_reruns_from_packages_on_never_debootstrap() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit(
+        "Ddcfile.toml",
+        "\"nfs-common\"]",
+        "\"nfs-common\", \"htop\"]",
+    );
+    assert_eq!(
+        p.build(&[]),
+        strs(&[
+            "configure:default",
+            "exports",
+            "initramfs:default",
+            "packages:default",
+            "publish:default",
+            "pxe:node01",
+            "pxe:node02",
+        ])
+    );
+}
+
+#[test]
+fn mac_change_reruns_that_node_and_dhcp_and_moves_the_entry() {
+    let p = Project::new();
+    p.build(&[]);
+    let entry = p.read(ENTRY2);
+    p.edit("Ddcfile.toml", "52:54:00:12:34:57", "52:54:00:AB:CD:EF");
+    assert_eq!(p.build(&[]), strs(&["dhcp", "pxe:node02"]));
+    assert!(!p.path(ENTRY2).exists(), "the old entry must be gone");
+    assert_eq!(
+        p.read("out/tftp/pxelinux.cfg/01-52-54-00-ab-cd-ef"),
+        entry.replace("12:34:57", "ab:cd:ef")
+    );
+    assert!(p
+        .path("out/tftp/efi64/pxelinux.cfg/01-52-54-00-ab-cd-ef")
+        .exists());
+    assert!(!p
+        .path("out/tftp/efi64/pxelinux.cfg/01-52-54-00-12-34-57")
+        .exists());
+    assert!(p
+        .read("out/dnsmasq.d/ddc.conf")
+        .contains("dhcp-host=52:54:00:ab:cd:ef,192.0.2.12,node02"));
+}
+
+#[test]
+fn ip_change_reruns_dhcp_only() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit("Ddcfile.toml", "192.0.2.12", "192.0.2.99");
+    assert_eq!(p.build(&[]), strs(&["dhcp"]));
+    assert!(p
+        .read("out/dhcp/ddc.conf")
+        .contains("fixed-address 192.0.2.99;"));
+}
+
+#[test]
+fn hostname_change_writes_the_entry_under_its_new_task_and_keeps_the_file() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit("Ddcfile.toml", "\"node02\"", "\"node02b\"");
+    assert_eq!(p.build(&[]), strs(&["dhcp", "pxe:node02b"]));
+    assert!(p.read(ENTRY2).contains("node02b"));
+    assert!(p.read("out/dnsmasq.d/ddc.conf").contains(",node02b\n"));
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+}
+
+#[test]
+fn adding_and_removing_a_node() {
+    let p = Project::new();
+    p.build(&[]);
+    let mut text = p.read("Ddcfile.toml");
+    text.push_str(
+        "\n[[nodes]]\nhostname = \"node03\"\nmac = \"52:54:00:12:34:58\"\nip = \"192.0.2.13\"\n",
+    );
+    p.write("Ddcfile.toml", &text);
+    assert_eq!(p.build(&[]), strs(&["dhcp", "pxe:node03"]));
+    assert!(p
+        .path("out/tftp/pxelinux.cfg/01-52-54-00-12-34-58")
+        .exists());
+    p.write("Ddcfile.toml", common::DDCFILE);
+    let r = p.ddc(&["build", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(tasks_in(&r.stdout, "ran"), strs(&["dhcp"]));
+    assert!(!p
+        .path("out/tftp/pxelinux.cfg/01-52-54-00-12-34-58")
+        .exists());
+    assert!(!p
+        .path("out/tftp/efi64/pxelinux.cfg/01-52-54-00-12-34-58")
+        .exists());
+    assert!(
+        r.stderr.contains("pxe:node03 is no longer in the Ddcfile"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.read("out/dhcp/ddc.conf").contains("node03"));
+}
+
+#[test]
+fn editing_a_template_reruns_the_tasks_that_render_it() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit("tasks/templates/pxelinux.cfg.j2", "TIMEOUT 0", "TIMEOUT 10");
+    assert_eq!(p.build(&[]), strs(&["pxe:node01", "pxe:node02"]));
+    assert!(p.read(ENTRY1).contains("TIMEOUT 10"));
+    p.edit(
+        "tasks/templates/dnsmasq.conf.j2",
+        "enable-tftp",
+        "enable-tftp\nlog-dhcp",
+    );
+    assert_eq!(p.build(&[]), strs(&["dhcp"]));
+}
+
+#[test]
+fn editing_a_step_script_reruns_that_step_and_what_follows() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit(
+        "tasks/initramfs.sh",
+        "initrd $DDC_UNION",
+        "initrd v2 $DDC_UNION",
+    );
+    assert_eq!(
+        p.build(&[]),
+        strs(&[
+            "exports",
+            "initramfs:default",
+            "publish:default",
+            "pxe:node01",
+            "pxe:node02"
+        ])
+    );
+}
+
+#[test]
+fn a_step_rebuilt_to_identical_output_stops_the_ripple() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit(
+        "tasks/configure.sh",
+        "set -eu",
+        "set -eu\n# a comment changes nothing in the image",
+    );
+    assert_eq!(p.build(&[]), strs(&["configure:default"]));
+}
+
+#[test]
+fn image_cmdline_change_rewrites_the_boot_entries_only() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit(
+        "Ddcfile.toml",
+        "cmdline  = \"console=ttyS0\"",
+        "cmdline  = \"console=ttyS0 quiet\"",
+    );
+    assert_eq!(p.build(&[]), strs(&["pxe:node01", "pxe:node02"]));
+    assert!(p.read(ENTRY1).contains("ro console=ttyS0 quiet\n"));
+}
+
+#[test]
+fn a_deleted_or_edited_output_is_restored() {
+    let p = Project::new();
+    p.build(&[]);
+    let entry = p.read(ENTRY1);
+    std::fs::remove_file(p.path(ENTRY1)).unwrap();
+    let r = p.ddc(&["build", "-n"]);
+    assert!(
+        r.stdout.contains(
+            "would run pxe:node01: output missing: out/tftp/pxelinux.cfg/01-52-54-00-12-34-56"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(p.build(&[]), strs(&["pxe:node01"]));
+    assert_eq!(p.read(ENTRY1), entry);
+    p.write("out/dhcp/ddc.conf", "garbage\n");
+    assert_eq!(p.build(&[]), strs(&["dhcp"]));
+    assert!(p.read("out/dhcp/ddc.conf").contains("host node01"));
+}
+
+#[test]
+fn dry_run_says_why_and_runs_nothing() {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit(
+        "Ddcfile.toml",
+        "\"nfs-common\"]",
+        "\"nfs-common\", \"htop\"]",
+    );
+    let r = p.ddc(&["build", "-n"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout
+            .contains("would run packages:default: input changed: images.default.packages\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("ddc: dry run: 7 would run, 3 cached"),
+        "{}",
+        r.stdout
+    );
+    let r = p.ddc(&["build", "-n", "--json"]);
+    assert_eq!(tasks_in(&r.stdout, "stale").len(), 7);
+    assert_eq!(tasks_in(&r.stdout, "cached").len(), 3);
+    // Nothing ran: the same 7 are still stale.
+    let r = p.ddc(&["build", "-n", "--json"]);
+    assert_eq!(tasks_in(&r.stdout, "stale").len(), 7);
+}
+
+#[test]
+fn a_failing_step_exits_1_with_its_log_and_stops_dependents() {
+    let p = Project::new();
+    p.edit(
+        "Ddcfile.toml",
+        "\"nfs-common\"]",
+        "\"nfs-common\", \"does-not-exist\"]",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("error: packages:default failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("cache/logs/packages:default.log"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("E: Unable to locate package does-not-exist"),
+        "{}",
+        r.stderr
+    );
+    let log = p.read("cache/logs/packages:default.log");
+    assert!(log.contains("Unable to locate package"));
+    let r = p.ddc(&["build", "--json", "-k"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(tasks_in(&r.stdout, "failed"), strs(&["packages:default"]));
+    // Independent work finished with -k; dependents were skipped.
+    assert!(tasks_in(&r.stdout, "skipped").contains(&"pxe:node01".to_string()));
+    assert!(p.path("out/dhcp/ddc.conf").exists());
+    // The good stage before is kept: fixing the list does not rerun debootstrap.
+    p.write("Ddcfile.toml", common::DDCFILE);
+    let ran = p.build(&[]);
+    assert!(!ran.contains(&"debootstrap:default".to_string()), "{ran:?}");
+}
+
+#[test]
+fn named_targets_build_only_what_they_need() {
+    let p = Project::new();
+    assert_eq!(p.build(&["dhcp"]), strs(&["dhcp"]));
+    assert_eq!(
+        p.build(&["pxe:node01"]),
+        strs(&[
+            "bootloader",
+            "configure:default",
+            "debootstrap:default",
+            "initramfs:default",
+            "packages:default",
+            "publish:default",
+            "pxe:node01"
+        ])
+    );
+    let r = p.ddc(&["build", "nonsense:task"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("no task \"nonsense:task\""),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn clean_forgets_so_the_next_build_reruns_but_keeps_what_nodes_use() {
+    let p = Project::new();
+    p.build(&[]);
+    let r = p.ddc(&["clean", "packages:default"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("forgot 7 task records"), "{}", r.stdout);
+    assert!(p.path(ENTRY1).exists());
+    assert_eq!(
+        p.build(&[]),
+        strs(&[
+            "configure:default",
+            "exports",
+            "initramfs:default",
+            "packages:default",
+            "publish:default",
+            "pxe:node01",
+            "pxe:node02"
+        ])
+    );
+    let r = p.ddc(&["clean"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("the next build reruns everything"),
+        "{}",
+        r.stdout
+    );
+    assert!(p.path(ENTRY1).exists() && p.path("out/nfsroot/default").exists());
+    assert_eq!(p.build(&[]), strs(ALL));
+}
+
+#[test]
+fn a_second_build_waits_for_the_first_or_fails_with_no_wait() {
+    let p = Project::new();
+    p.build(&[]);
+    // Hold the lock as a running build would.
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(p.path("cache/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let r = p.ddc(&["build", "--no-wait"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("is in use by ddc (pid"), "{}", r.stderr);
+    let child = p
+        .command(&["build"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    lock.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("waiting for ddc (pid"), "{stderr}");
+}
+
+#[test]
+fn concurrent_builds_never_interleave() {
+    let p = Project::new();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            p.command(&["build", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ran_total = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0));
+        ran_total += tasks_in(&String::from_utf8_lossy(&o.stdout), "ran").len();
+    }
+    // Serialized: the first ran everything, the others found it cached.
+    assert_eq!(ran_total, ALL.len());
+}
+
+#[test]
+fn graph_shows_state_and_renders_with_graphviz() {
+    let p = Project::new();
+    let r = p.ddc(&["graph"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(
+            "packages:default             stale (dependency would run: debootstrap:default"
+        ),
+        "{}",
+        r.stdout
+    );
+    p.build(&[]);
+    let r = p.ddc(&["graph"]);
+    assert!(
+        r.stdout
+            .contains("pxe:node01                   fresh  <- publish:default, bootloader"),
+        "{}",
+        r.stdout
+    );
+    let r = p.ddc(&["graph", "--format", "dot"]);
+    let svg = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(r.stdout.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("graphviz's dot must be installed (apt-get install graphviz)");
+    assert!(svg.status.success());
+    assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    let r = p.ddc(&["graph", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), ALL.len());
+}
+
+#[test]
+fn graph_folds_many_nodes() {
+    let mut text = common::DDCFILE.to_string();
+    for i in 3..40 {
+        text.push_str(&format!(
+            "\n[[nodes]]\nhostname = \"n{i}\"\nmac = \"52:54:00:00:00:{i:02x}\"\nip = \"192.0.2.{}\"\n",
+            100 + i
+        ));
+    }
+    let p = Project::with(&text);
+    p.build(&[]);
+    p.edit("Ddcfile.toml", "52:54:00:00:00:05", "52:54:00:00:01:05");
+    let r = p.ddc(&["graph"]);
+    assert!(
+        r.stdout.contains("pxe: 39 nodes, 1 stale\n"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn nodes_from_a_csv_inventory() {
+    let p = Project::new();
+    p.edit(
+        "Ddcfile.toml",
+        "tasks_dir = \"tasks\"",
+        "tasks_dir = \"tasks\"\nnodes_file = \"nodes.csv\"",
+    );
+    p.write("nodes.csv", "hostname,mac,ip\nrack1-01,52:54:00:aa:00:01,192.0.2.101\nrack1-02,52:54:00:aa:00:02,192.0.2.102\n");
+    let ran = p.build(&[]);
+    assert!(ran.contains(&"pxe:rack1-02".to_string()), "{ran:?}");
+    assert!(p.read("out/dhcp/ddc.conf").contains("host rack1-01 {"));
+    // A duplicate across both sources is caught, with both places.
+    p.write(
+        "nodes.csv",
+        "hostname,mac,ip\nnode01,52:54:00:aa:00:01,192.0.2.101\n",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("error: nodes.csv: row 2: hostname: \"node01\" is already used by the node at Ddcfile.toml:"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_line_and_key() {
+    let p = Project::new();
+    p.edit("Ddcfile.toml", "52:54:00:12:34:57", "52:54:00:12:34");
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: Ddcfile.toml:29:12: mac: \"52:54:00:12:34\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"
+    );
+    assert!(!p.path("cache").exists(), "nothing may run on a bad config");
+    let r = p.ddc(&["-f", "nope.toml", "build"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("nope.toml: cannot read the Ddcfile"),
+        "{}",
+        r.stderr
+    );
+}
