@@ -409,6 +409,11 @@ impl Validator<'_> {
             }
             None => base_dir.join("tasks"),
         };
+        let declared: BTreeMap<String, ()> = raw
+            .images
+            .keys()
+            .map(|k| (k.get_ref().clone(), ()))
+            .collect();
         let mut images = BTreeMap::new();
         let mut mirror_cache: Option<String> = None;
         for (name, img) in raw.images {
@@ -419,7 +424,7 @@ impl Validator<'_> {
                 images.insert(name.value.clone(), image);
             }
         }
-        let server = self.server(raw.server, &images);
+        let server = self.server(raw.server, &declared);
 
         let mut inputs: Vec<NodeInput> = Vec::new();
         for (i, n) in raw.nodes.into_iter().enumerate() {
@@ -446,7 +451,7 @@ impl Validator<'_> {
                 }),
             }
         }
-        let nodes = self.nodes(inputs, cluster.as_ref(), &images);
+        let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
         let cluster = cluster?;
         let server = server?;
         Some(Config {
@@ -601,7 +606,7 @@ impl Validator<'_> {
         }
     }
 
-    fn server(&mut self, raw: RawServer, images: &BTreeMap<String, Image>) -> Option<Server> {
+    fn server(&mut self, raw: RawServer, images: &BTreeMap<String, ()>) -> Option<Server> {
         let export_options = match raw.export_options.map(|s| self.sourced(s)) {
             Some(s) => {
                 let ok = !s.value.is_empty()
@@ -871,7 +876,7 @@ impl Validator<'_> {
         &mut self,
         inputs: Vec<NodeInput>,
         cluster: Option<&Cluster>,
-        images: &BTreeMap<String, Image>,
+        images: &BTreeMap<String, ()>,
     ) -> Vec<Node> {
         let mut nodes = Vec::with_capacity(inputs.len());
         let mut hostnames: HashMap<String, Origin> = HashMap::with_capacity(inputs.len());
@@ -1012,7 +1017,7 @@ impl Validator<'_> {
     }
 }
 
-fn image_list(images: &BTreeMap<String, Image>) -> String {
+fn image_list<V>(images: &BTreeMap<String, V>) -> String {
     if images.is_empty() {
         "(none defined)".to_string()
     } else {
@@ -1127,4 +1132,182 @@ pub fn mirror_from_sources(dir: &Path, list: &Path) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"[cluster]
+network = "192.0.2.0/24"
+master = "192.0.2.1"
+
+[images.default]
+suite = "bookworm"
+packages = ["linux-image-amd64"]
+
+[[nodes]]
+hostname = "node01"
+mac = "52:54:00:12:34:56"
+ip = "192.0.2.11"
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+        parse(text, "Ddcfile.toml", Path::new("/nonexistent"), &|| {
+            "http://mirror.invalid/debian".to_string()
+        })
+    }
+
+    fn errors(text: &str) -> String {
+        match parse_str(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_base_config_is_valid() {
+        let c = parse_str(BASE).unwrap();
+        assert_eq!(c.nodes[0].image, "default");
+        assert_eq!(c.images["default"].arch, "amd64");
+        assert_eq!(c.images["default"].mirror, "http://mirror.invalid/debian");
+        assert_eq!(c.paths.tftp_root, Path::new("/nonexistent/out/tftp"));
+    }
+
+    #[test]
+    fn error_messages() {
+        // (replace this, with that) → exact message
+        let table: &[(&str, &str, &str)] = &[
+            ("master = \"192.0.2.1\"", "master = \"192.0.2.1\"\nfoo = 1",
+             "Ddcfile.toml:4:1: unknown field `foo`, expected one of `network`, `master`, `gateway`, `dns`, `domain`, `syslog`; remove it or check its spelling"),
+            ("mac = \"52:54:00:12:34:56\"", "mac = \"52:54:00:12:34:5g\"",
+             "Ddcfile.toml:11:7: mac: \"52:54:00:12:34:5g\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"),
+            ("mac = \"52:54:00:12:34:56\"", "mac = \"01:00:5e:00:00:01\"",
+             "Ddcfile.toml:11:7: mac: \"01:00:5e:00:00:01\" is a multicast address, which no network card has"),
+            ("ip = \"192.0.2.11\"", "ip = \"192.0.2.300\"",
+             "Ddcfile.toml:12:6: ip: \"192.0.2.300\" is not an IPv4 address (expected four numbers like 192.0.2.11)"),
+            ("ip = \"192.0.2.11\"", "ip = \"198.51.100.7\"",
+             "Ddcfile.toml:12:6: ip: 198.51.100.7 is outside the cluster network 192.0.2.0/24"),
+            ("ip = \"192.0.2.11\"", "ip = \"192.0.2.1\"",
+             "Ddcfile.toml:12:6: ip: 192.0.2.1 is the master's address"),
+            ("ip = \"192.0.2.11\"", "ip = \"192.0.2.255\"",
+             "Ddcfile.toml:12:6: ip: 192.0.2.255 is the broadcast address of 192.0.2.0/24; give a host address"),
+            ("network = \"192.0.2.0/24\"", "network = \"192.0.2.0/33\"",
+             "Ddcfile.toml:2:11: cluster.network: \"192.0.2.0/33\" is not a network in CIDR form (expected like 192.0.2.0/24)"),
+            ("network = \"192.0.2.0/24\"", "network = \"192.0.2.7/24\"",
+             "Ddcfile.toml:2:11: cluster.network: \"192.0.2.7/24\" has host bits set; write the network address, 192.0.2.0/24"),
+            ("hostname = \"node01\"", "hostname = \"../x\"",
+             "Ddcfile.toml:10:12: hostname: \"../x\" is not a valid hostname (1 to 63 letters, digits and '-', not starting or ending with '-')"),
+            ("hostname = \"node01\"", "hostname = \"a\\nb\"",
+             "Ddcfile.toml:10:12: hostname: \"a\\nb\" is not a valid hostname (1 to 63 letters, digits and '-', not starting or ending with '-')"),
+            ("ip = \"192.0.2.11\"", "ip = \"192.0.2.11\"\nimage = \"compute\"",
+             "Ddcfile.toml:13:9: image: names image \"compute\", which is not defined; define [images.compute] or use one of: default"),
+            ("suite = \"bookworm\"", "suite = \"bookworm\"\nunion = \"zfs\"",
+             "Ddcfile.toml:7:9: images.default.union: \"zfs\" is not a union filesystem; use \"overlay\" or \"aufs\""),
+            ("suite = \"bookworm\"", "suite = \"bookworm\"\nroot_password_hash = \"hunter2\"",
+             "Ddcfile.toml:7:22: images.default.root_password_hash: is not a crypt(3) hash; never put a plain password here: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`"),
+            ("packages = [\"linux-image-amd64\"]", "packages = [\"linux image\"]",
+             "Ddcfile.toml:7:13: images.default.packages: \"linux image\" is not a Debian package name"),
+            ("[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n", "",
+             "Ddcfile.toml:1:1: missing field `cluster`; add it"),
+        ];
+        for (from, to, want) in table {
+            assert!(BASE.contains(from), "{from}");
+            let text = BASE.replacen(from, to, 1);
+            assert_eq!(&errors(&text), want, "for {to:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates_name_the_first_place() {
+        let more = "\n[[nodes]]\nhostname = \"NODE01\"\nmac = \"52:54:00:12:34:56\"\nip = \"192.0.2.11\"\n";
+        let text = format!("{BASE}{more}");
+        assert_eq!(
+            errors(&text),
+            "Ddcfile.toml:15:12: hostname: \"NODE01\" is already used by the node at Ddcfile.toml:10:12\n\
+             Ddcfile.toml:16:7: mac: \"52:54:00:12:34:56\" is already used by the node at Ddcfile.toml:11:7\n\
+             Ddcfile.toml:17:6: ip: 192.0.2.11 is already used by the node at Ddcfile.toml:12:6"
+        );
+        // MACs compare case-insensitively, whatever the separator.
+        let more = "\n[[nodes]]\nhostname = \"node02\"\nmac = \"52-54-00-12-34-5E\"\nip = \"192.0.2.12\"\n";
+        let text = format!("{}{more}", BASE.replace("34:56", "34:5e"));
+        assert!(errors(&text).contains("mac: \"52-54-00-12-34-5E\" is already used"));
+    }
+
+    #[test]
+    fn mirror_from_the_masters_apt_sources() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("sources.list.d");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("debian.sources"),
+            "Types: deb\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\n\nTypes: deb\nURIs: http://deb.example/debian-security\nSuites: bookworm-security\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_sources(&dir, &d.path().join("none")).as_deref(),
+            Some("http://deb.example/debian")
+        );
+        let list = d.path().join("sources.list");
+        std::fs::write(
+            &list,
+            "# comment\ndeb [arch=amd64] http://other.example/debian bookworm main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mirror_from_sources(&d.path().join("empty"), &list).as_deref(),
+            Some("http://other.example/debian")
+        );
+        assert_eq!(
+            mirror_from_sources(&d.path().join("empty"), &d.path().join("none")),
+            None
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+        assert_eq!(line_col("x", 99), (1, 2));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_input_panics(text in ".{0,400}") {
+            let _ = parse_str(&text);
+        }
+
+        #[test]
+        fn no_node_values_panic(
+            hostname in "\\PC{0,70}",
+            mac in "[0-9a-fA-F:\\-]{0,20}|\\PC{0,20}",
+            ip in "[0-9.]{0,20}|\\PC{0,10}",
+            image in "\\PC{0,10}",
+        ) {
+            let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+            let text = format!(
+                "{BASE}\n[[nodes]]\nhostname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nimage = \"{}\"\n",
+                esc(&hostname), esc(&mac), esc(&ip), esc(&image)
+            );
+            if let Ok(c) = parse_str(&text) {
+                // Whatever got through is safe for paths and config files.
+                for n in &c.nodes {
+                    proptest::prop_assert!(is_dns_label(&n.hostname));
+                    proptest::prop_assert!(n.pxe_name().bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_ddcfiles_never_panic(cut in 0usize..400, insert in "\\PC{0,8}") {
+            let mut text = BASE.to_string();
+            let at = cut.min(text.len());
+            if text.is_char_boundary(at) {
+                text.insert_str(at, &insert);
+            }
+            let _ = parse_str(&text);
+        }
+    }
 }

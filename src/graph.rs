@@ -274,7 +274,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
         None,
     );
     let pxe_templates = b.templates(Kind::Pxe)?;
-    let common = vec![
+    let common = [
         Builder::value("cluster.master", &cfg.cluster.master),
         Builder::value("paths.tftp_root", &cfg.paths.tftp_root),
     ];

@@ -164,8 +164,7 @@ pub fn execute(
                     skipped(i, s);
                 }
             }
-            while !stopping {
-                let Some(i) = queue.pop() else { break };
+            while let Some(i) = if stopping { None } else { queue.pop() } {
                 running += 1;
                 let tx = tx.clone();
                 let job = move || {

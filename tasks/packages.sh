@@ -9,15 +9,18 @@ R=${DDC_ROOTFS:?}
 : "${DDC_PKG_CACHE:?}"
 ARCHIVES=$R/var/cache/apt/archives
 RESOLV=                                 # saved | lent: what cleanup restores
+DIVERTED=                               # 1 while update-initramfs is diverted
 export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C
 
 cleanup() {
     # always undo what the install needed; never leave a mount in the image
     if mountpoint -q "$ARCHIVES"; then umount "$ARCHIVES" || umount -l "$ARCHIVES"; fi
     rm -f "$R/usr/sbin/policy-rc.d"
-    if [ -e "$R/usr/sbin/update-initramfs.ddc" ]; then
+    if [ -n "$DIVERTED" ]; then
         rm -f "$R/usr/sbin/update-initramfs"
-        chroot "$R" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+        chroot "$R" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs ||
+            echo "ddc: WARNING: could not remove the update-initramfs diversion" >&2
+        DIVERTED=
     fi
     case $RESOLV in
     saved) mv -f "$R/etc/resolv.conf.ddc" "$R/etc/resolv.conf" ;;
@@ -37,6 +40,7 @@ chmod 755 "$R/usr/sbin/policy-rc.d"
 # update-initramfs (~13 s a kernel). Divert it to a no-op for the install;
 # the initramfs step creates the initrds with the final configuration.
 echo "ddc: update-initramfs diverted to a no-op during the install"
+DIVERTED=1
 chroot "$R" dpkg-divert --quiet --local --rename \
     --divert /usr/sbin/update-initramfs.ddc --add /usr/sbin/update-initramfs
 printf '#!/bin/sh\necho "ddc: update-initramfs $* skipped (the initramfs step builds the initrd)"\n' \

@@ -59,12 +59,12 @@ else
     cat >"$ROOT/usr/local/sbin/nb-marker" <<'EOF'
 #!/bin/sh
 # prints one line on the serial console once multi-user.target is reached
-{
-  printf 'NBMARK host=%s ' "$(hostname)"
-  printf 'root=[%s] ' "$(findmnt -n -o SOURCE,FSTYPE,OPTIONS / | tr -s ' ')"
-  printf 'ro=[%s] ' "$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /ro | tr -s ' ')"
-  printf 'uptime=%s\n' "$(cut -d' ' -f1 /proc/uptime)"
-} >/dev/ttyS0 2>&1
+# (composed first, written with one write(2), closed by NBEND)
+line="NBMARK host=$(hostname)"
+line="$line root=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS / | tr -s ' ')]"
+line="$line ro=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /ro | tr -s ' ')]"
+line="$line uptime=$(cut -d' ' -f1 /proc/uptime) NBEND"
+echo "$line" >/dev/ttyS0
 EOF
     chmod 0755 "$ROOT/usr/local/sbin/nb-marker"
     cat >"$ROOT/etc/systemd/system/nb-marker.service" <<'EOF'
@@ -160,7 +160,7 @@ done
 rc=0
 check() { # LOG HOST
     local log=$1 host=$2 t0 line
-    if ! line=$(nb_wait_for "$log" 'NBMARK host=|Kernel panic|emergency mode|\(initramfs\)' "$TIMEOUT"); then
+    if ! line=$(nb_wait_for "$log" 'NBMARK host=.*NBEND|Kernel panic|emergency mode|\(initramfs\)' "$TIMEOUT"); then
         echo "demo: $host: no marker"; return 1
     fi
     echo "demo: $host after $((SECONDS - start))s: $line"
