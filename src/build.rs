@@ -14,7 +14,9 @@ use anyhow::{Context, Result};
 
 use crate::cache::{self, CacheDirs, Journal, OutputRecord, Record, State};
 use crate::config::Config;
-use crate::fingerprint::{cache_key, hash_file, scan_tree, Fingerprint, Input, StatStamp};
+use crate::fingerprint::{
+    cache_key, cache_key_of, hash_output, scan_tree, Fingerprint, Input, StatStamp,
+};
 use crate::fsutil::{remove_path, shown};
 use crate::graph::Graph;
 use crate::process::Cancel;
@@ -37,7 +39,7 @@ pub struct TaskResult {
     pub reason: Option<String>,
     /// None when the task did not produce (failed, skipped, or would run).
     pub out_hash: Option<Fingerprint>,
-    pub meta: serde_json::Value,
+    pub meta: Arc<serde_json::Value>,
 }
 
 pub struct BuildReport {
@@ -60,7 +62,9 @@ struct Engine<'a> {
     templates: Option<&'a Templates>,
     journal: Option<&'a Journal>,
     cancel: &'a Arc<Cancel>,
-    events: Mutex<Sender<Event>>,
+    events: Sender<Event>,
+    /// Finished events of cheap tasks, sent as one batch.
+    batched: Mutex<Vec<Finished>>,
     results: Vec<OnceLock<TaskResult>>,
     new_records: Mutex<Vec<Record>>,
     dry_run: bool,
@@ -87,7 +91,22 @@ fn tail(path: &Path, n: usize) -> Vec<String> {
 
 impl Engine<'_> {
     fn send(&self, e: Event) {
-        let _ = self.events.lock().expect("events").send(e);
+        let _ = self.events.send(e);
+    }
+
+    fn finished(&self, heavy: bool, f: Finished) {
+        if heavy {
+            self.send(Event::Finished(f));
+        } else {
+            self.batched.lock().expect("batch").push(f);
+        }
+    }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batched.lock().expect("batch"));
+        if !batch.is_empty() {
+            self.send(Event::Batch(batch));
+        }
     }
 
     fn rel(&self, p: &Path) -> String {
@@ -97,7 +116,7 @@ impl Engine<'_> {
     /// The key inputs of a task: its static inputs and its dependencies'
     /// output hashes. None if a dependency has no output hash yet (dry run).
     fn inputs(&self, spec: &TaskSpec) -> (Vec<Input>, Vec<DepResult>, Option<String>) {
-        let mut inputs = spec.inputs.clone();
+        let mut inputs = Vec::with_capacity(spec.deps.len());
         let mut deps = Vec::with_capacity(spec.deps.len());
         let mut pending = None;
         for &d in &spec.deps {
@@ -108,7 +127,7 @@ impl Engine<'_> {
             {
                 Some((h, r)) => {
                     inputs.push(Input {
-                        name: format!("dep:{id}"),
+                        name: format!("dep:{id}").into(),
                         hash: h,
                     });
                     deps.push(DepResult {
@@ -126,20 +145,17 @@ impl Engine<'_> {
     }
 
     /// Why a task must run, or None if its record still holds.
-    fn staleness(&self, spec: &TaskSpec, key: Fingerprint, inputs: &[Input]) -> Option<String> {
+    fn staleness(&self, spec: &TaskSpec, key: Fingerprint, dep_inputs: &[Input]) -> Option<String> {
         let Some(old) = self.state.records.get(spec.id.as_str()) else {
             return Some("not built yet (or cleaned)".into());
         };
         if old.key != key {
-            let before: HashMap<&str, &Fingerprint> = old
-                .inputs
-                .iter()
-                .map(|i| (i.name.as_str(), &i.hash))
-                .collect();
-            for i in inputs {
-                match before.get(i.name.as_str()) {
+            let before: HashMap<&str, u64> =
+                old.inputs.iter().map(|(n, h)| (n.as_str(), *h)).collect();
+            for i in spec.inputs.iter().chain(dep_inputs) {
+                match before.get(i.name.as_ref()) {
                     None => return Some(format!("new input: {}", i.name)),
-                    Some(h) if **h != i.hash => {
+                    Some(h) if *h != i.hash.prefix64() => {
                         return Some(if let Some(dep) = i.name.strip_prefix("dep:") {
                             format!("dependency rebuilt: {dep}")
                         } else if let Some(f) = i.name.strip_prefix("file:") {
@@ -151,9 +167,14 @@ impl Engine<'_> {
                     _ => {}
                 }
             }
-            let now: HashSet<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-            if let Some(gone) = old.inputs.iter().find(|i| !now.contains(i.name.as_str())) {
-                return Some(format!("input removed: {}", gone.name));
+            let now: HashSet<&str> = spec
+                .inputs
+                .iter()
+                .chain(dep_inputs)
+                .map(|i| i.name.as_ref())
+                .collect();
+            if let Some((gone, _)) = old.inputs.iter().find(|(n, _)| !now.contains(n.as_str())) {
+                return Some(format!("input removed: {gone}"));
             }
             return Some(format!("recipe changed: {}", spec.kind.name()));
         }
@@ -183,7 +204,7 @@ impl Engine<'_> {
         } else if StatStamp::of(&meta) == o.stamp {
             None
         } else {
-            match hash_file(&o.path) {
+            match hash_output(&o.path) {
                 Ok(h) if h == o.hash => None,
                 _ => Some(format!("output changed: {}", self.rel(&o.path))),
             }
@@ -196,9 +217,13 @@ impl Engine<'_> {
         let (inputs, deps, pending) = self.inputs(spec);
         let start = Instant::now();
         let (state, reason, out_hash, meta) = if let Some(p) = pending {
-            (TaskState::Stale, Some(p), None, serde_json::Value::Null)
+            (TaskState::Stale, Some(p), None, Default::default())
         } else {
-            let key = cache_key(spec.kind.name(), spec.kind.recipe_version(), &inputs);
+            let key = cache_key_of(
+                spec.kind.name(),
+                spec.kind.recipe_version(),
+                spec.inputs.iter().chain(&inputs),
+            );
             match self.staleness(spec, key, &inputs) {
                 None => {
                     let old = &self.state.records[spec.id.as_str()];
@@ -210,10 +235,12 @@ impl Engine<'_> {
                     )
                 }
                 Some(why) if self.dry_run => {
-                    (TaskState::Stale, Some(why), None, serde_json::Value::Null)
+                    (TaskState::Stale, Some(why), None, Default::default())
                 }
                 Some(why) => {
-                    self.send(Event::Started(spec.id.to_string()));
+                    if spec.kind.heavy() {
+                        self.send(Event::Started(spec.id.to_string()));
+                    }
                     match self.run(spec, key, inputs, &deps) {
                         Ok(rec) => {
                             let r = (
@@ -239,31 +266,37 @@ impl Engine<'_> {
                                 state: TaskState::Failed,
                                 reason: Some(format!("{e:#}")),
                                 out_hash: None,
-                                meta: serde_json::Value::Null,
+                                meta: Default::default(),
                             };
                             let _ = self.results[i].set(result);
-                            self.send(Event::Finished(Finished {
-                                task: spec.id.to_string(),
-                                state: TaskState::Failed,
-                                reason: Some(format!("{e:#}")),
-                                seconds: start.elapsed().as_secs_f64(),
-                                tail: tail(&log, 15),
-                                log: Some(log),
-                            }));
+                            self.finished(
+                                spec.kind.heavy(),
+                                Finished {
+                                    task: spec.id.to_string(),
+                                    state: TaskState::Failed,
+                                    reason: Some(format!("{e:#}")),
+                                    seconds: start.elapsed().as_secs_f64(),
+                                    tail: tail(&log, 15),
+                                    log: Some(log),
+                                },
+                            );
                             return false;
                         }
                     }
                 }
             }
         };
-        self.send(Event::Finished(Finished {
-            task: spec.id.to_string(),
-            state,
-            reason: reason.clone(),
-            seconds: start.elapsed().as_secs_f64(),
-            log: None,
-            tail: Vec::new(),
-        }));
+        self.finished(
+            spec.kind.heavy(),
+            Finished {
+                task: spec.id.to_string(),
+                state,
+                reason: reason.clone(),
+                seconds: start.elapsed().as_secs_f64(),
+                log: None,
+                tail: Vec::new(),
+            },
+        );
         let _ = self.results[i].set(TaskResult {
             state,
             reason,
@@ -306,7 +339,7 @@ impl Engine<'_> {
         for p in &produced.files {
             let m = std::fs::symlink_metadata(p)
                 .with_context(|| format!("{} did not write {}", spec.id, p.display()))?;
-            let hash = hash_file(p)?;
+            let hash = hash_output(p)?;
             h.update(p.as_os_str().as_encoded_bytes());
             h.update(&hash.0);
             outputs.push(OutputRecord {
@@ -348,10 +381,15 @@ impl Engine<'_> {
         Ok(Record {
             task: spec.id.to_string(),
             key,
-            inputs,
+            inputs: spec
+                .inputs
+                .iter()
+                .chain(&inputs)
+                .map(|i| (i.name.to_string(), i.hash.prefix64()))
+                .collect(),
             outputs,
             out_hash: Fingerprint(*h.finalize().as_bytes()),
-            meta: produced.meta,
+            meta: Arc::new(produced.meta),
             seconds: start.elapsed().as_secs_f64(),
         })
     }
@@ -380,7 +418,7 @@ fn preflight(cfg: &Config, graph: &Graph, state: &State, wanted: &[bool]) -> Vec
             let id = &graph.tasks[d].id;
             match state.records.get(id.as_str()) {
                 Some(r) => inputs.push(Input {
-                    name: format!("dep:{id}"),
+                    name: format!("dep:{id}").into(),
                     hash: r.out_hash,
                 }),
                 None => known = false,
@@ -463,7 +501,11 @@ impl std::fmt::Display for NotStarted {
 impl std::error::Error for NotStarted {}
 
 pub fn cache_dirs(cfg: &Config) -> CacheDirs {
-    CacheDirs::new(cfg.base_dir.join("cache"))
+    cache_dirs_at(&cfg.base_dir)
+}
+
+pub fn cache_dirs_at(base_dir: &Path) -> CacheDirs {
+    CacheDirs::new(base_dir.join("cache"))
 }
 
 /// Runs (or, with `dry_run`, evaluates) a build.
@@ -473,6 +515,7 @@ pub fn build(
     opts: &BuildOptions,
     events: Sender<Event>,
     cancel: &Arc<Cancel>,
+    state: Option<State>,
 ) -> Result<BuildReport> {
     let start = Instant::now();
     let dirs = cache_dirs(cfg);
@@ -487,7 +530,15 @@ pub fn build(
             )));
         }
     }
-    let mut state = State::load(&dirs)?;
+    let mut state = match state {
+        Some(s) => s,
+        None => State::load(&dirs)?,
+    };
+    tracing::debug!(
+        "{} records loaded in {:?}",
+        state.records.len(),
+        start.elapsed()
+    );
     if !opts.dry_run {
         let problems = preflight(cfg, graph, &state, &wanted);
         if !problems.is_empty() {
@@ -495,7 +546,7 @@ pub fn build(
         }
     }
     let templates = Templates::load(&cfg.tasks_dir)?;
-    let journal = if opts.dry_run {
+    let mut journal = if opts.dry_run {
         None
     } else {
         Some(Journal::open(&dirs)?)
@@ -510,7 +561,8 @@ pub fn build(
         templates: Some(&templates),
         journal: journal.as_ref(),
         cancel,
-        events: Mutex::new(events.clone()),
+        events: events.clone(),
+        batched: Mutex::new(Vec::new()),
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
@@ -528,6 +580,7 @@ pub fn build(
         },
         &|| cancel.is_cancelled(),
         &|i| engine.task(i),
+        &|| engine.flush(),
         &mut |i, s| skips.push((i, s)),
     );
     for (i, s) in &skips {
@@ -548,15 +601,13 @@ pub fn build(
             state: TaskState::Skipped,
             reason: Some(reason),
             out_hash: None,
-            meta: serde_json::Value::Null,
+            meta: Default::default(),
         });
     }
+    tracing::debug!("tasks done at {:?}", start.elapsed());
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
-    if let Some(j) = journal {
-        j.close()?;
-    }
 
     // Outputs that are no longer produced: those of vanished tasks, and old
     // outputs of rerun tasks (a node whose MAC changed), unless a current task
@@ -628,8 +679,15 @@ pub fn build(
                 p.display()
             ));
         }
-        let changed = !new_records.is_empty() || !forget.is_empty();
+        let added = new_records.len() + forget.len();
+        // Everything this build did is in the journal before any snapshot.
+        if let Some(j) = journal.take() {
+            j.close()?;
+        }
         for t in &forget {
+            if let Some(j) = &journal {
+                j.forget(t);
+            }
             state.records.remove(t);
             for n in 0..4 {
                 let _ = std::fs::remove_file(dirs.tree(t, n));
@@ -638,7 +696,7 @@ pub fn build(
         for r in new_records {
             state.records.insert(r.task.clone(), r);
         }
-        if changed {
+        if state.should_compact(added) {
             state.compact(&dirs)?;
         }
     }

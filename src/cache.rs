@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::{Fingerprint, Input, StatStamp, TreeStamp};
+use crate::fingerprint::{Fingerprint, StatStamp, TreeStamp};
 use crate::fsutil::atomic_write;
 
 /// One output of a finished task.
@@ -36,21 +36,22 @@ pub struct OutputRecord {
 pub struct Record {
     pub task: String,
     pub key: Fingerprint,
-    /// The named inputs of the key, to say which one changed.
-    pub inputs: Vec<Input>,
+    /// The named inputs of the key (with a short hash), to say which one changed.
+    pub inputs: Vec<(String, u64)>,
     pub outputs: Vec<OutputRecord>,
     pub out_hash: Fingerprint,
     #[serde(default)]
-    pub meta: serde_json::Value,
+    pub meta: Arc<serde_json::Value>,
     #[serde(default)]
     pub seconds: f64,
 }
 
+/// A journal line. Snapshot lines are bare records.
 #[derive(Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(rename_all = "lowercase")]
 enum Line {
     Record(Box<Record>),
-    Forget { forget: String },
+    Forget(String),
 }
 
 /// The cache folder layout.
@@ -81,6 +82,8 @@ impl CacheDirs {
 #[derive(Default)]
 pub struct State {
     pub records: HashMap<String, Record>,
+    /// Lines read from the journal: when they grow, fold them into the snapshot.
+    pub journal_lines: usize,
 }
 
 impl State {
@@ -88,26 +91,50 @@ impl State {
         let mut st = State::default();
         for name in ["records.jsonl", "journal.jsonl"] {
             let path = dirs.state().join(name);
-            let f = match File::open(&path) {
-                Ok(f) => f,
+            let text = match fs::read(&path) {
+                Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
             };
-            for line in BufReader::new(f).lines() {
+            if name == "records.jsonl" {
+                // The snapshot is large at cluster scale: parse its lines in parallel.
+                use rayon::prelude::*;
+                let records: Vec<Record> = text
+                    .par_split(|b| *b == b'\n')
+                    .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
+                    .collect();
+                st.records.reserve(records.len());
+                for r in records {
+                    st.records.insert(r.task.clone(), r);
+                }
+                continue;
+            }
+            for line in BufReader::new(&text[..]).lines() {
                 let Ok(line) = line else { break };
+                st.journal_lines += 1;
                 // A torn last line (a crash mid-append) is skipped.
-                match serde_json::from_str::<Line>(&line) {
-                    Ok(Line::Record(r)) => {
-                        st.records.insert(r.task.clone(), *r);
+                {
+                    match serde_json::from_str::<Line>(&line) {
+                        Ok(Line::Record(r)) => {
+                            st.records.insert(r.task.clone(), *r);
+                        }
+                        Ok(Line::Forget(task)) => {
+                            st.records.remove(&task);
+                        }
+                        Err(_) => continue,
                     }
-                    Ok(Line::Forget { forget }) => {
-                        st.records.remove(&forget);
-                    }
-                    Err(_) => continue,
                 }
             }
         }
         Ok(st)
+    }
+
+    /// Whether the journal, `added` lines longer after this build, is worth
+    /// folding into the snapshot. Rewriting a 10,000-record snapshot for a
+    /// one-node change would cost more than the change itself.
+    pub fn should_compact(&self, added: usize) -> bool {
+        let lines = self.journal_lines + added;
+        lines > 0 && (lines >= 1000 || lines * 4 >= self.records.len())
     }
 
     /// Writes all records as the new snapshot and empties the journal.
@@ -181,10 +208,7 @@ impl Journal {
     }
 
     pub fn forget(&self, task: &str) {
-        let mut s = serde_json::to_string(&Line::Forget {
-            forget: task.to_string(),
-        })
-        .expect("json");
+        let mut s = serde_json::to_string(&Line::Forget(task.to_string())).expect("json");
         s.push('\n');
         if let Some(tx) = &self.tx {
             let _ = tx.send(s);
@@ -266,7 +290,7 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             out_hash: Fingerprint::of(b"o"),
-            meta: serde_json::Value::Null,
+            meta: Default::default(),
             seconds: 0.0,
         }
     }

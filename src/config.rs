@@ -291,13 +291,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the Ddcfile: {e} (use -f PATH to name another one)"),
         }])
     })?;
-    let base_dir = path
+    parse(&text, &display, &base_dir(path), &system_mirror)
+}
+
+/// The folder of a Ddcfile, which relative paths start from.
+pub fn base_dir(ddcfile: &Path) -> PathBuf {
+    let dir = ddcfile
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
-    parse(&text, &display, &base_dir, &system_mirror)
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// Parses and validates Ddcfile text; `mirror_default` gives the mirror to
@@ -328,6 +332,9 @@ pub fn parse(
     let mut v = Validator {
         file: file.to_string(),
         text,
+        line_starts: std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
         errors: Vec::new(),
     };
     let cfg = v.config(raw, base_dir, mirror_default);
@@ -366,12 +373,18 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 struct Validator<'a> {
     file: String,
     text: &'a str,
+    /// Byte offset of each line's start, for positions in O(log n).
+    line_starts: Vec<usize>,
     errors: Vec<ConfigError>,
 }
 
 impl Validator<'_> {
     fn origin<T>(&self, s: &Spanned<T>) -> Origin {
-        let (l, c) = line_col(self.text, s.span().start);
+        let offset = s.span().start.min(self.text.len());
+        let line = self.line_starts.partition_point(|&st| st <= offset);
+        let start = self.line_starts[line - 1];
+        let (_, c) = line_col(&self.text[start..], offset - start);
+        let l = line;
         Origin {
             file: self.file.clone(),
             place: Place::LineCol(l, c),

@@ -25,9 +25,9 @@ impl Fingerprint {
     }
 
     pub fn of_json<T: Serialize>(value: &T) -> Self {
-        // serde_json's Value keeps object keys sorted: canonical by construction.
-        let v = serde_json::to_value(value).expect("config values serialize");
-        Fingerprint::of(&serde_json::to_vec(&v).expect("json"))
+        // Config values are structs, strings, lists and BTreeMaps: their JSON
+        // has one order, so it is canonical as serialized.
+        Fingerprint::of(&serde_json::to_vec(value).expect("config values serialize"))
     }
 
     pub fn hex(&self) -> String {
@@ -36,6 +36,11 @@ impl Fingerprint {
             s.push_str(&format!("{b:02x}"));
         }
         s
+    }
+
+    /// The first 8 bytes, enough to tell which input changed.
+    pub fn prefix64(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
     }
 
     pub fn short(&self) -> String {
@@ -79,12 +84,21 @@ pub type CacheKey = Fingerprint;
 /// One named input of a task key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {
-    pub name: String,
+    pub name: std::borrow::Cow<'static, str>,
     pub hash: Fingerprint,
 }
 
 /// Computes a key from the task kind, its recipe version and its inputs.
 pub fn cache_key(kind: &str, recipe: u32, inputs: &[Input]) -> CacheKey {
+    cache_key_of(kind, recipe, inputs.iter())
+}
+
+/// [`cache_key`] over inputs given in parts.
+pub fn cache_key_of<'a>(
+    kind: &str,
+    recipe: u32,
+    inputs: impl Iterator<Item = &'a Input>,
+) -> CacheKey {
     let mut h = blake3::Hasher::new();
     h.update(b"ddc-key-v1\0");
     h.update(kind.as_bytes());
@@ -120,6 +134,18 @@ impl StatStamp {
                 .saturating_add(m.ctime_nsec()),
             ino: m.ino(),
         }
+    }
+}
+
+/// The fingerprint of an output: a file's content, or a symlink's target.
+pub fn hash_output(path: &Path) -> Result<Fingerprint> {
+    let m =
+        fs::symlink_metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+    if m.file_type().is_symlink() {
+        let t = fs::read_link(path)?;
+        Ok(Fingerprint::of(t.as_os_str().as_encoded_bytes()))
+    } else {
+        hash_file(path)
     }
 }
 
@@ -227,7 +253,7 @@ mod tests {
 
     fn input(name: &str, v: &str) -> Input {
         Input {
-            name: name.into(),
+            name: name.to_string().into(),
             hash: Fingerprint::of(v.as_bytes()),
         }
     }
@@ -260,9 +286,17 @@ mod tests {
 
     #[test]
     fn json_fingerprint_is_canonical() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{"b":[1,2],"a":1}"#).unwrap();
+        let mut a = std::collections::BTreeMap::new();
+        a.insert("b", 2);
+        a.insert("a", 1);
+        let mut b = std::collections::BTreeMap::new();
+        b.insert("a", 1);
+        b.insert("b", 2);
         assert_eq!(Fingerprint::of_json(&a), Fingerprint::of_json(&b));
+        assert_ne!(
+            Fingerprint::of_json(&"x"),
+            Fingerprint::of_json(&Some("x").map(|_| 1))
+        );
     }
 
     #[test]

@@ -44,9 +44,9 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn value<T: Serialize>(name: &str, v: &T) -> Input {
+    fn value<T: Serialize>(name: impl Into<std::borrow::Cow<'static, str>>, v: &T) -> Input {
         Input {
-            name: name.to_string(),
+            name: name.into(),
             hash: Fingerprint::of_json(v),
         }
     }
@@ -68,7 +68,7 @@ impl Builder<'_> {
             }
         };
         Ok(Input {
-            name: format!("file:{rel}"),
+            name: format!("file:{rel}").into(),
             hash,
         })
     }
@@ -131,16 +131,16 @@ impl Builder<'_> {
             let k = |f: &str| format!("images.{}.{f}", img.name);
             match step {
                 Step::Debootstrap => {
-                    inputs.push(Self::value(&k("suite"), &img.suite));
-                    inputs.push(Self::value(&k("arch"), &img.arch));
-                    inputs.push(Self::value(&k("mirror"), &img.mirror));
-                    inputs.push(Self::value(&k("bootstrapper"), &img.bootstrapper));
+                    inputs.push(Self::value(k("suite"), &img.suite));
+                    inputs.push(Self::value(k("arch"), &img.arch));
+                    inputs.push(Self::value(k("mirror"), &img.mirror));
+                    inputs.push(Self::value(k("bootstrapper"), &img.bootstrapper));
                     let tool = img.bootstrapper.as_str();
-                    inputs.push(Self::value(&format!("tool:{tool}"), &tool_version(tool)));
+                    inputs.push(Self::value(format!("tool:{tool}"), &tool_version(tool)));
                 }
                 Step::Packages => {
-                    inputs.push(Self::value(&k("packages"), &img.packages));
-                    inputs.push(Self::value(&k("mirror"), &img.mirror));
+                    inputs.push(Self::value(k("packages"), &img.packages));
+                    inputs.push(Self::value(k("mirror"), &img.mirror));
                 }
                 Step::Configure => {
                     let files = match &img.files {
@@ -153,24 +153,24 @@ impl Builder<'_> {
                         None => Fingerprint([0; 32]),
                     };
                     inputs.push(Input {
-                        name: k("files"),
+                        name: k("files").into(),
                         hash: files,
                     });
                     inputs.push(Self::value(
-                        &k("root_password_hash"),
+                        k("root_password_hash"),
                         &img.root_password_hash,
                     ));
                     inputs.push(Self::value(
-                        &k("ssh_authorized_keys"),
+                        k("ssh_authorized_keys"),
                         &img.ssh_authorized_keys,
                     ));
-                    inputs.push(Self::value(&k("nis_domain"), &img.nis_domain));
+                    inputs.push(Self::value(k("nis_domain"), &img.nis_domain));
                     inputs.push(Self::value("cluster.master", &c.cluster.master));
                     inputs.push(Self::value("cluster.network", &c.cluster.network));
                     inputs.push(Self::value("cluster.syslog", &c.cluster.syslog));
                 }
                 Step::Initramfs => {
-                    inputs.push(Self::value(&k("union"), &img.union));
+                    inputs.push(Self::value(k("union"), &img.union));
                 }
             }
             inputs.push(Self::value("staging", &crate::tasks::image::staging_mode()));
@@ -254,7 +254,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
     let mut inputs = vec![Builder::value("paths.tftp_root", &cfg.paths.tftp_root)];
     for (rel, src) in boot::loader_files() {
         inputs.push(Input {
-            name: format!("host:{}", src.path.display()),
+            name: format!("host:{}", src.path.display()).into(),
             hash: hash_file(Path::new(&src.path)).with_context(|| {
                 format!(
                     "{} is missing on this master: install the Debian package {} (apt-get install {}) so that {rel} can be served",
@@ -287,7 +287,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
         inputs.push(Builder::value("node.image", &n.image));
         inputs.push(Builder::value("node.cmdline", &n.cmdline));
         inputs.push(Builder::value(
-            &format!("images.{}.cmdline", img.name),
+            format!("images.{}.cmdline", img.name),
             &img.cmdline,
         ));
         b.push(
@@ -305,7 +305,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
         inputs.extend(common.iter().cloned());
         inputs.push(Builder::value("server.default_entry", image));
         inputs.push(Builder::value(
-            &format!("images.{}.cmdline", img.name),
+            format!("images.{}.cmdline", img.name),
             &img.cmdline,
         ));
         b.push(

@@ -26,6 +26,8 @@ pub enum Event {
     Planned(usize),
     Started(String),
     Finished(Finished),
+    /// Many cheap tasks finished together.
+    Batch(Vec<Finished>),
     /// A line for the user that is not about one task.
     Note(String),
     Summary(Summary),
@@ -147,7 +149,11 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
     let stdout = std::io::stdout();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut running: Vec<String> = Vec::new();
-    for ev in rx {
+    let events = rx.into_iter().flat_map(|ev| match ev {
+        Event::Batch(v) => v.into_iter().map(Event::Finished).collect::<Vec<_>>(),
+        other => vec![other],
+    });
+    for ev in events {
         match (mode, ev) {
             (Mode::Silent, _) => {}
             (Mode::Progress, Event::Planned(n)) => {
@@ -208,6 +214,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
                 None => eprintln!("ddc: {n}"),
             },
             (_, Event::Note(n)) => eprintln!("ddc: {n}"),
+            (_, Event::Batch(_)) => unreachable!("batches are flattened above"),
             (m, Event::Summary(s)) => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();

@@ -137,7 +137,10 @@ pub struct Options {
 
 /// Runs every wanted task. `run(i)` does task `i` and returns whether it
 /// succeeded; `skipped` hears of each task that will not run. `cancelled`
-/// is polled between tasks.
+/// is polled between tasks. Cheap tasks that become ready together run as
+/// one parallel batch, and `batch_done` is called after each batch, so a
+/// 10,000-task level costs one wake-up of this loop, not 10,000.
+#[allow(clippy::too_many_arguments)]
 pub fn execute(
     deps: &[Vec<usize>],
     wanted: &[bool],
@@ -145,15 +148,17 @@ pub fn execute(
     opts: &Options,
     cancelled: &(dyn Fn() -> bool + Sync),
     run: &(dyn Fn(usize) -> bool + Sync),
+    batch_done: &(dyn Fn() + Sync),
     skipped: &mut dyn FnMut(usize, Skip),
 ) {
+    use rayon::prelude::*;
     let mut queue = DependencyQueue::new(deps, wanted);
     let heavy_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .thread_name(|i| format!("ddc-heavy-{i}"))
         .build()
         .expect("a thread pool");
-    let (tx, rx) = mpsc::channel::<(usize, bool)>();
+    let (tx, rx) = mpsc::channel::<Vec<(usize, bool)>>();
     let mut running = 0usize;
     let mut stopping = false;
     rayon::in_place_scope(|light| {
@@ -164,32 +169,44 @@ pub fn execute(
                     skipped(i, s);
                 }
             }
+            let guarded = move |i: usize| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))).unwrap_or(false)
+            };
+            let mut batch = Vec::new();
             while let Some(i) = if stopping { None } else { queue.pop() } {
                 running += 1;
-                let tx = tx.clone();
-                let job = move || {
-                    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i)))
-                        .unwrap_or(false);
-                    let _ = tx.send((i, ok));
-                };
                 if heavy[i] {
-                    heavy_scope.spawn(move |_| job());
+                    let tx = tx.clone();
+                    heavy_scope.spawn(move |_| {
+                        let _ = tx.send(vec![(i, guarded(i))]);
+                    });
                 } else {
-                    light.spawn(move |_| job());
+                    batch.push(i);
                 }
+            }
+            if !batch.is_empty() {
+                let tx = tx.clone();
+                light.spawn(move |_| {
+                    let done: Vec<(usize, bool)> =
+                        batch.into_par_iter().map(|i| (i, guarded(i))).collect();
+                    batch_done();
+                    let _ = tx.send(done);
+                });
             }
             if running == 0 {
                 break;
             }
-            let Ok((i, ok)) = rx.recv() else { break };
-            running -= 1;
-            for (d, s) in queue.finish(i, ok) {
-                skipped(d, s);
-            }
-            if !ok && !opts.keep_going && !stopping {
-                stopping = true;
-                for (d, s) in queue.abandon(Skip::Stopped) {
+            let Ok(done) = rx.recv() else { break };
+            for (i, ok) in done {
+                running -= 1;
+                for (d, s) in queue.finish(i, ok) {
                     skipped(d, s);
+                }
+                if !ok && !opts.keep_going && !stopping {
+                    stopping = true;
+                    for (d, s) in queue.abandon(Skip::Stopped) {
+                        skipped(d, s);
+                    }
                 }
             }
         });
@@ -279,6 +296,7 @@ mod tests {
                 ran.lock().unwrap().push(i);
                 i != fail
             },
+            &|| {},
             &mut |i, s| skipped.push((i, s)),
         );
         let mut ran = ran.into_inner().unwrap();
@@ -319,6 +337,7 @@ mod tests {
                 }
                 true
             },
+            &|| {},
             &mut |i, s| skipped.push((i, s)),
         );
         assert_eq!(skipped.len(), 3);

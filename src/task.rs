@@ -187,7 +187,7 @@ impl Script {
 pub struct DepResult {
     pub id: TaskId,
     pub out_hash: Fingerprint,
-    pub meta: serde_json::Value,
+    pub meta: std::sync::Arc<serde_json::Value>,
 }
 
 #[cfg(test)]

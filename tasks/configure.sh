@@ -7,6 +7,9 @@ set -eu
 
 R=${DDC_ROOTFS:?}
 say() { echo "ddc: $*"; }
+# put FILE [MODE]: write stdin to a new FILE (never rewrite an inode in place:
+# the image may share files by hard links with an earlier step's output).
+put() { rm -f "$1"; cat >"$1"; chmod "${2:-644}" "$1"; }
 
 # 1. The image's own files, owners and modes kept. tar rather than cp -a:
 #    it follows the image's directory symlinks (/lib -> usr/lib with merged
@@ -20,7 +23,7 @@ fi
 
 # 2. fstab: no root line (the initramfs mounts /), volatile /tmp and /var/tmp.
 say "writing /etc/fstab"
-cat >"$R/etc/fstab" <<'EOF'
+put "$R/etc/fstab" <<'EOF'
 # ddc: / is the NFS root (read-only) under a tmpfs overlay, mounted by the initramfs.
 tmpfs  /tmp      tmpfs  nosuid,nodev,mode=1777  0 0
 tmpfs  /var/tmp  tmpfs  nosuid,nodev,mode=1777  0 0
@@ -30,21 +33,21 @@ EOF
 #    systemd generate one per node at boot (machine-id(5)); dbus's copy must
 #    not hold a shared ID either.
 say "emptying /etc/hostname and /etc/machine-id"
-: >"$R/etc/hostname"
-rm -f "$R/etc/machine-id"; : >"$R/etc/machine-id"; chmod 444 "$R/etc/machine-id"
+put "$R/etc/hostname" </dev/null
+put "$R/etc/machine-id" 444 </dev/null
 if [ -d "$R/var/lib/dbus" ]; then ln -sfn /etc/machine-id "$R/var/lib/dbus/machine-id"; fi
 ln -sfn /proc/self/mounts "$R/etc/mtab"
 
 # 4. The journal lives in RAM.
 say "journald Storage=volatile"
 mkdir -p "$R/etc/systemd/journald.conf.d"
-printf '[Journal]\nStorage=volatile\n' >"$R/etc/systemd/journald.conf.d/ddc.conf"
+printf '[Journal]\nStorage=volatile\n' | put "$R/etc/systemd/journald.conf.d/ddc.conf"
 
 # 5. The NFS interface is configured by the initramfs; nothing may touch it
 #    (a DHCP release or an "ip addr flush" would hang the root filesystem).
 say "network managers keep off the interfaces set up by the initramfs"
 mkdir -p "$R/etc/network"
-cat >"$R/etc/network/interfaces" <<'EOF'
+put "$R/etc/network/interfaces" <<'EOF'
 # ddc: only lo; the boot interface is configured by the initramfs (NFS root).
 auto lo
 iface lo inet loopback
@@ -52,7 +55,7 @@ EOF
 if [ -d "$R/etc/NetworkManager" ]; then
     mkdir -p "$R/etc/NetworkManager/conf.d"
     # all devices; a later conf.d file from $DDC_FILES can narrow this
-    printf '[keyfile]\nunmanaged-devices=*\n' >"$R/etc/NetworkManager/conf.d/ddc-unmanaged.conf"
+    printf '[keyfile]\nunmanaged-devices=*\n' | put "$R/etc/NetworkManager/conf.d/ddc-unmanaged.conf"
 fi
 # systemd-networkd only manages links a .network file matches; Debian ships
 # none for real NICs. Warn about any that could grab the boot interface.
@@ -69,8 +72,8 @@ if [ -n "${DDC_SSH_AUTHORIZED_KEYS:-}" ]; then
     say "writing /root/.ssh/authorized_keys"
     [ -x "$R/usr/sbin/sshd" ] || say "note: openssh-server is not in the image"
     install -d -m 700 -o 0 -g 0 "$R/root/.ssh"
-    printf '%s\n' "$DDC_SSH_AUTHORIZED_KEYS" >"$R/root/.ssh/authorized_keys"
-    chown 0:0 "$R/root/.ssh/authorized_keys"; chmod 600 "$R/root/.ssh/authorized_keys"
+    printf '%s\n' "$DDC_SSH_AUTHORIZED_KEYS" | put "$R/root/.ssh/authorized_keys" 600
+    chown 0:0 "$R/root/.ssh/authorized_keys"
 fi
 
 # 7. Logs to the master.
@@ -78,8 +81,8 @@ if [ "${DDC_SYSLOG:-0}" = 1 ]; then
     if [ -x "$R/usr/sbin/rsyslogd" ]; then
         say "rsyslog forwards everything to $DDC_MASTER:514/udp"
         mkdir -p "$R/etc/rsyslog.d"
-        printf '# ddc: send the node logs to the master\n*.* @%s:514\n' "$DDC_MASTER" \
-            >"$R/etc/rsyslog.d/ddc-remote.conf"
+        printf '# ddc: send the node logs to the master\n*.* @%s:514\n' "$DDC_MASTER" |
+            put "$R/etc/rsyslog.d/ddc-remote.conf"
     else
         say "DDC_SYSLOG=1 but rsyslog is not installed: skipping remote logging (add rsyslog to the packages)"
     fi
@@ -90,8 +93,8 @@ fi
 # 8. NIS client (the ypbind package itself comes from the package list).
 if [ -n "${DDC_NIS_DOMAIN:-}" ]; then
     say "NIS domain $DDC_NIS_DOMAIN, server $DDC_MASTER"
-    echo "$DDC_NIS_DOMAIN" >"$R/etc/defaultdomain"
-    printf 'domain %s server %s\n' "$DDC_NIS_DOMAIN" "$DDC_MASTER" >"$R/etc/yp.conf"
+    echo "$DDC_NIS_DOMAIN" | put "$R/etc/defaultdomain"
+    printf 'domain %s server %s\n' "$DDC_NIS_DOMAIN" "$DDC_MASTER" | put "$R/etc/yp.conf"
 fi
 
 # 9. Mount points the initramfs hook moves the overlay's layers to.

@@ -11,6 +11,9 @@ set -eu
 : "${DDC_ROOTFS:?}" "${DDC_SUITE:?}" "${DDC_ARCH:?}" "${DDC_PKG_CACHE:?}"
 mkdir -p "$DDC_PKG_CACHE"
 export DDC_PKG_CACHE                    # read by the mmdebstrap hooks below
+# Builds sharing the cache take turns (two writers of one .deb would clash).
+exec 9>"$DDC_PKG_CACHE/.ddc-lock"
+flock 9
 
 echo "ddc: $DDC_BOOTSTRAPPER $DDC_SUITE/$DDC_ARCH -> $DDC_ROOTFS (mirror: ${DDC_MIRROR:-default}, cache: $DDC_PKG_CACHE)"
 case "$DDC_BOOTSTRAPPER" in

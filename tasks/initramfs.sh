@@ -12,12 +12,15 @@ say() { echo "ddc: $*"; }
 case "$UNION" in overlay|aufs) ;; *) echo "ddc: bad DDC_UNION '$UNION'" >&2; exit 1 ;; esac
 [ -d "$IT" ] || { echo "ddc: initramfs-tools is not installed in the image" >&2; exit 1; }
 
+# Files are replaced, never rewritten in place (sed -i, rm first): the image
+# may share inodes by hard links with an earlier step's output.
 # set_conf KEY VALUE: set (or add) KEY=VALUE in initramfs.conf
 set_conf() {
     if grep -q "^$1=" "$IT/initramfs.conf"; then
         sed -i "s|^$1=.*|$1=$2|" "$IT/initramfs.conf"
     else
-        echo "$1=$2" >>"$IT/initramfs.conf"
+        { cat "$IT/initramfs.conf"; echo "$1=$2"; } >"$IT/initramfs.conf.new"
+        mv "$IT/initramfs.conf.new" "$IT/initramfs.conf"
     fi
 }
 say "initramfs.conf: BOOT=nfs MODULES=netboot"
@@ -25,11 +28,12 @@ set_conf BOOT nfs
 set_conf MODULES netboot
 
 say "modules: $UNION"
-sed -i '/^[[:space:]]*\(overlay\|aufs\)[[:space:]]*$/d' "$IT/modules"
-echo "$UNION" >>"$IT/modules"
+{ grep -vx '[[:space:]]*\(overlay\|aufs\)[[:space:]]*' "$IT/modules" || true; echo "$UNION"; } >"$IT/modules.new"
+mv "$IT/modules.new" "$IT/modules"
 
 # conf.d files are copied into the initrd (/conf/conf.d/), where the hook reads them.
 mkdir -p "$IT/conf.d" "$IT/scripts/init-bottom"
+rm -f "$IT/conf.d/ddc-union" "$IT/conf.d/resume"
 echo "DDC_UNION=$UNION" >"$IT/conf.d/ddc-union"
 # No resume: in a chroot the resume hook would pick the build host's swap.
 echo "RESUME=none" >"$IT/conf.d/resume"

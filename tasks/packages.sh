@@ -60,8 +60,11 @@ fi
 
 # The persistent .deb cache is bind-mounted as apt's archive folder: apt
 # reuses (after checking their hashes) the files found there and downloads
-# the missing ones straight into it.
+# the missing ones straight into it. apt fails at once on another build's
+# lock of that folder, so builds sharing the cache queue on a flock instead.
 mkdir -p "$DDC_PKG_CACHE" "$ARCHIVES"
+exec 9>"$DDC_PKG_CACHE/.ddc-lock"
+flock 9
 mount --bind "$DDC_PKG_CACHE" "$ARCHIVES"
 
 echo "ddc: installing initramfs-tools $DDC_PACKAGES"
@@ -69,10 +72,11 @@ chroot "$R" apt-get update
 # shellcheck disable=SC2086  # the package list is split on spaces
 chroot "$R" apt-get install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    initramfs-tools $DDC_PACKAGES
+    initramfs-tools $DDC_PACKAGES 9>&-
 
 cleanup
 trap - EXIT
+exec 9>&-                               # releases the cache lock
 echo "ddc: emptying apt caches and lists"
 chroot "$R" apt-get clean
 rm -rf "$R"/var/lib/apt/lists/* "$R"/var/cache/apt/*.bin

@@ -62,15 +62,26 @@ pub fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
         atomic_write(&dest, &bytes, false)?;
         out.files.push(dest);
     }
+    // syslinux.efi looks for its entries in pxelinux.cfg/ beside itself: one
+    // link serves it the BIOS entries, so each node's entry is one file.
+    let link = ctx.cfg.paths.tftp_root.join("efi64/pxelinux.cfg");
+    let target = Path::new("../pxelinux.cfg");
+    std::fs::create_dir_all(ctx.cfg.paths.tftp_root.join("pxelinux.cfg"))?;
+    if std::fs::read_link(&link).ok().as_deref() != Some(target) {
+        crate::fsutil::remove_path(&link)?;
+        let tmp = ctx.cfg.paths.tftp_root.join("efi64/.pxelinux.cfg.ddc-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp)?;
+        std::fs::rename(&tmp, &link)?;
+    }
+    out.files.push(link);
     Ok(out)
 }
 
-/// Where the two firmware kinds look for a node's entry.
-pub fn entry_paths(tftp_root: &Path, name: &str) -> [PathBuf; 2] {
-    [
-        tftp_root.join("pxelinux.cfg").join(name),
-        tftp_root.join("efi64/pxelinux.cfg").join(name),
-    ]
+/// Where a node's entry is: pxelinux.0 reads it there, and syslinux.efi
+/// through the `efi64/pxelinux.cfg` link the bootloader task makes.
+pub fn entry_paths(tftp_root: &Path, name: &str) -> [PathBuf; 1] {
+    [tftp_root.join("pxelinux.cfg").join(name)]
 }
 
 #[derive(Serialize)]

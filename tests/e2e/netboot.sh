@@ -45,8 +45,12 @@ _nb_statedir() {
     touch "$NB_DIR/pids" "$NB_DIR/netns"
 }
 
+# _nb_starttime PID: the process' start time (clock ticks since boot), which
+# tells a recorded process from a later one that reuses its PID.
+_nb_starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
 # _nb_record KIND PID
-_nb_record() { printf '%s %s\n' "$1" "$2" >>"$NB_DIR/pids"; }
+_nb_record() { printf '%s %s %s\n' "$1" "$2" "$(_nb_starttime "$2")" >>"$NB_DIR/pids"; }
 
 # _nb_alive PID -> 0 when PID is a live (non-zombie) process
 _nb_alive() {
@@ -119,6 +123,7 @@ nb_add_tap() {
 _nb_privrun() {
     local ns=$1 rundir=$2
     shift 2
+    # shellcheck disable=SC2016 # $0 and $@ are the inner shell's
     exec ip netns exec "$ns" unshare --mount --propagation private \
         /bin/sh -c 'mount --bind "$0" /run && exec "$@"' "$rundir" "$@"
 }
@@ -246,7 +251,8 @@ _nb_qemu() {
     pid=$!
     _nb_record "qemu-$kind" "$pid"
     printf '%s\n' "$*" >"$log.cmdline"
-    NB_LAST_PID=$pid
+    NB_LAST_PID=$pid # for callers: the PID of the QEMU just started
+    export NB_LAST_PID
     sleep 0.5
     if ! _nb_alive "$pid"; then
         cat "$log.qemu" >&2
@@ -293,7 +299,7 @@ nb_boot_uefi() {
 nb_wait_for() {
     local log=${1:?} re=${2:?} t=${3:?} end line
     end=$((SECONDS + t))
-    while ((SECONDS < end)); do
+    while :; do
         if [ -r "$log" ]; then
             line=$(tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | grep -aE -m1 -- "$re")
             if [ -n "$line" ]; then
@@ -301,6 +307,7 @@ nb_wait_for() {
                 return 0
             fi
         fi
+        ((SECONDS < end)) || break
         sleep 1
     done
     _nb_log "timeout (${t}s) waiting for /$re/ in $log"
@@ -313,8 +320,10 @@ nb_cleanup() {
     local rc=$? kind pid ns
     [ -n "${NB_DIR:-}" ] && [ -f "$NB_DIR/pids" ] || return $rc
     for kind in qemu-bios qemu-uefi dnsmasq ganesha rpcbind; do
-        while read -r k pid; do
+        while read -r k pid st; do
             [ "$k" = "$kind" ] || continue
+            # skip a PID that now belongs to another process
+            [ -n "$st" ] && [ "$(_nb_starttime "$pid")" != "$st" ] && continue
             _nb_stop "$pid" 50
         done <"$NB_DIR/pids"
     done
