@@ -1,0 +1,158 @@
+//! The chroot guard, for real (needs root): a build interrupted with SIGINT
+//! or SIGTERM in the middle of a chroot step leaves no mount behind, stops
+//! the step's processes, and the next build completes.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Project;
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| Path::new(m).starts_with(&dir))
+        .collect()
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts /proc, /sys and /dev in a chroot: run it as root (CI does)"
+    );
+}
+
+fn interrupted_in_a_chroot_step(signal: nix::sys::signal::Signal, seconds: u32) {
+    require_root();
+    let p = Project::new();
+    // Each test sleeps for its own number of seconds, to find its own process.
+    let sleep = format!("sleep {seconds}");
+    p.write(
+        "tasks/configure.sh",
+        &format!("#!/bin/sh\n# ddc: chroot\nset -eu\ntest -e \"$DDC_ROOTFS/proc/self\"\necho step-running\n{sleep}\n"),
+    );
+    let mut child = p
+        .command(&["build"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cache = p.path("cache");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = p.path("cache/logs/configure:default.log");
+    loop {
+        let running = std::fs::read_to_string(&log).is_ok_and(|l| l.contains("step-running"));
+        if running && mounts_under(&cache).len() >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the chroot step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        mounts_under(&cache),
+        Vec::<String>::new(),
+        "mounts left behind"
+    );
+    // The step's own processes are gone too.
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", &format!("^{sleep}$")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "the step's sleep survived"
+    );
+    // What finished before is kept: the next build starts at configure.
+    p.write(
+        "tasks/configure.sh",
+        "#!/bin/sh\n# ddc: chroot\nset -eu\ntest -e \"$DDC_ROOTFS/proc/self\"\n",
+    );
+    let ran = p.build(&[]);
+    assert!(ran.contains(&"configure:default".to_string()), "{ran:?}");
+    assert!(!ran.contains(&"packages:default".to_string()), "{ran:?}");
+    assert_eq!(mounts_under(&cache), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_in_a_chroot_step_unmounts_everything() {
+    interrupted_in_a_chroot_step(nix::sys::signal::Signal::SIGINT, 121);
+}
+
+#[test]
+fn sigterm_in_a_chroot_step_unmounts_everything() {
+    interrupted_in_a_chroot_step(nix::sys::signal::Signal::SIGTERM, 122);
+}
+
+#[test]
+fn a_failing_chroot_step_unmounts_and_keeps_the_previous_output() {
+    require_root();
+    let p = Project::new();
+    p.build(&[]);
+    let before = std::fs::read_dir(p.path("cache/images/default/configure"))
+        .unwrap()
+        .count();
+    p.write(
+        "tasks/configure.sh",
+        "#!/bin/sh\n# ddc: chroot\nset -eu\ntouch \"$DDC_ROOTFS/half-done\"\nexit 3\n",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("configure:default failed: /bin/sh exited with status 3"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(mounts_under(&p.path("cache")), Vec::<String>::new());
+    // The committed output of the step is the previous good one.
+    assert!(!p.path("cache/images/default/configure/half-done").exists());
+    assert_eq!(
+        std::fs::read_dir(p.path("cache/images/default/configure"))
+            .unwrap()
+            .count(),
+        before
+    );
+}
+
+#[test]
+fn a_mount_left_by_a_killed_run_is_cleaned_up_and_never_deleted_through() {
+    require_root();
+    let p = Project::new();
+    p.build(&[]);
+    // A killed ddc (SIGKILL cannot be caught) would leave this behind.
+    let stage = p.path("cache/images/default/configure.staging");
+    std::fs::create_dir_all(stage.join("proc")).unwrap();
+    nix::mount::mount(
+        Some("proc"),
+        &stage.join("proc"),
+        Some("proc"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    // Removing the tree now must refuse, not delete through the mount.
+    let err = ddc::fsutil::safe_remove_dir_all(&stage)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is mounted inside it"), "{err}");
+    p.edit("tasks/configure.sh", "set -eu", "set -eu\n# changed");
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("left mounted by an earlier, interrupted run"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(mounts_under(&p.path("cache")), Vec::<String>::new());
+}
