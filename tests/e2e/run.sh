@@ -1,0 +1,190 @@
+#!/bin/bash
+# The end-to-end test: nodes really boot from what `ddc build` made.
+#
+#   sudo DDC=target/release/ddc bash tests/e2e/run.sh
+#
+# 1. writes a Ddcfile (two nodes, one bookworm image, a files tree with a
+#    marker), 2. runs `ddc build` for real (mmdebstrap, chroot, mkinitramfs),
+# 3. serves the result from a network namespace of its own (rpcbind +
+#    nfs-ganesha with ddc's export, dnsmasq with ddc's DHCP/TFTP config),
+# 4. boots node01 with BIOS and node02 with UEFI under QEMU, 5. reads each
+#    console for the line a unit prints after multi-user.target and checks it,
+# 6. renames node02, rebuilds (only dhcp and its boot entry may run), boots
+#    it again and sees the new name. Everything it started is stopped on exit.
+#
+# Needs root and: mmdebstrap, qemu-system-x86, ovmf, dnsmasq, nfs-ganesha,
+# nfs-ganesha-vfs, rpcbind, pxelinux, syslinux-efi, syslinux-common, rsync.
+# A missing one fails the test (it never skips). Takes ~6-8 minutes on 2 cores.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+DDC=${DDC:-$REPO/target/release/ddc}
+WORK=${E2E_WORK:-/var/tmp/ddc-e2e}
+DEBS=${E2E_DEBS:-/var/tmp/ddc-e2e-debs}   # .deb cache kept between runs
+TIMEOUT=${E2E_BOOT_TIMEOUT:-420}
+NS=ddc-e2e
+MASTER=192.0.2.1
+MAC1=52:54:00:12:34:56
+MAC2=52:54:00:12:34:57
+
+# shellcheck source=tests/e2e/netboot.sh
+. "$HERE/netboot.sh"
+
+say() { printf 'e2e: %s\n' "$*" >&2; }
+die() { say "FAIL: $*"; exit 1; }
+t0=$SECONDS
+elapsed() { echo "$((SECONDS - t0))s"; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it builds an image in a chroot and makes a network namespace)"
+for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install the packages listed at the top of $0"
+done
+for f in /usr/lib/PXELINUX/pxelinux.0 /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so; do
+    [ -e "$f" ] || die "$f is missing: apt-get install the packages listed at the top of $0"
+done
+[ -x "$DDC" ] || die "no ddc binary at $DDC (cargo build --release, or set DDC)"
+
+# A fresh work folder every run; only the .deb cache is carried over.
+if [ -d "$WORK" ]; then
+    # Never delete through a mount a killed earlier run left behind.
+    awk -v w="$WORK" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
+    rm -rf --one-file-system "$WORK"
+fi
+mkdir -p "$WORK/cache/debs" "$DEBS"
+cp -al "$DEBS/." "$WORK/cache/debs/" 2>/dev/null || true
+
+export NB_DIR="$WORK/netboot"
+trap nb_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- the cluster
+F=$WORK/files
+mkdir -p "$F/usr/local/sbin" "$F/etc/systemd/system/multi-user.target.wants" "$F/root"
+echo "ddc-e2e generation 1" >"$F/etc/ddc-e2e-marker"
+cat >"$F/usr/local/sbin/e2e-report" <<'SH'
+#!/bin/sh
+# Prints one line about this node to the serial console, after multi-user.target.
+echo "written on $(hostname)" >/root/written-on-node
+line="E2E host=$(hostname)"
+line="$line root=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS / | tr -s ' ')]"
+line="$line ro=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /ro | tr -s ' ')]"
+line="$line marker=[$(cat /etc/ddc-e2e-marker)]"
+line="$line written=[$(cat /root/written-on-node)]"
+line="$line multi-user=$(systemctl is-active multi-user.target)"
+line="$line E2EEND"
+echo "$line" >/dev/ttyS0
+SH
+chmod 0755 "$F/usr/local/sbin/e2e-report"
+cat >"$F/etc/systemd/system/e2e-report.service" <<'UNIT'
+[Unit]
+Description=ddc end-to-end test report
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/e2e-report
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -s ../e2e-report.service "$F/etc/systemd/system/multi-user.target.wants/e2e-report.service"
+
+cat >"$WORK/Ddcfile.toml" <<TOML
+tasks_dir = "$REPO/tasks"
+
+[cluster]
+network = "192.0.2.0/24"
+master  = "$MASTER"
+
+[server]
+dnsmasq_interface = "br0"
+
+[images.default]
+suite    = "bookworm"
+arch     = "amd64"
+packages = ["linux-image-amd64", "nfs-common", "systemd-sysv"]
+union    = "overlay"
+cmdline  = "console=ttyS0"
+files    = "files"
+
+[[nodes]]
+hostname = "node01"
+mac      = "$MAC1"
+ip       = "192.0.2.11"
+
+[[nodes]]
+hostname = "node02"
+mac      = "$MAC2"
+ip       = "192.0.2.12"
+TOML
+
+# ---------------------------------------------------------------- build
+say "ddc build (real image) ..."
+b0=$SECONDS
+(cd "$WORK" && "$DDC" build) || die "ddc build failed"
+say "built in $((SECONDS - b0))s"
+cp -aln "$WORK/cache/debs/." "$DEBS/" 2>/dev/null || true
+if awk -v w="$WORK/cache" '$5 ~ "^"w {found=1} END {exit !found}' /proc/self/mountinfo; then
+    die "ddc build left a mount under $WORK/cache"
+fi
+O=$WORK/out
+root=$(sed -n 's/^ *Path = "\(.*\)";/\1/p' "$O/ganesha/ddc.conf" | head -n1)
+[ -d "$root" ] || die "the export names $root, which does not exist"
+grep -q "^$root 192.0.2.0/24(ro," "$O/exports.d/ddc.exports" || die "exports line missing"
+[ -s "$root/etc/hostname" ] && die "/etc/hostname in the image is not empty"
+[ -s "$root/etc/machine-id" ] && die "/etc/machine-id in the image is not empty"
+
+# ---------------------------------------------------------------- serve
+nb_setup "$NS" || die "namespace"
+nb_add_tap "$NS" tap1 || die tap1
+nb_add_tap "$NS" tap2 || die tap2
+nb_start_nfs "$NS" "$O/ganesha/ddc.conf" || die "ganesha"
+nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq"
+
+# check LOG HOSTNAME: the node's report line is as expected
+check() {
+    local log=$1 host=$2 line
+    nb_wait_for "$log" 'E2E host=.*E2EEND|Kernel panic|emergency mode|\(initramfs\)' "$TIMEOUT" >"$log.match" ||
+        die "$host: no report line within ${TIMEOUT}s (console: $log)"
+    line=$(cat "$log.match")
+    say "$host at $(elapsed): $line"
+    case $line in
+    *"E2E host=$host "*) ;;
+    *) die "$host: wrong hostname or no report: $line" ;;
+    esac
+    case $line in *"root=[overlay overlay "*) ;; *) die "$host: / is not an overlay: $line" ;; esac
+    case $line in *"ro=[$MASTER:$root nfs ro,"*) ;; *) die "$host: /ro is not the NFS export, read-only: $line" ;; esac
+    case $line in *"marker=[ddc-e2e generation 1]"*) ;; *) die "$host: the files tree marker is missing: $line" ;; esac
+    case $line in *"written=[written on $host]"*) ;; *) die "$host: could not write on the node: $line" ;; esac
+    case $line in *"multi-user=active "*) ;; *) die "$host: multi-user.target not active: $line" ;; esac
+    [ ! -e "$root/root/written-on-node" ] || die "$host: a file written on the node appeared in the exported tree"
+}
+
+say "booting node01 (BIOS) and node02 (UEFI) ..."
+nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01.log" || die "qemu (BIOS)"
+nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02.log" || die "qemu (UEFI)"
+UEFI_PID=$NB_LAST_PID
+check "$WORK/node01.log" node01
+check "$WORK/node02.log" node02
+
+# ---------------------------------------------------------------- rename node02
+say "renaming node02 to node02b and rebuilding ..."
+sed -i 's/"node02"/"node02b"/' "$WORK/Ddcfile.toml"
+(cd "$WORK" && "$DDC" build --json) >"$WORK/rebuild.json" || die "rebuild failed"
+ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/rebuild.json" | sort | tr '\n' ' ')
+[ "$ran" = "dhcp pxe:node02b " ] || die "the rename ran [$ran], expected exactly [dhcp pxe:node02b]"
+grep -q "dhcp-host=$MAC2,192.0.2.12,node02b" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq config not updated"
+
+_nb_stop "$UEFI_PID" 20
+# dnsmasq reads dhcp-host lines at start: restart it with the new config.
+while read -r kind pid _; do
+    [ "$kind" = dnsmasq ] && _nb_stop "$pid" 20
+done <"$NB_DIR/pids"
+nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq restart"
+rm -f "$WORK/node02.log"
+nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02b.log" || die "qemu (UEFI, again)"
+check "$WORK/node02b.log" node02b
+
+say "PASS in $(elapsed)"
+echo "1 passed, 0 failed"

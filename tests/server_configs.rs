@@ -1,0 +1,562 @@
+//! The server configs ddc renders for a small cluster, checked by the
+//! programs that read them (`dhcpd -t`, `dnsmasq --test`, nfs-ganesha serving
+//! the export inside a network namespace of its own), each with a negative
+//! control proving the check can fail, and their exact text pinned by insta
+//! snapshots (temporary folder, generation and ganesha's Export_Id redacted).
+//!
+//! Nothing is skipped: a missing program or a missing root fails the test
+//! with what to install or how to run it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::Project;
+
+/// Three nodes, and every optional key of [cluster], [server] and [paths].
+const DDCFILE: &str = r#"tasks_dir = "tasks"
+
+[cluster]
+network = "192.0.2.0/24"
+master  = "192.0.2.1"
+gateway = "192.0.2.254"
+dns     = ["192.0.2.1", "192.0.2.2"]
+domain  = "cluster.example"
+syslog  = true
+
+[paths]
+tftp_root = "out/tftp"
+nfs_root  = "out/nfsroot"
+exports   = "out/exports.d/ddc.exports"
+ganesha   = "out/ganesha/ddc.conf"
+dhcpd     = "out/dhcp/ddc.conf"
+dnsmasq   = "out/dnsmasq.d/ddc.conf"
+rsyslog   = "out/rsyslog.d/ddc.conf"
+
+[server]
+default_entry     = "default"
+dnsmasq_interface = "br0"
+
+[images.default]
+suite    = "bookworm"
+arch     = "amd64"
+packages = ["linux-image-amd64", "nfs-common"]
+union    = "overlay"
+cmdline  = "console=ttyS0"
+
+[[nodes]]
+hostname = "node01"
+mac      = "52:54:00:12:34:56"
+ip       = "192.0.2.11"
+
+[[nodes]]
+hostname = "node02"
+mac      = "52:54:00:12:34:57"
+ip       = "192.0.2.12"
+
+[[nodes]]
+hostname = "node03"
+mac      = "52:54:00:12:34:58"
+ip       = "192.0.2.13"
+"#;
+
+const DHCPD: &str = "out/dhcp/ddc.conf";
+const DNSMASQ: &str = "out/dnsmasq.d/ddc.conf";
+const EXPORTS: &str = "out/exports.d/ddc.exports";
+const GANESHA: &str = "out/ganesha/ddc.conf";
+const RSYSLOG: &str = "out/rsyslog.d/ddc.conf";
+const ENTRY1: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-56";
+const ENTRY_DEFAULT: &str = "out/tftp/pxelinux.cfg/default";
+
+/// The cluster above, built.
+fn cluster() -> Project {
+    let p = Project::with(DDCFILE);
+    let ran = p.build(&[]);
+    for t in [
+        "dhcp",
+        "exports",
+        "rsyslog",
+        "pxe-default",
+        "pxe:node01",
+        "pxe:node02",
+        "pxe:node03",
+    ] {
+        assert!(ran.iter().any(|r| r == t), "{t} did not run: {ran:?}");
+    }
+    p
+}
+
+// ------------------------------------------------------------ programs
+
+/// Where the programs are looked for: the tests may run with a PATH that
+/// lacks the sbin folders.
+const BIN_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+fn search_path() -> String {
+    let mut p = BIN_DIRS.join(":");
+    if let Some(old) = std::env::var_os("PATH") {
+        p.push(':');
+        p.push_str(&old.to_string_lossy());
+    }
+    p
+}
+
+/// The program's full path, or a failure naming the package to install.
+fn require(program: &str, package: &str) -> PathBuf {
+    BIN_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{program} is not installed: this test runs it; install the Debian package \
+                 {package} (apt-get install {package})"
+            )
+        })
+}
+
+fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root ({why}): run it as root, e.g. \
+         sudo -E cargo test --test server_configs"
+    );
+}
+
+/// Exit code and stdout + stderr together.
+fn outcome(o: Output) -> (i32, String) {
+    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&o.stderr));
+    (o.status.code().unwrap_or(-1), text)
+}
+
+// ------------------------------------------------------------ dhcpd
+
+/// `dhcpd -t` on a minimal dhcpd.conf that includes `fragment`, as a
+/// master's dhcpd.conf includes ddc's.
+fn dhcpd_check(p: &Project, wrapper: &str, fragment: &Path) -> (i32, String) {
+    let dhcpd = require("dhcpd", "isc-dhcp-server");
+    p.write(
+        wrapper,
+        &format!(
+            "# A minimal dhcpd.conf around ddc's fragment.\n\
+             ddns-update-style none;\n\
+             authoritative;\n\
+             include \"{}\";\n",
+            fragment.display()
+        ),
+    );
+    let o = Command::new(dhcpd)
+        .args(["-t", "-cf"])
+        .arg(p.path(wrapper))
+        .output()
+        .expect("run dhcpd");
+    outcome(o)
+}
+
+#[test]
+fn dhcpd_accepts_the_dhcpd_fragment() {
+    let p = cluster();
+    let (code, out) = dhcpd_check(&p, "dhcpd-test.conf", &p.path(DHCPD));
+    assert_eq!(
+        code,
+        0,
+        "dhcpd -t rejects {DHCPD}:\n{out}\n--- {DHCPD}:\n{}",
+        p.read(DHCPD)
+    );
+    assert!(
+        !out.to_lowercase().contains("warning"),
+        "dhcpd -t warns about {DHCPD}:\n{out}"
+    );
+}
+
+#[test]
+fn dhcpd_check_fails_on_a_broken_fragment() {
+    let p = cluster();
+    let text = p.read(DHCPD);
+    let line = "fixed-address 192.0.2.11;";
+    assert!(text.contains(line), "{text}");
+    p.write(
+        "out/dhcp/broken.conf",
+        &text.replacen(line, "fixed-address 192.0.2.11", 1),
+    );
+    let (code, out) = dhcpd_check(&p, "dhcpd-test.conf", &p.path("out/dhcp/broken.conf"));
+    assert_ne!(code, 0, "dhcpd -t accepts a broken fragment:\n{out}");
+    assert!(
+        out.contains("broken.conf") && out.contains("semicolon expected"),
+        "dhcpd -t should name the broken include and the error:\n{out}"
+    );
+}
+
+// ------------------------------------------------------------ dnsmasq
+
+fn dnsmasq_check(file: &Path) -> (i32, String) {
+    let dnsmasq = require("dnsmasq", "dnsmasq-base");
+    let o = Command::new(dnsmasq)
+        .arg("--test")
+        .arg("-C")
+        .arg(file)
+        .output()
+        .expect("run dnsmasq");
+    outcome(o)
+}
+
+#[test]
+fn dnsmasq_accepts_the_dnsmasq_file() {
+    let p = cluster();
+    let (code, out) = dnsmasq_check(&p.path(DNSMASQ));
+    assert!(
+        code == 0 && out.contains("syntax check OK"),
+        "dnsmasq --test rejects {DNSMASQ} (exit {code}):\n{out}\n--- {DNSMASQ}:\n{}",
+        p.read(DNSMASQ)
+    );
+}
+
+#[test]
+fn dnsmasq_check_fails_on_a_broken_file() {
+    let p = cluster();
+    let text = p.read(DNSMASQ);
+    let line = "dhcp-range=192.0.2.0,static,255.255.255.0\n";
+    assert!(text.contains(line), "{text}");
+    p.write(
+        "out/dnsmasq.d/broken.conf",
+        &text.replacen(line, "dhcp-range=192.0.2.0,static,255.255.255.256\n", 1),
+    );
+    let (code, out) = dnsmasq_check(&p.path("out/dnsmasq.d/broken.conf"));
+    assert!(
+        code != 0 && !out.contains("syntax check OK") && out.contains("bad dhcp-range"),
+        "dnsmasq --test accepts a broken file (exit {code}):\n{out}"
+    );
+}
+
+// ------------------------------------------------------------ nfs-ganesha
+
+/// A network namespace with rpcbind + ganesha.nfsd in it, started by
+/// tests/e2e/netboot.sh; dropping it stops them and deletes the namespace,
+/// also when the test fails.
+struct Netns {
+    name: String,
+    /// netboot.sh's NB_DIR: its pids, logs and the daemons' private /run.
+    state: tempfile::TempDir,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        require_root("it creates a network namespace and mounts a private /run");
+        for (program, package) in [
+            ("ganesha.nfsd", "nfs-ganesha"),
+            ("rpcbind", "rpcbind"),
+            ("rpcinfo", "rpcbind"),
+            ("showmount", "nfs-common"),
+            ("ip", "iproute2"),
+            ("ss", "iproute2"),
+            ("unshare", "util-linux"),
+        ] {
+            require(program, package);
+        }
+        let vfs = Path::new("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so");
+        assert!(
+            vfs.is_file(),
+            "{} is missing: install the Debian package nfs-ganesha-vfs \
+             (apt-get install nfs-ganesha-vfs)",
+            vfs.display()
+        );
+        Netns {
+            name: format!("ddct-{tag}-{}", std::process::id()),
+            state: tempfile::Builder::new()
+                .prefix("ddc-netboot-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// Runs `script` in bash with netboot.sh sourced, NB_DIR set and the
+    /// namespace's name in $NS.
+    fn bash(&self, script: &str) -> (i32, String) {
+        let lib = common::repo().join("tests/e2e/netboot.sh");
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!("source '{}' || exit 99\n{script}", lib.display()))
+            .env("NB_DIR", self.state.path())
+            .env("NS", &self.name)
+            .env("PATH", search_path())
+            .output()
+            .expect("run bash");
+        outcome(o)
+    }
+
+    /// `nb_setup` + `nb_start_nfs` with `export_conf` as the EXPORT blocks.
+    fn start_nfs(&self, export_conf: &Path) {
+        let (code, out) = self.bash(&format!(
+            "nb_setup \"$NS\" && nb_start_nfs \"$NS\" '{}'",
+            export_conf.display()
+        ));
+        assert_eq!(
+            code,
+            0,
+            "rpcbind + ganesha did not start:\n{out}\n--- ganesha.log:\n{}",
+            self.ganesha_log()
+        );
+    }
+
+    /// `showmount -e` of the master's address, from inside the namespace.
+    fn showmount(&self) -> String {
+        let o = Command::new(require("ip", "iproute2"))
+            .args(["netns", "exec", &self.name])
+            .arg(require("showmount", "nfs-common"))
+            .args(["-e", "192.0.2.1"])
+            .output()
+            .expect("run showmount");
+        let (code, out) = outcome(o);
+        assert_eq!(code, 0, "showmount -e 192.0.2.1 failed:\n{out}");
+        out
+    }
+
+    fn ganesha_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("nfs/ganesha.log")).unwrap_or_default()
+    }
+
+    /// Ganesha's complaints about the exports: warnings or worse from the
+    /// config parser, the FSAL or the export code. Its warning that it was
+    /// built with a RADOS URL backend it cannot load is about the host.
+    fn export_problems(&self) -> Vec<String> {
+        self.ganesha_log()
+            .lines()
+            .filter(|l| {
+                let about_exports = [":CONFIG :", ":FSAL :", ":EXPORT :"]
+                    .iter()
+                    .any(|c| l.contains(c))
+                    || l.to_lowercase().contains("export");
+                let serious = [":WARN :", ":CRIT :", ":MAJ :", ":FATAL :"]
+                    .iter()
+                    .any(|s| l.contains(s));
+                about_exports && serious && !l.contains("load_rados_config")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let (code, out) = self.bash("nb_cleanup");
+        let (_, list) = self.bash("ip netns list");
+        // (bash, not a Command: Drop must not panic on a missing program.)
+        if code != 0 || list.split_whitespace().any(|w| w == self.name) {
+            eprintln!(
+                "warning: netns {} may be left over (delete it with `ip netns del {}`):\n{out}",
+                self.name, self.name
+            );
+        }
+    }
+}
+
+/// The `Path = "..."` of every EXPORT block.
+fn export_paths(ganesha_conf: &str) -> Vec<String> {
+    ganesha_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Path = \""))
+        .filter_map(|l| l.strip_suffix("\";"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `showmount -e` lists `path` for the cluster network.
+fn lists(showmount: &str, path: &str) -> bool {
+    showmount.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some(path) && w.any(|c| c.split(',').any(|c| c == "192.0.2.0/24"))
+    })
+}
+
+#[test]
+fn ganesha_exports_the_generated_export() {
+    let p = cluster();
+    let conf = p.read(GANESHA);
+    let paths = export_paths(&conf);
+    assert_eq!(paths.len(), 1, "one generation, one EXPORT:\n{conf}");
+    let root = &paths[0];
+    assert!(
+        Path::new(root).is_dir() && root.contains("/out/nfsroot/default/"),
+        "the export is not the published image: {root}"
+    );
+    let ns = Netns::new("ganesha");
+    ns.start_nfs(&p.path(GANESHA));
+    let shown = ns.showmount();
+    let log = ns.ganesha_log();
+    assert!(
+        lists(&shown, root),
+        "ganesha does not export {root}:\n{shown}\n--- ganesha.log:\n{log}"
+    );
+    assert!(
+        log.contains("Configuration file successfully parsed"),
+        "ganesha.log:\n{log}"
+    );
+    let problems = ns.export_problems();
+    assert!(
+        problems.is_empty(),
+        "ganesha complains about {GANESHA}:\n{}\n--- {GANESHA}:\n{conf}",
+        problems.join("\n")
+    );
+    let name = ns.name.clone();
+    drop(ns);
+    let (_, list) = outcome(
+        Command::new(require("ip", "iproute2"))
+            .args(["netns", "list"])
+            .output()
+            .expect("run ip"),
+    );
+    assert!(
+        !list.split_whitespace().any(|w| w == name),
+        "netns {name} left over:\n{list}"
+    );
+}
+
+#[test]
+fn ganesha_check_fails_on_an_export_it_cannot_serve() {
+    let p = cluster();
+    let conf = p.read(GANESHA);
+    let root = export_paths(&conf).remove(0);
+    let missing = format!("{root}-missing");
+    p.write(
+        "out/ganesha/broken.conf",
+        &conf.replacen(
+            &format!("Path = \"{root}\";"),
+            &format!("Path = \"{missing}\";"),
+            1,
+        ),
+    );
+    let ns = Netns::new("ganesha-neg");
+    ns.start_nfs(&p.path("out/ganesha/broken.conf"));
+    let shown = ns.showmount();
+    assert!(
+        !lists(&shown, &missing) && !lists(&shown, &root),
+        "a missing path is exported:\n{shown}"
+    );
+    assert!(
+        !ns.export_problems().is_empty(),
+        "ganesha did not complain about a missing path:\n{}",
+        ns.ganesha_log()
+    );
+}
+
+// ------------------------------------------------------------ snapshots
+
+/// `NNNN-` and 12 lowercase hex digits, on word boundaries.
+fn is_generation(b: &[u8], i: usize) -> bool {
+    let Some(w) = b.get(i..i + 17) else {
+        return false;
+    };
+    let word = |c: &u8| c.is_ascii_alphanumeric();
+    w[..4].iter().all(u8::is_ascii_digit)
+        && w[4] == b'-'
+        && w[5..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        && (i == 0 || !word(&b[i - 1]))
+        && !b.get(i + 17).is_some_and(word)
+}
+
+/// The text with the project folder, generation names and Export_Ids
+/// replaced by `[DIR]`, `[GEN]` and `[ID]`.
+fn redact(p: &Project, text: &str) -> String {
+    let dir = p.dir.path();
+    let canonical = std::fs::canonicalize(dir).unwrap();
+    let text = text
+        .replace(&*canonical.to_string_lossy(), "[DIR]")
+        .replace(&*dir.to_string_lossy(), "[DIR]");
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if is_generation(b, i) {
+            out.push_str("[GEN]");
+            i += 17;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out.split_inclusive('\n')
+        .map(|l| match l.find("Export_Id = ") {
+            Some(at) => format!("{}Export_Id = [ID];\n", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn redact_replaces_generations_only_as_whole_words() {
+    let p = Project::with(DDCFILE);
+    let dir = p.dir.path().display().to_string();
+    assert_eq!(
+        redact(
+            &p,
+            &format!(
+                "{dir}/a/0001-9ef2cca59830/x 0001-9ef2cca59830,\n\
+                 10001-9ef2cca59830 0001-9ef2cca598301 0001-9EF2CCA59830\n\
+                 \x20   Export_Id = 4565;\n"
+            )
+        ),
+        "[DIR]/a/[GEN]/x [GEN],\n\
+         10001-9ef2cca59830 0001-9ef2cca598301 0001-9EF2CCA59830\n\
+         \x20   Export_Id = [ID];\n"
+    );
+}
+
+#[test]
+fn snapshot_pxelinux_entries() {
+    let p = cluster();
+    let entry = p.read(ENTRY1);
+    for (file, host, mac) in [
+        ("01-52-54-00-12-34-57", "node02", "12:34:57"),
+        ("01-52-54-00-12-34-58", "node03", "12:34:58"),
+    ] {
+        assert_eq!(
+            p.read(&format!("out/tftp/pxelinux.cfg/{file}")),
+            entry.replace("node01", host).replace("12:34:56", mac),
+            "the entries differ by more than the node's name and MAC"
+        );
+    }
+    insta::assert_snapshot!("pxelinux_node01", redact(&p, &entry));
+    insta::assert_snapshot!("pxelinux_default", redact(&p, &p.read(ENTRY_DEFAULT)));
+}
+
+#[test]
+fn snapshot_dhcpd() {
+    let p = cluster();
+    insta::assert_snapshot!("dhcpd", redact(&p, &p.read(DHCPD)));
+}
+
+#[test]
+fn snapshot_dnsmasq() {
+    let p = cluster();
+    insta::assert_snapshot!("dnsmasq", redact(&p, &p.read(DNSMASQ)));
+}
+
+#[test]
+fn snapshot_exports() {
+    let p = cluster();
+    insta::assert_snapshot!("exports", redact(&p, &p.read(EXPORTS)));
+}
+
+#[test]
+fn snapshot_ganesha() {
+    let p = cluster();
+    insta::assert_snapshot!("ganesha", redact(&p, &p.read(GANESHA)));
+}
+
+#[test]
+fn snapshot_rsyslog() {
+    let p = cluster();
+    insta::assert_snapshot!("rsyslog", redact(&p, &p.read(RSYSLOG)));
+}
