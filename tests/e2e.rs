@@ -6,7 +6,8 @@
 
 #[test]
 fn nodes_boot_from_what_ddc_built() {
-    let wanted = std::env::var("DDC_E2E").is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some();
+    let wanted =
+        std::env::var("DDC_E2E").is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some();
     if !wanted {
         eprintln!("e2e: not run (set DDC_E2E=1 to run it, as root): it builds a real image and boots two nodes");
         return;
@@ -17,5 +18,8 @@ fn nodes_boot_from_what_ddc_built() {
         .env("DDC", env!("CARGO_BIN_EXE_ddc"))
         .status()
         .expect("bash runs");
-    assert!(status.success(), "the end-to-end test failed: see its output above (consoles in /var/tmp/ddc-e2e)");
+    assert!(
+        status.success(),
+        "the end-to-end test failed: see its output above (consoles in /var/tmp/ddc-e2e)"
+    );
 }
