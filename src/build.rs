@@ -63,6 +63,8 @@ struct Engine<'a> {
     journal: Option<&'a Journal>,
     cancel: &'a Arc<Cancel>,
     events: Sender<Event>,
+    /// Late inputs read once per build (an image's current generation).
+    late: Mutex<HashMap<String, String>>,
     /// Finished events of cheap tasks, sent as one batch.
     batched: Mutex<Vec<Finished>>,
     results: Vec<OnceLock<TaskResult>>,
@@ -116,7 +118,7 @@ impl Engine<'_> {
     /// The key inputs of a task: its static inputs and its dependencies'
     /// output hashes. None if a dependency has no output hash yet (dry run).
     fn inputs(&self, spec: &TaskSpec) -> (Vec<Input>, Vec<DepResult>, Option<String>) {
-        let mut inputs = Vec::with_capacity(spec.deps.len());
+        let mut inputs = crate::tasks::late_inputs(spec, self.cfg, &self.late);
         let mut deps = Vec::with_capacity(spec.deps.len());
         let mut pending = None;
         for &d in &spec.deps {
@@ -563,6 +565,7 @@ pub fn build(
         cancel,
         events: events.clone(),
         batched: Mutex::new(Vec::new()),
+        late: Mutex::new(HashMap::new()),
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,

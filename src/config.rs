@@ -248,6 +248,8 @@ pub struct Node {
     pub mac: String,
     pub ip: Ipv4Addr,
     pub image: String,
+    /// A generation the node stays on (`image = "compute@0002"`), for canaries.
+    pub pin: Option<String>,
     pub cmdline: String,
 }
 
@@ -966,30 +968,41 @@ impl Validator<'_> {
                     );
                 }
             }
+            let mut pin = None;
             let image = match &n.image {
                 Some(i) => {
-                    if i.value.contains('@') {
+                    let (name, gen) = match i.value.split_once('@') {
+                        Some((name, gen)) => (name, Some(gen)),
+                        None => (i.value.as_str(), None),
+                    };
+                    if let Some(gen) = gen {
+                        let ok = !gen.is_empty()
+                            && gen.len() <= 17
+                            && gen.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+                        if ok {
+                            pin = Some(gen.to_ascii_lowercase());
+                        } else {
+                            self.error(
+                                i.origin.clone(),
+                                "image",
+                                format!(
+                                    "{:?}: after '@' comes a generation: its number (2), its name (0002-1a2b3c4d5e6f) or a hash prefix; `ddc generations` lists them",
+                                    i.value
+                                ),
+                            );
+                        }
+                    }
+                    if !images.contains_key(name) {
                         self.error(
                             i.origin.clone(),
                             "image",
                             format!(
-                                "{:?}: pinning a node to a generation (image@generation) is not supported yet; name the image alone",
-                                i.value
-                            ),
-                        );
-                    } else if !images.contains_key(&i.value) {
-                        self.error(
-                            i.origin.clone(),
-                            "image",
-                            format!(
-                                "names image {:?}, which is not defined; define [images.{}] or use one of: {}",
-                                i.value,
-                                i.value,
+                                "names image {name:?}, which is not defined; define [images.{name}] or use one of: {}",
                                 image_list(images)
                             ),
                         );
                     }
-                    i.value.clone()
+                    name.to_string()
                 }
                 None => {
                     if images.contains_key("default") {
@@ -1022,6 +1035,7 @@ impl Validator<'_> {
                     mac,
                     ip: ip.expect("checked"),
                     image,
+                    pin,
                     cmdline,
                 });
             }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod exit;
 pub mod fingerprint;
 pub mod fsutil;
+pub mod generations;
 pub mod graph;
 pub mod inventory;
 pub mod process;

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::config::{Config, Image};
 use crate::fsutil::atomic_write;
-use crate::task::{Kind, Produced, RunCtx};
+use crate::generations;
+use crate::task::{Produced, RunCtx};
 
 /// A bootloader file on the master, with the package that ships it.
 pub struct LoaderSource {
@@ -112,6 +113,23 @@ pub fn append_line(cfg: &Config, root: &str, img: &Image, node_cmdline: &str) ->
     s
 }
 
+/// The generation a boot entry points at: the node's pin, else `current`.
+pub fn boot_generation(cfg: &Config, image: &str, pin: Option<&str>) -> Result<String> {
+    match pin {
+        Some(p) => {
+            let gens = generations::list(&cfg.paths.nfs_root, image);
+            generations::resolve(&gens, p).map(|g| g.name.clone()).with_context(|| {
+                format!(
+                    "generation {p:?} of image {image} is not published (or is ambiguous); `ddc generations {image}` lists them"
+                )
+            })
+        }
+        None => generations::current(&cfg.paths.nfs_root, image).with_context(|| {
+            format!("image {image} has no current generation yet: build publish:{image} first")
+        }),
+    }
+}
+
 /// Writes a node's entry (or the default one, for `node == None`).
 pub fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
     let cfg = ctx.cfg;
@@ -134,29 +152,21 @@ pub fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
             None,
         ),
     };
-    let publish = ctx
-        .dep(Kind::Publish)
-        .context("internal error: a boot entry without its image's publish task")?;
-    let meta = &publish.meta;
-    let field = |k: &str| -> Result<String> {
-        meta.get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-            .with_context(|| {
-                format!("publish:{image} recorded no {k}; run `ddc clean publish:{image}`")
-            })
-    };
+    let pin = node.and_then(|i| cfg.nodes[i].pin.as_deref());
+    let generation = boot_generation(cfg, image, pin)?;
     let img = &cfg.images[image];
-    let root = field("root")?;
+    let root = cfg.paths.nfs_root.join(image).join(&generation);
+    let kernel = format!("{image}/{generation}/vmlinuz");
+    let initrd = format!("{image}/{generation}/initrd.img");
     let ctx_data = EntryContext {
         label: hostname.unwrap_or("default"),
         hostname,
         mac,
         image,
-        generation: &field("generation")?,
-        kernel: &field("kernel")?,
-        initrd: &field("initrd")?,
-        append: append_line(cfg, &root, img, cmdline),
+        generation: &generation,
+        kernel: &kernel,
+        initrd: &initrd,
+        append: append_line(cfg, &root.display().to_string(), img, cmdline),
     };
     let text = ctx
         .templates

@@ -14,7 +14,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::chroot::MountGuard;
 use crate::config::Image;
-use crate::fsutil::{atomic_write, remove_path, safe_remove_dir_all};
+use crate::fsutil::{atomic_write, safe_remove_dir_all};
+use crate::generations;
 use crate::process::run_logged;
 use crate::task::{Kind, Produced, RunCtx, Step, TaskSpec};
 
@@ -240,31 +241,6 @@ pub fn find_kernel(root: &Path) -> Option<String> {
     versions.pop()
 }
 
-/// Lists the generations published for an image, oldest first.
-pub fn generations(nfs_root: &Path, image: &str) -> Vec<(u32, String)> {
-    let mut gens: Vec<(u32, String)> = std::fs::read_dir(nfs_root.join(image))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let (seq, hash) = name.split_once('-')?;
-                    let ok = seq.len() == 4
-                        && hash.len() == 12
-                        && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                        && e.path().is_dir();
-                    if ok {
-                        Some((seq.parse().ok()?, name.clone()))
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    gens.sort();
-    gens
-}
-
 pub fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
     let cfg = ctx.cfg;
     let dep = ctx
@@ -301,24 +277,25 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     })?;
     let base = cfg.paths.nfs_root.join(image);
     std::fs::create_dir_all(&base)?;
-    let gens = generations(&cfg.paths.nfs_root, image);
+    let gens = generations::list(&cfg.paths.nfs_root, image);
     let existing = gens
         .iter()
-        .find(|(_, g)| g.ends_with(content))
-        .map(|(_, g)| g.clone());
+        .find(|g| g.name.ends_with(content))
+        .map(|g| g.name.clone());
     let generation = match existing {
         Some(g) => g,
         None => format!(
             "{:04}-{content}",
-            gens.last().map(|(s, _)| s + 1).unwrap_or(1)
+            gens.last().map(|g| g.seq + 1).unwrap_or(1)
         ),
     };
     let root = base.join(&generation);
-    let previous = gens
-        .iter()
-        .rev()
-        .map(|(_, g)| base.join(g))
-        .find(|g| *g != root);
+    // Share unchanged files with the generation nodes boot now, else the newest.
+    let previous = generations::current(&cfg.paths.nfs_root, image)
+        .map(|g| base.join(g))
+        .into_iter()
+        .chain(gens.iter().rev().map(|g| base.join(&g.name)))
+        .find(|g| *g != root && g.is_dir());
     // Publish into a staging folder (or repair an existing generation in
     // place), sharing unchanged files with the previous generation by hard links.
     let target = if root.is_dir() {
@@ -356,16 +333,12 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             .with_context(|| format!("cannot commit {}", root.display()))?;
         crate::fsutil::fsync_dir(&base)?;
     }
-    let kept: Vec<serde_json::Value> = generations(&cfg.paths.nfs_root, image)
-        .into_iter()
-        .map(|(_, g)| {
-            serde_json::json!({"generation": g, "root": base.join(&g).display().to_string()})
-        })
-        .collect();
-    let _ = remove_path;
     if !root.is_dir() {
         bail!("internal error: {} was not published", root.display());
     }
+    // Boot entries follow `current`: switch it in one rename.
+    generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
+    writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
     Ok(Produced {
         files: vec![kernel, initrd],
         dirs: vec![root.clone()],
@@ -376,7 +349,6 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             "kernel": format!("{tftp_rel}/vmlinuz"),
             "initrd": format!("{tftp_rel}/initrd.img"),
             "kernel_version": version,
-            "generations": kept,
         }),
     })
 }

@@ -4,9 +4,64 @@ pub mod boot;
 pub mod image;
 pub mod server;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use anyhow::Result;
 
+use crate::config::Config;
+use crate::fingerprint::{Fingerprint, Input};
+use crate::generations;
 use crate::task::{Action, Produced, RunCtx, TaskSpec};
+
+/// Inputs read when a task is about to run, after its dependencies: the
+/// generation a boot entry points at (publish and `ddc rollback` move it),
+/// and the generations `exports` lists (`ddc gc` removes some).
+pub fn late_inputs(
+    spec: &TaskSpec,
+    cfg: &Config,
+    memo: &Mutex<HashMap<String, String>>,
+) -> Vec<Input> {
+    let generation = |image: &str, pin: Option<&str>| -> String {
+        let key = format!("{image}@{}", pin.unwrap_or(""));
+        if let Some(v) = memo.lock().expect("memo").get(&key) {
+            return v.clone();
+        }
+        let v =
+            boot::boot_generation(cfg, image, pin).unwrap_or_else(|e| format!("unresolved: {e}"));
+        memo.lock().expect("memo").insert(key, v.clone());
+        v
+    };
+    match &spec.action {
+        Action::Pxe { node } => {
+            let n = &cfg.nodes[*node];
+            vec![Input {
+                name: "generation".into(),
+                hash: Fingerprint::of(generation(&n.image, n.pin.as_deref()).as_bytes()),
+            }]
+        }
+        Action::PxeDefault => {
+            let image = cfg.server.default_entry.as_deref().unwrap_or_default();
+            vec![Input {
+                name: "generation".into(),
+                hash: Fingerprint::of(generation(image, None).as_bytes()),
+            }]
+        }
+        Action::Exports => {
+            let mut all = String::new();
+            for image in cfg.images.keys() {
+                for g in generations::list(&cfg.paths.nfs_root, image) {
+                    all.push_str(&format!("{image}/{}\n", g.name));
+                }
+            }
+            vec![Input {
+                name: "generations".into(),
+                hash: Fingerprint::of(all.as_bytes()),
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
 
 /// Runs a task's action.
 pub fn run(spec: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {

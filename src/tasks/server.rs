@@ -5,7 +5,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::fsutil::atomic_write;
-use crate::task::{Kind, Produced, RunCtx};
+use crate::generations;
+use crate::task::{Produced, RunCtx};
 
 #[derive(Serialize)]
 struct Export {
@@ -18,34 +19,20 @@ struct Export {
 
 /// Every kept generation of every image, with stable ganesha export ids.
 fn exports(ctx: &RunCtx) -> Vec<Export> {
+    let cfg = ctx.cfg;
     let mut out: Vec<Export> = Vec::new();
-    for d in ctx
-        .deps
-        .iter()
-        .filter(|d| d.id.kind_name() == Kind::Publish.name())
-    {
-        let image =
-            d.id.as_str()
-                .split_once(':')
-                .map(|x| x.1)
-                .unwrap_or_default();
-        let gens = d
-            .meta
-            .get("generations")
-            .and_then(|g| g.as_array())
-            .cloned()
-            .unwrap_or_default();
-        for g in gens {
-            let (Some(gen), Some(path)) = (
-                g.get("generation").and_then(|v| v.as_str()),
-                g.get("root").and_then(|v| v.as_str()),
-            ) else {
-                continue;
-            };
+    for image in cfg.images.keys() {
+        for g in generations::list(&cfg.paths.nfs_root, image) {
             out.push(Export {
-                image: image.to_string(),
-                generation: gen.to_string(),
-                path: path.to_string(),
+                image: image.clone(),
+                path: cfg
+                    .paths
+                    .nfs_root
+                    .join(image)
+                    .join(&g.name)
+                    .display()
+                    .to_string(),
+                generation: g.name,
                 export_id: 0,
             });
         }

@@ -1,0 +1,369 @@
+//! Published generations of each image: `nfs_root/IMG/NNNN-HASH/` (the root
+//! filesystem) with `tftp_root/IMG/NNNN-HASH/` (kernel and initrd), and the
+//! `nfs_root/IMG/current` link that boot entries follow. A published
+//! generation is never written again; `current` switches in one rename.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+
+/// One published generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    pub seq: u32,
+    /// `NNNN-HASH`, the folder name.
+    pub name: String,
+}
+
+/// The generations of an image, oldest first.
+pub fn list(nfs_root: &Path, image: &str) -> Vec<Generation> {
+    let mut gens: Vec<Generation> = std::fs::read_dir(nfs_root.join(image))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let (seq, hash) = name.split_once('-')?;
+                    let ok = seq.len() == 4
+                        && seq.bytes().all(|b| b.is_ascii_digit())
+                        && hash.len() == 12
+                        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        && e.file_type().is_ok_and(|t| t.is_dir());
+                    if ok {
+                        Some(Generation {
+                            seq: seq.parse().ok()?,
+                            name,
+                        })
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    gens.sort_by_key(|g| g.seq);
+    gens
+}
+
+fn pointer(nfs_root: &Path, image: &str) -> PathBuf {
+    nfs_root.join(image).join("current")
+}
+
+/// The generation boot entries use: where `current` points, if it names a
+/// published generation.
+pub fn current(nfs_root: &Path, image: &str) -> Option<String> {
+    let target = std::fs::read_link(pointer(nfs_root, image)).ok()?;
+    let name = target.to_str()?.to_string();
+    nfs_root.join(image).join(&name).is_dir().then_some(name)
+}
+
+/// Points `current` at a generation, atomically (a new link renamed over the old).
+pub fn set_current(nfs_root: &Path, image: &str, generation: &str) -> Result<()> {
+    let dir = nfs_root.join(image);
+    if !dir.join(generation).is_dir() {
+        bail!("{image} has no generation {generation}");
+    }
+    let tmp = dir.join(".current.ddc-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(generation, &tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    std::fs::rename(&tmp, pointer(nfs_root, image))
+        .with_context(|| format!("cannot switch {}", pointer(nfs_root, image).display()))?;
+    crate::fsutil::fsync_dir(&dir)
+}
+
+/// Finds a generation by its full name, its sequence number (`2`, `0002`)
+/// or a prefix of its hash.
+pub fn resolve<'a>(gens: &'a [Generation], spec: &str) -> Option<&'a Generation> {
+    if let Some(g) = gens.iter().find(|g| g.name == spec) {
+        return Some(g);
+    }
+    if let Ok(n) = spec.parse::<u32>() {
+        if spec.len() <= 4 {
+            return gens.iter().find(|g| g.seq == n);
+        }
+    }
+    let matching: Vec<&Generation> = gens
+        .iter()
+        .filter(|g| spec.len() >= 4 && g.name[5..].starts_with(spec))
+        .collect();
+    if matching.len() == 1 {
+        Some(matching[0])
+    } else {
+        None
+    }
+}
+
+/// Which generation each boot entry in the TFTP root boots, by entry file
+/// name (`01-52-54-…`), read from the entries themselves.
+pub fn entries_by_generation(cfg: &Config) -> HashMap<(String, String), Vec<String>> {
+    let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
+    let dir = cfg.paths.tftp_root.join("pxelinux.cfg");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    let prefix = format!("{}/", cfg.paths.nfs_root.display());
+    for e in rd.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for word in text.split_whitespace() {
+            let Some(root) = word.strip_prefix("nfsroot=") else {
+                continue;
+            };
+            let root = root.split(',').next().unwrap_or_default();
+            let path = root.split_once(':').map(|x| x.1).unwrap_or(root);
+            if let Some((image, generation)) = path
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('/'))
+            {
+                out.entry((
+                    image.to_string(),
+                    generation.trim_end_matches('/').to_string(),
+                ))
+                .or_default()
+                .push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Disk use of each generation: blocks of files not already counted in an
+/// older generation (hard-linked files count once, where they first appear).
+pub fn sizes(nfs_root: &Path, image: &str, gens: &[Generation]) -> Vec<u64> {
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    gens.iter()
+        .map(|g| {
+            let mut bytes = 0u64;
+            for e in walkdir::WalkDir::new(nfs_root.join(image).join(&g.name))
+                .same_file_system(true)
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(m) = e.metadata() {
+                    if seen.insert((m.dev(), m.ino())) {
+                        bytes += m.blocks() * 512;
+                    }
+                }
+            }
+            bytes
+        })
+        .collect()
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn age(path: &Path) -> String {
+    let secs = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// Node hostnames by boot entry file name.
+fn hostnames(cfg: &Config) -> HashMap<String, String> {
+    cfg.nodes
+        .iter()
+        .map(|n| (n.pxe_name(), n.hostname.clone()))
+        .collect()
+}
+
+/// The text of `ddc generations [IMG]`.
+pub fn report(cfg: &Config, only: Option<&str>) -> Result<String> {
+    let images: Vec<&String> = match only {
+        Some(i) if cfg.images.contains_key(i) => {
+            vec![cfg.images.keys().find(|k| *k == i).expect("found")]
+        }
+        Some(i) => bail!(crate::build::NotStarted(format!(
+            "no image {i:?} in the Ddcfile; images: {}",
+            cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))),
+        None => cfg.images.keys().collect(),
+    };
+    let entries = entries_by_generation(cfg);
+    let names = hostnames(cfg);
+    let mut out = String::new();
+    for image in images {
+        let gens = list(&cfg.paths.nfs_root, image);
+        if gens.is_empty() {
+            out.push_str(&format!("{image}: nothing published yet (ddc build)\n"));
+            continue;
+        }
+        let cur = current(&cfg.paths.nfs_root, image);
+        let sizes = sizes(&cfg.paths.nfs_root, image, &gens);
+        out.push_str(&format!("{image}:\n"));
+        out.push_str("    generation         age     size        nodes\n");
+        for (g, size) in gens.iter().zip(sizes) {
+            let mut nodes: Vec<String> = entries
+                .get(&(image.clone(), g.name.clone()))
+                .map(|v| {
+                    v.iter()
+                        .map(|f| names.get(f).cloned().unwrap_or_else(|| f.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            nodes.sort();
+            let shown = match nodes.len() {
+                0 => "-".to_string(),
+                n if n <= 6 => nodes.join(", "),
+                n => format!("{}, … ({n} nodes)", nodes[..4].join(", ")),
+            };
+            let mark = if cur.as_deref() == Some(g.name.as_str()) {
+                "*"
+            } else {
+                " "
+            };
+            out.push_str(&format!(
+                "  {mark} {:<18} {:<7} {:<11} {shown}\n",
+                g.name,
+                age(&cfg.paths.nfs_root.join(image).join(&g.name)),
+                human(size)
+            ));
+        }
+    }
+    out.push_str("(* current: where boot entries point; size counts files shared with older generations once)\n");
+    Ok(out)
+}
+
+/// Generations `gc` must keep, per image, with the reason.
+pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    let entries = entries_by_generation(cfg);
+    for image in cfg.images.keys() {
+        let gens = list(&cfg.paths.nfs_root, image);
+        if let Some(c) = current(&cfg.paths.nfs_root, image) {
+            out.insert((image.clone(), c), "current".to_string());
+        }
+        for g in gens.iter().rev().take(keep) {
+            out.entry((image.clone(), g.name.clone()))
+                .or_insert_with(|| format!("one of the newest {keep}"));
+        }
+        for n in cfg.nodes.iter().filter(|n| &n.image == image) {
+            if let Some(pin) = &n.pin {
+                if let Some(g) = resolve(&gens, pin) {
+                    out.entry((image.clone(), g.name.clone()))
+                        .or_insert_with(|| format!("pinned by {}", n.hostname));
+                }
+            }
+        }
+        for ((img, g), files) in &entries {
+            if img == image {
+                out.entry((image.clone(), g.clone()))
+                    .or_insert_with(|| format!("boot entry {} points at it", files[0]));
+            }
+        }
+    }
+    out
+}
+
+/// What `gc` deletes (or would, with `dry_run`): lines to print.
+pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
+    let keep_set = protected(cfg, keep);
+    let mut lines = Vec::new();
+    let mut freed = 0u64;
+    for image in cfg.images.keys() {
+        let gens = list(&cfg.paths.nfs_root, image);
+        let sizes = sizes(&cfg.paths.nfs_root, image, &gens);
+        // A generation's own blocks are freed only if the newer ones do not share them:
+        // measure what deleting it frees as its size counted last.
+        for (g, _) in gens.iter().zip(sizes) {
+            let key = (image.clone(), g.name.clone());
+            if let Some(why) = keep_set.get(&key) {
+                lines.push(format!("keep   {image}/{} ({why})", g.name));
+                continue;
+            }
+            let root = cfg.paths.nfs_root.join(image).join(&g.name);
+            let own = unique_bytes(&root);
+            freed += own;
+            if dry_run {
+                lines.push(format!(
+                    "would delete {image}/{} (frees {})",
+                    g.name,
+                    human(own)
+                ));
+            } else {
+                crate::fsutil::safe_remove_dir_all(&root)?;
+                crate::fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
+                lines.push(format!("deleted {image}/{} (freed {})", g.name, human(own)));
+            }
+        }
+    }
+    lines.push(if dry_run {
+        format!("would free {}", human(freed))
+    } else {
+        format!("freed {}", human(freed))
+    });
+    Ok(lines)
+}
+
+/// Bytes of files in a tree that no other path links to.
+fn unique_bytes(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .same_file_system(true)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_dir() || m.nlink() == 1)
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(seq: u32, hash: &str) -> Generation {
+        Generation {
+            seq,
+            name: format!("{seq:04}-{hash}"),
+        }
+    }
+
+    #[test]
+    fn resolves_by_name_number_and_hash_prefix() {
+        let gens = vec![
+            g(1, "aaaaaaaaaaaa"),
+            g(2, "abcdef012345"),
+            g(3, "abcfff012345"),
+        ];
+        assert_eq!(resolve(&gens, "0002-abcdef012345"), Some(&gens[1]));
+        assert_eq!(resolve(&gens, "2"), Some(&gens[1]));
+        assert_eq!(resolve(&gens, "0003"), Some(&gens[2]));
+        assert_eq!(resolve(&gens, "abcd"), Some(&gens[1]));
+        assert_eq!(resolve(&gens, "abc"), None, "too short");
+        assert_eq!(resolve(&gens, "abcf"), Some(&gens[2]));
+        assert_eq!(resolve(&gens, "9"), None);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
