@@ -30,6 +30,9 @@ pub struct BuildOptions {
     pub dry_run: bool,
     pub jobs: usize,
     pub keep_going: bool,
+    /// Run only the named tasks: what they depend on is taken as recorded,
+    /// never rebuilt (for `ddc rollback`, which must rebuild nothing).
+    pub no_deps: bool,
 }
 
 /// How a task ended in this run.
@@ -70,6 +73,8 @@ struct Engine<'a> {
     results: Vec<OnceLock<TaskResult>>,
     new_records: Mutex<Vec<Record>>,
     dry_run: bool,
+    /// With `no_deps`: the tasks that may run; the others use their records.
+    targets: Option<Vec<bool>>,
 }
 
 /// Line-per-task log: heavy tasks write to their file as they go; cheap
@@ -216,8 +221,11 @@ impl Engine<'_> {
     /// Decides and, unless this is a dry run, runs task `i`. Returns success.
     fn task(&self, i: usize) -> bool {
         let spec = &self.graph.tasks[i];
-        let (inputs, deps, pending) = self.inputs(spec);
         let start = Instant::now();
+        if self.targets.as_ref().is_some_and(|t| !t[i]) {
+            return self.as_recorded(i, spec);
+        }
+        let (inputs, deps, pending) = self.inputs(spec);
         let (state, reason, out_hash, meta) = if let Some(p) = pending {
             (TaskState::Stale, Some(p), None, Default::default())
         } else {
@@ -305,6 +313,48 @@ impl Engine<'_> {
             out_hash,
             meta,
         });
+        true
+    }
+
+    /// A dependency outside a `no_deps` build: its record, as it is.
+    fn as_recorded(&self, i: usize, spec: &TaskSpec) -> bool {
+        let Some(old) = self.state.records.get(spec.id.as_str()) else {
+            self.finished(
+                spec.kind.heavy(),
+                Finished {
+                    task: spec.id.to_string(),
+                    state: TaskState::Failed,
+                    reason: Some("never built: run ddc build first".into()),
+                    seconds: 0.0,
+                    log: None,
+                    tail: Vec::new(),
+                },
+            );
+            let _ = self.results[i].set(TaskResult {
+                state: TaskState::Failed,
+                reason: Some("never built".into()),
+                out_hash: None,
+                meta: Default::default(),
+            });
+            return false;
+        };
+        let _ = self.results[i].set(TaskResult {
+            state: TaskState::Cached,
+            reason: None,
+            out_hash: Some(old.out_hash),
+            meta: old.meta.clone(),
+        });
+        self.finished(
+            spec.kind.heavy(),
+            Finished {
+                task: spec.id.to_string(),
+                state: TaskState::Cached,
+                reason: Some("as recorded (not rebuilt)".into()),
+                seconds: 0.0,
+                log: None,
+                tail: Vec::new(),
+            },
+        );
         true
     }
 
@@ -542,7 +592,11 @@ pub fn build(
         start.elapsed()
     );
     if !opts.dry_run {
-        let problems = preflight(cfg, graph, &state, &wanted);
+        let problems = if opts.no_deps {
+            Vec::new()
+        } else {
+            preflight(cfg, graph, &state, &wanted)
+        };
         if !problems.is_empty() {
             return Err(NotStarted(problems.join("\n")).into());
         }
@@ -569,6 +623,19 @@ pub fn build(
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
+        targets: if opts.no_deps {
+            let mut t = vec![false; graph.tasks.len()];
+            for name in &opts.targets {
+                for (i, s) in graph.tasks.iter().enumerate() {
+                    if s.id.as_str() == name || s.kind.name() == name {
+                        t[i] = true;
+                    }
+                }
+            }
+            Some(t)
+        } else {
+            None
+        },
     };
     let deps: Vec<Vec<usize>> = graph.tasks.iter().map(|t| t.deps.clone()).collect();
     let heavy: Vec<bool> = graph.tasks.iter().map(|t| t.kind.heavy()).collect();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::build::{self, BuildOptions};
@@ -63,6 +63,31 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// List each image's generations: age, size, which nodes boot them.
+    Generations { image: Option<String> },
+    /// Make an earlier generation current (the previous one by default) and
+    /// rewrite the boot entries; nothing is rebuilt.
+    Rollback {
+        image: String,
+        /// Its name, number or hash prefix (`ddc generations` lists them).
+        generation: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete old generations; never the current one, a pinned one, or one a
+    /// boot entry points at. Run `ddc build` after it to update the exports.
+    Gc {
+        /// How many of the newest generations of each image to keep.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+        /// Show what would be deleted.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Forget the cache (all, or the named tasks and their dependents).
     Clean {
         tasks: Vec<String>,
@@ -100,27 +125,6 @@ pub fn main(cli: Cli) -> Result<i32> {
             keep_going,
             no_wait,
         } => {
-            let reporter = Reporter::start(Mode::choose(json), cli.verbose);
-            let events = reporter.sender();
-            let cancel = Arc::new(Cancel::default());
-            let waited = std::cell::Cell::new(false);
-            let lock = if dry_run {
-                None
-            } else {
-                let say = |s: String| {
-                    waited.set(true);
-                    let _ = events.send(Event::Note(s));
-                };
-                match Lock::acquire(&build::cache_dirs(&cfg), no_wait, &say) {
-                    Ok(l) => Some(l),
-                    Err(e) => {
-                        drop(events);
-                        reporter.finish();
-                        return Err(e);
-                    }
-                }
-            };
-            process::install_signal_handlers(&cancel)?;
             let opts = BuildOptions {
                 targets: tasks,
                 dry_run,
@@ -130,34 +134,109 @@ pub fn main(cli: Cli) -> Result<i32> {
                         .unwrap_or(2)
                 }),
                 keep_going,
+                no_deps: false,
             };
-            // Loaded before the lock was taken: load again if another build ran meanwhile.
-            let state = if waited.get() {
-                None
-            } else {
-                state.join().ok().and_then(|s| s.ok())
+            run_build(
+                &cfg,
+                &g,
+                &opts,
+                json,
+                cli.verbose,
+                no_wait,
+                Some(state),
+                &|_| Ok(()),
+            )
+        }
+        Command::Generations { image } => {
+            print!("{}", crate::generations::report(&cfg, image.as_deref())?);
+            Ok(exit::SUCCESS)
+        }
+        Command::Rollback {
+            image,
+            generation,
+            json,
+            no_wait,
+        } => {
+            if !cfg.images.contains_key(&image) {
+                return Err(build::NotStarted(format!(
+                    "no image {image:?} in the Ddcfile; images: {}",
+                    cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+                .into());
+            }
+            // Only the boot entries of this image run; nothing is rebuilt.
+            let mut targets: Vec<String> = cfg
+                .nodes
+                .iter()
+                .filter(|n| n.image == image && n.pin.is_none())
+                .map(|n| format!("pxe:{}", n.hostname))
+                .collect();
+            if cfg.server.default_entry.as_deref() == Some(image.as_str()) {
+                targets.push("pxe-default".into());
+            }
+            let opts = BuildOptions {
+                targets,
+                dry_run: false,
+                jobs: 1,
+                keep_going: true,
+                no_deps: true,
             };
-            let result = build::build(&cfg, &g, &opts, events.clone(), &cancel, state);
-            let code = match &result {
-                Ok(report) => {
-                    let _ = events.send(Event::Summary(std::mem::take(&mut {
-                        report.summary_clone()
-                    })));
-                    if cancel.is_cancelled() {
-                        let _ = events.send(Event::Note("interrupted: finished tasks are recorded; the next build goes on from there".into()));
-                        130
-                    } else if report.failed() {
-                        exit::FAILED
-                    } else {
-                        exit::SUCCESS
+            let nfs_root = cfg.paths.nfs_root.clone();
+            let switch = move |say: &dyn Fn(String)| -> Result<()> {
+                let gens = crate::generations::list(&nfs_root, &image);
+                let current = crate::generations::current(&nfs_root, &image);
+                let target = match &generation {
+                    Some(spec) => crate::generations::resolve(&gens, spec).cloned().with_context(|| {
+                        format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them")
+                    })?,
+                    None => {
+                        let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
+                        match pos {
+                            Some(p) if p > 0 => gens[p - 1].clone(),
+                            _ => anyhow::bail!(
+                                "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
+                                current.as_deref().unwrap_or("none")
+                            ),
+                        }
                     }
-                }
-                Err(_) => exit::FAILED,
+                };
+                crate::generations::set_current(&nfs_root, &image, &target.name)?;
+                say(format!(
+                    "{image}: current is now {} (was {}); rewriting its boot entries",
+                    target.name,
+                    current.as_deref().unwrap_or("none")
+                ));
+                Ok(())
             };
-            drop(events);
-            reporter.finish();
-            drop(lock);
-            result.map(|_| code)
+            run_build(&cfg, &g, &opts, json, cli.verbose, no_wait, None, &switch)
+        }
+        Command::Gc {
+            keep,
+            dry_run,
+            no_wait,
+        } => {
+            if dry_run {
+                for line in crate::generations::gc(&cfg, keep, true)? {
+                    println!("{line}");
+                }
+                return Ok(exit::SUCCESS);
+            }
+            // Delete under the lock, then rewrite the exports without the deleted.
+            let opts = BuildOptions {
+                targets: vec!["exports".into()],
+                dry_run: false,
+                jobs: 1,
+                keep_going: true,
+                no_deps: true,
+            };
+            let cfg2 = cfg.clone();
+            let delete = move |_: &dyn Fn(String)| -> Result<()> {
+                for line in crate::generations::gc(&cfg2, keep, false)? {
+                    println!("{line}");
+                }
+                Ok(())
+            };
+            run_build(&cfg, &g, &opts, false, cli.verbose, no_wait, None, &delete)
         }
         Command::Graph { format } => {
             let reporter = Reporter::start(Mode::Silent, false);
@@ -167,6 +246,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 dry_run: true,
                 jobs: 1,
                 keep_going: true,
+                no_deps: false,
             };
             let state = state.join().ok().and_then(|s| s.ok());
             let report = build::build(&cfg, &g, &opts, reporter.sender(), &cancel, state)?;
@@ -187,6 +267,77 @@ pub fn main(cli: Cli) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
     }
+}
+
+/// Work done under the build lock before the build; gets a way to say things.
+type BeforeBuild<'a> = dyn Fn(&dyn Fn(String)) -> Result<()> + 'a;
+
+/// Takes the lock, runs `before` under it (rollback switches `current`
+/// there), then the build, reporting as asked. Returns the exit code.
+#[allow(clippy::too_many_arguments)]
+fn run_build(
+    cfg: &config::Config,
+    g: &graph::Graph,
+    opts: &BuildOptions,
+    json: bool,
+    verbose: bool,
+    no_wait: bool,
+    state: Option<std::thread::JoinHandle<Result<crate::cache::State>>>,
+    before: &BeforeBuild,
+) -> Result<i32> {
+    let reporter = Reporter::start(Mode::choose(json), verbose);
+    let events = reporter.sender();
+    let cancel = Arc::new(Cancel::default());
+    let waited = std::cell::Cell::new(false);
+    let say = |s: String| {
+        let _ = events.send(Event::Note(s));
+    };
+    let lock = if opts.dry_run {
+        None
+    } else {
+        let say_wait = |s: String| {
+            waited.set(true);
+            say(s);
+        };
+        match Lock::acquire(&build::cache_dirs(cfg), no_wait, &say_wait)
+            .and_then(|l| before(&say).map(|_| l))
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                drop(events);
+                reporter.finish();
+                return Err(e);
+            }
+        }
+    };
+    process::install_signal_handlers(&cancel)?;
+    // Loaded before the lock was taken: load again if another build ran meanwhile.
+    let state = match state {
+        Some(s) if !waited.get() => s.join().ok().and_then(|s| s.ok()),
+        _ => None,
+    };
+    let result = build::build(cfg, g, opts, events.clone(), &cancel, state);
+    let code = match &result {
+        Ok(report) => {
+            let _ = events.send(Event::Summary(report.summary_clone()));
+            if cancel.is_cancelled() {
+                say(
+                    "interrupted: finished tasks are recorded; the next build goes on from there"
+                        .into(),
+                );
+                130
+            } else if report.failed() {
+                exit::FAILED
+            } else {
+                exit::SUCCESS
+            }
+        }
+        Err(_) => exit::FAILED,
+    };
+    drop(events);
+    reporter.finish();
+    drop(lock);
+    result.map(|_| code)
 }
 
 impl build::BuildReport {
