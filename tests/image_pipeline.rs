@@ -121,6 +121,13 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let d = work.path();
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            common::safe_cleanup(self.0);
+        }
+    }
+    let _unmount = Unmount(d);
     // The package cache of earlier runs, where there is one (it never changes what is built).
     let debs = Path::new("/var/tmp/ddc-e2e-debs");
     std::fs::create_dir_all(d.join("cache/debs")).unwrap();

@@ -42,6 +42,25 @@ pub struct Project {
     pub dir: tempfile::TempDir,
 }
 
+impl Drop for Project {
+    /// Never delete a test folder through a mount a failed test left in it:
+    /// unmount what is there, and keep the folder if anything stays mounted.
+    fn drop(&mut self) {
+        safe_cleanup(self.dir.path());
+    }
+}
+
+/// Unmounts what is left under `dir`; if something stays mounted, moves the
+/// folder out of the temporary folder's reach so its removal cannot touch it.
+pub fn safe_cleanup(dir: &Path) {
+    ddc::chroot::unmount_leftovers(dir);
+    if !ddc::fsutil::mounts_under(dir).is_empty() {
+        let keep = dir.with_extension("left-mounted");
+        let _ = std::fs::rename(dir, &keep);
+        eprintln!("test folder kept at {} (still mounted)", keep.display());
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

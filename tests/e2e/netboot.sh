@@ -9,6 +9,7 @@
 #   nb_add_tap NS TAP                   tap TAP attached to br0
 #   nb_start_nfs NS EXPORT_CONF         rpcbind + ganesha.nfsd; EXPORT_CONF holds
 #                                       the EXPORT { ... } block(s)
+#   nb_reload_nfs NS EXPORT_CONF PATH   new EXPORT file, SIGHUP, wait for PATH
 #   nb_start_dnsmasq NS CONF            dnsmasq -C CONF (pid/log/lease files are
 #                                       added here; CONF must not set them)
 #   nb_boot_bios NS TAP MAC LOG         QEMU, SeaBIOS + iPXE on e1000, -boot n
@@ -211,6 +212,28 @@ EOF
     done
     _nb_die "ganesha not registered with rpcbind"
     ip netns exec "$ns" rpcinfo -p 127.0.0.1 >&2
+    return 1
+}
+
+# nb_reload_nfs NS EXPORT_CONF WANT_PATH: give the running ganesha a new
+# EXPORT file (SIGHUP rereads it, as on a master after ddc build) and wait
+# until WANT_PATH is exported. Exports that stay keep their ids: running
+# clients keep working.
+nb_reload_nfs() {
+    local ns=${1:?} exp=${2:?} want=${3:?} d pid i
+    d="$NB_DIR/nfs"
+    cp "$exp" "$d/export.conf" || return 1
+    pid=$(cat "$d/run/ganesha/ganesha.pid" 2>/dev/null)
+    [ -n "$pid" ] || { _nb_die "no ganesha pid in $d/run/ganesha/ganesha.pid"; return 1; }
+    kill -HUP "$pid" || return 1
+    for ((i = 0; i < 100; i++)); do
+        if ip netns exec "$ns" showmount -e 127.0.0.1 2>/dev/null | grep -q "^$want "; then
+            _nb_log "ganesha reloaded: $want exported"
+            return 0
+        fi
+        sleep 0.2
+    done
+    _nb_die "ganesha did not export $want after SIGHUP (see $d/ganesha.log)"
     return 1
 }
 

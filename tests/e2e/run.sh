@@ -89,6 +89,34 @@ ExecStart=/usr/local/sbin/e2e-report
 WantedBy=multi-user.target
 UNIT
 ln -s ../e2e-report.service "$F/etc/systemd/system/multi-user.target.wants/e2e-report.service"
+# Every 5 s: which generation the node reads, and a read of files not read
+# before (a stale NFS handle would show here once the image is updated).
+cat >"$F/usr/local/sbin/e2e-alive" <<'SH'
+#!/bin/sh
+i=0
+while sleep 5; do
+    i=$((i + 1))
+    f=$(ls /usr/share/doc | sed -n "$((i % 50 + 1))p")
+    if out=$(cat "/etc/ddc-e2e-marker" 2>&1) && n=$(cat /usr/share/doc/"$f"/* 2>/dev/null | wc -c) && ls /usr/bin >/dev/null 2>&1; then
+        echo "E2E-ALIVE host=$(hostname) marker=[$out] read=$n ok" >/dev/ttyS0
+    else
+        echo "E2E-ALIVE host=$(hostname) error=[$out] FAILED" >/dev/ttyS0
+    fi
+done
+SH
+chmod 0755 "$F/usr/local/sbin/e2e-alive"
+cat >"$F/etc/systemd/system/e2e-alive.service" <<'UNIT'
+[Unit]
+Description=ddc end-to-end test: still reading the image
+After=e2e-report.service
+
+[Service]
+ExecStart=/usr/local/sbin/e2e-alive
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -s ../e2e-alive.service "$F/etc/systemd/system/multi-user.target.wants/e2e-alive.service"
 
 cat >"$WORK/Ddcfile.toml" <<TOML
 tasks_dir = "$REPO/tasks"
@@ -142,9 +170,9 @@ nb_add_tap "$NS" tap2 || die tap2
 nb_start_nfs "$NS" "$O/ganesha/ddc.conf" || die "ganesha"
 nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq"
 
-# check LOG HOSTNAME: the node's report line is as expected
+# check LOG HOSTNAME GENERATION: the node's report line is as expected
 check() {
-    local log=$1 host=$2 line
+    local log=$1 host=$2 gen=$3 line
     nb_wait_for "$log" 'E2E host=.*E2EEND|Kernel panic|emergency mode|\(initramfs\)' "$TIMEOUT" >"$log.match" ||
         die "$host: no report line within ${TIMEOUT}s (console: $log)"
     line=$(cat "$log.match")
@@ -155,7 +183,7 @@ check() {
     esac
     case $line in *"root=[overlay overlay "*) ;; *) die "$host: / is not an overlay: $line" ;; esac
     case $line in *"ro=[$MASTER:$root nfs ro,"*) ;; *) die "$host: /ro is not the NFS export, read-only: $line" ;; esac
-    case $line in *"marker=[ddc-e2e generation 1]"*) ;; *) die "$host: the files tree marker is missing: $line" ;; esac
+    case $line in *"marker=[ddc-e2e generation $gen]"*) ;; *) die "$host: not the files tree of generation $gen: $line" ;; esac
     case $line in *"written=[written on $host]"*) ;; *) die "$host: could not write on the node: $line" ;; esac
     case $line in *"multi-user=active "*) ;; *) die "$host: multi-user.target not active: $line" ;; esac
     [ ! -e "$root/root/written-on-node" ] || die "$host: a file written on the node appeared in the exported tree"
@@ -165,8 +193,35 @@ say "booting node01 (BIOS) and node02 (UEFI) ..."
 nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01.log" || die "qemu (BIOS)"
 nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02.log" || die "qemu (UEFI)"
 UEFI_PID=$NB_LAST_PID
-check "$WORK/node01.log" node01
-check "$WORK/node02.log" node02
+check "$WORK/node01.log" node01 1
+check "$WORK/node02.log" node02 1
+BIOS_PID=$(awk '$1 == "qemu-bios" {print $2}' "$NB_DIR/pids" | tail -n1)
+
+# ---------------------------------------------------------------- update the image under running nodes
+say "changing the files tree and rebuilding while both nodes run ..."
+echo "ddc-e2e generation 2" >"$F/etc/ddc-e2e-marker"
+(cd "$WORK" && "$DDC" build --json) >"$WORK/update.json" || die "rebuild failed"
+ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/update.json" | sort | tr '\n' ' ')
+[ "$ran" = "configure:default exports initramfs:default publish:default pxe:node01 pxe:node02 " ] ||
+    die "the files change ran [$ran]"
+root1=$root
+root=$(readlink -f "$O/nfsroot/default/current")
+[ "$root" != "$root1" ] || die "no new generation"
+grep -q "^$root1 " "$O/exports.d/ddc.exports" || die "the running generation is no longer exported"
+grep -q "nfsroot=$MASTER:$root," "$O/tftp/pxelinux.cfg/01-${MAC1//:/-}" || die "node01's entry does not boot the new generation"
+nb_reload_nfs "$NS" "$O/ganesha/ddc.conf" "$root" || die "ganesha reload"
+# node01 still reads generation 1, with no stale handle, after the update.
+mark=$(wc -c <"$WORK/node01.log")
+for ((i = 0; i < 60; i++)); do
+    alive=$(tail -c +"$((mark + 1))" "$WORK/node01.log" | tr -d '\r' | grep -a 'E2E-ALIVE' | tail -n1 || true)
+    [ -n "$alive" ] && break
+    sleep 1
+done
+say "node01 after the update: $alive"
+case $alive in
+*"marker=[ddc-e2e generation 1] read="*" ok"*) ;;
+*) die "node01 cannot read its image after the update: ${alive:-no report}" ;;
+esac
 
 # ---------------------------------------------------------------- rename node02
 say "renaming node02 to node02b and rebuilding ..."
@@ -177,14 +232,17 @@ ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/rebuild.json" 
 grep -q "dhcp-host=$MAC2,192.0.2.12,node02b" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq config not updated"
 
 _nb_stop "$UEFI_PID" 20
+_nb_stop "$BIOS_PID" 20
 # dnsmasq reads dhcp-host lines at start: restart it with the new config.
 while read -r kind pid _; do
-    [ "$kind" = dnsmasq ] && _nb_stop "$pid" 20
+    if [ "$kind" = dnsmasq ]; then _nb_stop "$pid" 20; fi
 done <"$NB_DIR/pids"
 nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq restart"
-rm -f "$WORK/node02.log"
+say "rebooting node01 (new generation) and node02 (new name) ..."
+nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01-gen2.log" || die "qemu (BIOS, again)"
 nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02b.log" || die "qemu (UEFI, again)"
-check "$WORK/node02b.log" node02b
+check "$WORK/node01-gen2.log" node01 2
+check "$WORK/node02b.log" node02b 2
 
 say "PASS in $(elapsed)"
 echo "1 passed, 0 failed"
