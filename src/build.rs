@@ -67,7 +67,7 @@ struct Engine<'a> {
     cancel: &'a Arc<Cancel>,
     events: Sender<Event>,
     /// Late inputs read once per build (an image's current generation).
-    late: Mutex<HashMap<String, String>>,
+    late: crate::tasks::LateMemo,
     /// Finished events of cheap tasks, sent as one batch.
     batched: Mutex<Vec<Finished>>,
     results: Vec<OnceLock<TaskResult>>,
@@ -134,7 +134,7 @@ impl Engine<'_> {
             {
                 Some((h, r)) => {
                     inputs.push(Input {
-                        name: format!("dep:{id}").into(),
+                        name: self.graph.dep_name[d].clone(),
                         hash: h,
                     });
                     deps.push(DepResult {
@@ -619,7 +619,7 @@ pub fn build(
         cancel,
         events: events.clone(),
         batched: Mutex::new(Vec::new()),
-        late: Mutex::new(HashMap::new()),
+        late: crate::tasks::LateMemo::new(cfg),
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,

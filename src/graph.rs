@@ -6,8 +6,10 @@
 //! fingerprints of the `tasks/` files it uses and the host tool versions that
 //! change its output. Node data never reaches an image task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +24,8 @@ use crate::tasks::boot;
 /// The task graph: specs in a topological order, and the petgraph view.
 pub struct Graph {
     pub tasks: Vec<TaskSpec>,
+    /// The key input name of each task as a dependency (`dep:packages:default`).
+    pub dep_name: Vec<Cow<'static, str>>,
     pub index: HashMap<TaskId, usize>,
     pub dag: DiGraph<usize, ()>,
 }
@@ -44,10 +48,22 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn value<T: Serialize>(name: impl Into<std::borrow::Cow<'static, str>>, v: &T) -> Input {
+    fn value<T: Serialize>(name: impl Into<Cow<'static, str>>, v: &T) -> Input {
+        let name = match name.into() {
+            Cow::Owned(s) => intern(s),
+            b => b,
+        };
         Input {
-            name: name.into(),
+            name,
             hash: Fingerprint::of_json(v),
+        }
+    }
+
+    /// A string value, hashed as it is (the per-node inputs: 10,000 of each).
+    fn text(name: &'static str, v: &str) -> Input {
+        Input {
+            name: Cow::Borrowed(name),
+            hash: Fingerprint::of(v.as_bytes()),
         }
     }
 
@@ -68,7 +84,7 @@ impl Builder<'_> {
             }
         };
         Ok(Input {
-            name: format!("file:{rel}").into(),
+            name: intern(format!("file:{rel}")),
             hash,
         })
     }
@@ -209,6 +225,19 @@ impl Builder<'_> {
     }
 }
 
+/// A name shared by many inputs, stored once for the process: names come
+/// from the Ddcfile's images and the tasks folder, so there are few.
+fn intern(s: String) -> Cow<'static, str> {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES.get_or_init(Default::default).lock().expect("names");
+    if let Some(n) = names.get(s.as_str()) {
+        return Cow::Borrowed(n);
+    }
+    let leaked: &'static str = Box::leak(s.into_boxed_str());
+    names.insert(leaked);
+    Cow::Borrowed(leaked)
+}
+
 fn ignored_files() -> &'static globset::GlobSet {
     static SET: OnceLock<globset::GlobSet> = OnceLock::new();
     SET.get_or_init(|| {
@@ -278,27 +307,42 @@ pub fn build(cfg: &Config) -> Result<Graph> {
         Builder::value("cluster.master", &cfg.cluster.master),
         Builder::value("paths.tftp_root", &cfg.paths.tftp_root),
     ];
-    for (i, n) in cfg.nodes.iter().enumerate() {
-        let img = &cfg.images[&n.image];
-        let mut inputs = pxe_templates.clone();
-        inputs.extend(common.iter().cloned());
-        inputs.push(Builder::value("node.hostname", &n.hostname));
-        inputs.push(Builder::value("node.mac", &n.mac));
-        inputs.push(Builder::value("node.image", &n.image));
-        inputs.push(Builder::value("node.cmdline", &n.cmdline));
-        inputs.push(Builder::value(
-            format!("images.{}.cmdline", img.name),
-            &img.cmdline,
-        ));
-        b.push(
-            TaskId::new(Kind::Pxe, Some(&n.hostname)),
-            Kind::Pxe,
-            vec![publish[&n.image], bootloader],
-            inputs,
-            Action::Pxe { node: i },
-            None,
-        );
-    }
+    let image_cmdline: HashMap<&str, Input> = cfg
+        .images
+        .values()
+        .map(|img| {
+            (
+                img.name.as_str(),
+                Builder::value(format!("images.{}.cmdline", img.name), &img.cmdline),
+            )
+        })
+        .collect();
+    let pxe: Vec<TaskSpec> = {
+        use rayon::prelude::*;
+        cfg.nodes
+            .par_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut inputs = Vec::with_capacity(pxe_templates.len() + 7);
+                inputs.extend(pxe_templates.iter().cloned());
+                inputs.extend(common.iter().cloned());
+                inputs.push(Builder::text("node.hostname", &n.hostname));
+                inputs.push(Builder::text("node.mac", &n.mac));
+                inputs.push(Builder::text("node.image", &n.image));
+                inputs.push(Builder::text("node.cmdline", &n.cmdline));
+                inputs.push(image_cmdline[n.image.as_str()].clone());
+                TaskSpec {
+                    id: TaskId::new(Kind::Pxe, Some(&n.hostname)),
+                    kind: Kind::Pxe,
+                    deps: vec![publish[&n.image], bootloader],
+                    inputs,
+                    action: Action::Pxe { node: i },
+                    script: None,
+                }
+            })
+            .collect()
+    };
+    b.tasks.extend(pxe);
     if let Some(image) = &cfg.server.default_entry {
         let img = &cfg.images[image];
         let mut inputs = pxe_templates.clone();
@@ -380,7 +424,29 @@ pub fn build(cfg: &Config) -> Result<Graph> {
         .enumerate()
         .map(|(i, t)| (t.id.clone(), i))
         .collect();
-    Ok(Graph { tasks, index, dag })
+    let mut is_dep = vec![false; tasks.len()];
+    for t in &tasks {
+        for &d in &t.deps {
+            is_dep[d] = true;
+        }
+    }
+    let dep_name = tasks
+        .iter()
+        .zip(is_dep)
+        .map(|(t, dep)| {
+            if dep {
+                intern(format!("dep:{}", t.id))
+            } else {
+                Cow::Borrowed("")
+            }
+        })
+        .collect();
+    Ok(Graph {
+        tasks,
+        dep_name,
+        index,
+        dag,
+    })
 }
 
 /// The fingerprint of what DHCP reads of the nodes, in Ddcfile order.

@@ -4,9 +4,6 @@ pub mod boot;
 pub mod image;
 pub mod server;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use anyhow::Result;
 
 use crate::config::Config;
@@ -17,20 +14,15 @@ use crate::task::{Action, Produced, RunCtx, TaskSpec};
 /// Inputs read when a task is about to run, after its dependencies: the
 /// generation a boot entry points at (publish and `ddc rollback` move it),
 /// and the generations `exports` lists (`ddc gc` removes some).
-pub fn late_inputs(
-    spec: &TaskSpec,
-    cfg: &Config,
-    memo: &Mutex<HashMap<String, String>>,
-) -> Vec<Input> {
+pub fn late_inputs(spec: &TaskSpec, cfg: &Config, memo: &LateMemo) -> Vec<Input> {
     let generation = |image: &str, pin: Option<&str>| -> String {
-        let key = format!("{image}@{}", pin.unwrap_or(""));
-        if let Some(v) = memo.lock().expect("memo").get(&key) {
-            return v.clone();
+        let compute = || {
+            boot::boot_generation(cfg, image, pin).unwrap_or_else(|e| format!("unresolved: {e}"))
+        };
+        match (pin, cfg.images.keys().position(|k| k == image)) {
+            (None, Some(i)) => memo.current[i].get_or_init(compute).clone(),
+            _ => compute(),
         }
-        let v =
-            boot::boot_generation(cfg, image, pin).unwrap_or_else(|e| format!("unresolved: {e}"));
-        memo.lock().expect("memo").insert(key, v.clone());
-        v
     };
     match &spec.action {
         Action::Pxe { node } => {
@@ -60,6 +52,20 @@ pub fn late_inputs(
             }]
         }
         _ => Vec::new(),
+    }
+}
+
+/// What late inputs read once per build: each image's current generation
+/// (boot entries of 10,000 nodes ask for it).
+pub struct LateMemo {
+    current: Vec<std::sync::OnceLock<String>>,
+}
+
+impl LateMemo {
+    pub fn new(cfg: &Config) -> Self {
+        LateMemo {
+            current: cfg.images.keys().map(|_| Default::default()).collect(),
+        }
     }
 }
 
