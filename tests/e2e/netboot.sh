@@ -227,7 +227,7 @@ nb_reload_nfs() {
     [ -n "$pid" ] || { _nb_die "no ganesha pid in $d/run/ganesha/ganesha.pid"; return 1; }
     kill -HUP "$pid" || return 1
     for ((i = 0; i < 100; i++)); do
-        if ip netns exec "$ns" showmount -e 127.0.0.1 2>/dev/null | grep -q "^$want "; then
+        if ip netns exec "$ns" showmount -e "${NB_BRIDGE_ADDR%/*}" 2>/dev/null | grep -q "^$want "; then
             _nb_log "ganesha reloaded: $want exported"
             return 0
         fi
