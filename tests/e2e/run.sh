@@ -108,7 +108,6 @@ chmod 0755 "$F/usr/local/sbin/e2e-alive"
 cat >"$F/etc/systemd/system/e2e-alive.service" <<'UNIT'
 [Unit]
 Description=ddc end-to-end test: still reading the image
-After=e2e-report.service
 
 [Service]
 ExecStart=/usr/local/sbin/e2e-alive
