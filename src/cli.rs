@@ -136,7 +136,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 keep_going,
                 no_deps: false,
             };
-            run_build(
+            let code = run_build(
                 &cfg,
                 &g,
                 &opts,
@@ -145,7 +145,12 @@ pub fn main(cli: Cli) -> Result<i32> {
                 no_wait,
                 Some(state),
                 &|_| Ok(()),
-            )
+            );
+            // The graph and config of 10,000 nodes take milliseconds to free;
+            // the process ends now and the kernel frees them at once.
+            std::mem::forget(g);
+            std::mem::forget(cfg);
+            code
         }
         Command::Generations { image } => {
             print!("{}", crate::generations::report(&cfg, image.as_deref())?);
@@ -337,7 +342,10 @@ fn run_build(
     drop(events);
     reporter.finish();
     drop(lock);
-    result.map(|_| code)
+    result.map(|report| {
+        std::mem::forget(report);
+        code
+    })
 }
 
 impl build::BuildReport {

@@ -65,16 +65,25 @@ impl std::fmt::Debug for Fingerprint {
     }
 }
 
+/// Hex in JSON (the journal, `--json`), 32 raw bytes in the binary snapshot.
 impl Serialize for Fingerprint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Fingerprint::from_hex(&s).ok_or_else(|| serde::de::Error::custom("bad fingerprint"))
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Fingerprint::from_hex(&s).ok_or_else(|| serde::de::Error::custom("bad fingerprint"))
+        } else {
+            <[u8; 32]>::deserialize(d).map(Fingerprint)
+        }
     }
 }
 
