@@ -157,8 +157,7 @@ impl Engine<'_> {
             return Some("not built yet (or cleaned)".into());
         };
         if old.key != key {
-            let before: HashMap<&str, u64> =
-                old.inputs().collect();
+            let before: HashMap<&str, u64> = old.inputs().collect();
             for i in spec.inputs.iter().chain(dep_inputs) {
                 match before.get(i.name.as_ref()) {
                     None => return Some(format!("new input: {}", i.name)),

@@ -69,7 +69,9 @@ mod json_text {
         s.serialize_str(&v.to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<serde_json::Value>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<serde_json::Value>, D::Error> {
         let text = String::deserialize(d)?;
         serde_json::from_str(&text)
             .map(Arc::new)

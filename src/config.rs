@@ -158,7 +158,7 @@ struct RawNode {
 // ---------------------------------------------------------------- validated
 
 /// The whole validated cluster description.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// The Ddcfile itself, and the folder relative paths start from.
     pub file: PathBuf,
@@ -169,9 +169,12 @@ pub struct Config {
     pub server: Server,
     pub images: BTreeMap<String, Image>,
     pub nodes: Vec<Node>,
+    /// The files this config was read from (the Ddcfile, the inventory, the
+    /// master's apt sources when a mirror was taken from them).
+    pub sources: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cluster {
     pub network: Ipv4Net,
     pub master: Ipv4Addr,
@@ -181,7 +184,7 @@ pub struct Cluster {
     pub syslog: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Paths {
     pub tftp_root: PathBuf,
     pub nfs_root: PathBuf,
@@ -192,7 +195,7 @@ pub struct Paths {
     pub rsyslog: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Server {
     pub export_options: String,
     pub dnsmasq_tftp: bool,
@@ -201,14 +204,14 @@ pub struct Server {
     pub default_entry: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Union {
     Overlay,
     Aufs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bootstrapper {
     Debootstrap,
@@ -224,7 +227,7 @@ impl Bootstrapper {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
     pub name: String,
     pub suite: String,
@@ -241,7 +244,7 @@ pub struct Image {
     pub nis_domain: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Node {
     pub hostname: String,
     /// Lowercase, colon separated.
@@ -280,8 +283,98 @@ pub(crate) struct NodeInput {
     pub origin: Origin,
 }
 
-/// Loads and validates a Ddcfile and the inventory it names.
+/// The master's apt source files, where an image's default mirror comes from.
+fn apt_sources() -> Vec<PathBuf> {
+    let mut v = vec![
+        PathBuf::from("/etc/apt/sources.list"),
+        PathBuf::from("/etc/apt/sources.list.d"),
+    ];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        files.sort();
+        v.extend(files);
+    }
+    v
+}
+
+/// A fingerprint of what a config was read from: each file's bytes, or a
+/// folder's listing.
+fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for p in sources {
+        h.update(p.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+        if p.is_dir() {
+            let mut names: Vec<String> = std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            h.update(names.join("\n").as_bytes());
+        } else if let Ok(bytes) = std::fs::read(p) {
+            h.update(blake3::hash(&bytes).as_bytes());
+        } else {
+            h.update(b"(missing)");
+        }
+        h.update(b"\0");
+    }
+    *h.finalize().as_bytes()
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedConfig {
+    version: u32,
+    shown: String,
+    fingerprint: [u8; 32],
+    config: Config,
+}
+
+const CONFIG_CACHE_VERSION: u32 = 1;
+
+/// A config validated before from the very same files: parsing and
+/// validating a 10,000-node Ddcfile takes longer than a whole no-op build.
+fn cached(path: &Path, shown: &str) -> Option<Config> {
+    let bytes = std::fs::read(path).ok()?;
+    let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
+    (c.version == CONFIG_CACHE_VERSION
+        && c.shown == shown
+        && c.fingerprint == sources_fingerprint(&c.config.sources))
+    .then_some(c.config)
+}
+
+fn remember(path: &Path, shown: &str, config: &Config) {
+    let c = CachedConfig {
+        version: CONFIG_CACHE_VERSION,
+        shown: shown.to_string(),
+        fingerprint: sources_fingerprint(&config.sources),
+        config: config.clone(),
+    };
+    if let Ok(bytes) = postcard::to_stdvec(&c) {
+        // Only a speed-up: a failure to write it changes nothing.
+        let _ = crate::fsutil::atomic_write(path, &bytes, false);
+    }
+}
+
+/// Loads and validates a Ddcfile and the inventory it names, or takes the
+/// config validated from the same bytes last time (`cache/config.bin`).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let shown = path.display().to_string();
+    let cache = base_dir(path).join("cache/config.bin");
+    if let Some(c) = cached(&cache, &shown) {
+        return Ok(c);
+    }
+    let config = load_uncached(path)?;
+    if cache.parent().is_some_and(Path::is_dir) {
+        remember(&cache, &shown, &config);
+    }
+    Ok(config)
+}
+
+/// Loads and validates a Ddcfile and the inventory it names.
+pub fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -430,6 +523,8 @@ impl Validator<'_> {
             .map(|k| (k.get_ref().clone(), ()))
             .collect();
         let mut images = BTreeMap::new();
+        let mut sources =
+            vec![base_dir.join(Path::new(&self.file).file_name().unwrap_or_default())];
         let mut mirror_cache: Option<String> = None;
         for (name, img) in raw.images {
             let name = self.sourced(name);
@@ -457,6 +552,7 @@ impl Validator<'_> {
         if let Some(nf) = raw.nodes_file {
             let s = self.sourced(nf);
             let path = self.path_value(&s, "nodes_file", base_dir);
+            sources.push(path.clone());
             match inventory::read(&path, &s.value) {
                 Ok(more) => inputs.extend(more),
                 Err(e) => self.errors.push(ConfigError {
@@ -467,6 +563,9 @@ impl Validator<'_> {
             }
         }
         let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
+        if mirror_cache.is_some() {
+            sources.extend(apt_sources());
+        }
         let cluster = cluster?;
         let server = server?;
         Some(Config {
@@ -478,6 +577,7 @@ impl Validator<'_> {
             server,
             images,
             nodes,
+            sources,
         })
     }
 
