@@ -220,6 +220,49 @@ fn dnsmasq_accepts_the_dnsmasq_file() {
     );
 }
 
+/// rsyslogd's own validation run (`-N1`) on the drop-in as a whole config.
+fn rsyslog_check(file: &Path) -> (i32, String) {
+    let rsyslogd = require("rsyslogd", "rsyslog");
+    outcome(
+        Command::new(rsyslogd)
+            .arg("-N1")
+            .arg("-f")
+            .arg(file)
+            .output()
+            .expect("rsyslogd runs"),
+    )
+}
+
+#[test]
+fn rsyslogd_accepts_the_receiver_drop_in() {
+    let p = cluster();
+    let (code, out) = rsyslog_check(&p.path(RSYSLOG));
+    assert!(
+        code == 0 && out.contains("End of config validation run"),
+        "rsyslogd -N1 rejects {RSYSLOG} (exit {code}):\n{out}\n--- {RSYSLOG}:\n{}",
+        p.read(RSYSLOG)
+    );
+}
+
+#[test]
+fn rsyslogd_check_fails_on_a_template_used_before_it_is_defined() {
+    let p = cluster();
+    let text = p.read(RSYSLOG);
+    let first = text
+        .lines()
+        .find(|l| l.starts_with("template("))
+        .expect("a template line")
+        .to_string();
+    // The order this drop-in had before rsyslogd's check caught it.
+    let broken = format!("{}\n{first}\n", text.replacen(&format!("{first}\n"), "", 1));
+    p.write("out/rsyslog.d/broken.conf", &broken);
+    let (code, out) = rsyslog_check(&p.path("out/rsyslog.d/broken.conf"));
+    assert!(
+        code != 0 && out.contains("Could not find template"),
+        "rsyslogd accepts a broken file (exit {code}):\n{out}"
+    );
+}
+
 #[test]
 fn dnsmasq_check_fails_on_a_broken_file() {
     let p = cluster();
