@@ -154,7 +154,7 @@ impl Engine<'_> {
     /// Why a task must run, or None if its record still holds.
     fn staleness(&self, spec: &TaskSpec, key: Fingerprint, dep_inputs: &[Input]) -> Option<String> {
         let Some(old) = self.state.records.get(spec.id.as_str()) else {
-            return Some("not built yet (or cleaned)".into());
+            return Some("not built yet, or cleaned".into());
         };
         if old.key != key {
             let before: HashMap<&str, u64> = old.inputs().collect();

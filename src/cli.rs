@@ -76,8 +76,8 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Delete old generations; never the current one, a pinned one, or one a
-    /// boot entry points at. Run `ddc build` after it to update the exports.
+    /// Delete old generations (never the current one, a pinned one, or one a
+    /// boot entry points at) and rewrite the exports without them.
     Gc {
         /// How many of the newest generations of each image to keep.
         #[arg(long, default_value_t = 2)]
