@@ -218,7 +218,41 @@ impl Engine<'_> {
     }
 
     /// Decides and, unless this is a dry run, runs task `i`. Returns success.
+    /// Decides and runs task `i`; a panic in it fails it like an error.
     fn task(&self, i: usize) -> bool {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.task_inner(i))) {
+            Ok(ok) => ok,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                let spec = &self.graph.tasks[i];
+                let reason = format!("internal error (please report it): {why}");
+                let _ = self.results[i].set(TaskResult {
+                    state: TaskState::Failed,
+                    reason: Some(reason.clone()),
+                    out_hash: None,
+                    meta: Default::default(),
+                });
+                self.finished(
+                    spec.kind.heavy(),
+                    Finished {
+                        task: spec.id.to_string(),
+                        state: TaskState::Failed,
+                        reason: Some(reason),
+                        seconds: 0.0,
+                        log: None,
+                        tail: Vec::new(),
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    fn task_inner(&self, i: usize) -> bool {
         let spec = &self.graph.tasks[i];
         let start = Instant::now();
         if self.targets.as_ref().is_some_and(|t| !t[i]) {
@@ -589,8 +623,8 @@ pub fn build(
         }
     }
     let mut state = match state {
-        Some(s) => s,
-        None => State::load(&dirs)?,
+        Some(s) if s.is_current(&dirs) => s,
+        _ => State::load(&dirs)?,
     };
     tracing::debug!(
         "{} records loaded in {:?}",
@@ -598,6 +632,7 @@ pub fn build(
         start.elapsed()
     );
     if !opts.dry_run {
+        crate::cache::claim(&dirs, &cfg.file)?;
         let problems = if opts.no_deps {
             Vec::new()
         } else {
@@ -756,10 +791,6 @@ pub fn build(
             ));
         }
         let added = new_records.len() + forget.len();
-        // Everything this build did is in the journal before any snapshot.
-        if let Some(j) = journal.take() {
-            j.close()?;
-        }
         for t in &forget {
             if let Some(j) = &journal {
                 j.forget(t);
@@ -771,6 +802,10 @@ pub fn build(
         }
         for r in new_records {
             state.records.insert(r.task.clone(), r);
+        }
+        // Everything this build did is in the journal before any snapshot.
+        if let Some(j) = journal.take() {
+            j.close()?;
         }
         if state.should_compact(added) {
             state.compact(&dirs)?;

@@ -120,11 +120,33 @@ pub struct State {
     pub records: HashMap<String, Record>,
     /// Lines read from the journal: when they grow, fold them into the snapshot.
     pub journal_lines: usize,
+    /// The state files as they were when read (see [`State::is_current`]).
+    pub stamp: Vec<Option<crate::fingerprint::StatStamp>>,
 }
 
 impl State {
+    fn stamp_of(dirs: &CacheDirs) -> Vec<Option<crate::fingerprint::StatStamp>> {
+        ["records.bin", "journal.jsonl"]
+            .iter()
+            .map(|n| {
+                fs::metadata(dirs.state().join(n))
+                    .ok()
+                    .map(|m| crate::fingerprint::StatStamp::of(&m))
+            })
+            .collect()
+    }
+
+    /// Whether the state files are still as they were when this was loaded
+    /// (it was loaded before the lock was taken, while the Ddcfile parsed).
+    pub fn is_current(&self, dirs: &CacheDirs) -> bool {
+        self.stamp == Self::stamp_of(dirs)
+    }
+
     pub fn load(dirs: &CacheDirs) -> Result<Self> {
-        let mut st = State::default();
+        let mut st = State {
+            stamp: Self::stamp_of(dirs),
+            ..Default::default()
+        };
         let snapshot = dirs.state().join("records.bin");
         match fs::read(&snapshot) {
             Ok(bytes) => {
@@ -259,6 +281,24 @@ impl Journal {
             Some(Err(_)) => bail!("the journal writer panicked"),
             None => Ok(()),
         }
+    }
+}
+
+/// Makes sure the cache belongs to this Ddcfile: two Ddcfiles in one folder
+/// would take each other's outputs for vanished tasks and remove them.
+pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<()> {
+    let owner = dirs.root.join("ddcfile");
+    let me = ddcfile.display().to_string();
+    match fs::read_to_string(&owner) {
+        Ok(o) if o.trim() == me => Ok(()),
+        Ok(o) => bail!(crate::build::NotStarted(format!(
+            "the cache {} belongs to {}, not {me}: give each Ddcfile a folder of its own (or `rm -r {}` if {} is gone)",
+            dirs.root.display(),
+            o.trim(),
+            dirs.root.display(),
+            o.trim()
+        ))),
+        Err(_) => atomic_write(&owner, format!("{me}\n").as_bytes(), true),
     }
 }
 

@@ -161,13 +161,55 @@ pub fn unmount(m: &Path) -> Result<()> {
     umount2(m, MntFlags::MNT_DETACH).with_context(|| format!("cannot detach {}", m.display()))
 }
 
-/// Unmounts whatever an earlier, killed run left mounted under `dir`.
+/// Whether a mount point is one ddc makes: an image step's or publish's
+/// root (`cache/images/IMG/STEP.root`, `STEP.staging`) or below one.
+/// The cache itself, or a disk an administrator mounted in it, is not.
+fn ours(images: &Path, m: &Path) -> bool {
+    let Ok(rest) = m.strip_prefix(images) else {
+        return false;
+    };
+    rest.components().nth(1).is_some_and(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        c.ends_with(".root") || c.ends_with(".staging")
+    })
+}
+
+/// Unmounts what an earlier, killed run of ddc left mounted in the cache at
+/// `dir`, and nothing else.
 pub fn unmount_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let images = std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .join("images");
     let mut done = Vec::new();
-    for m in crate::fsutil::mounts_under(dir) {
-        if unmount(&m).is_ok() {
+    for m in crate::fsutil::mounts_under(&images) {
+        if ours(&images, &m) && unmount(&m).is_ok() {
             done.push(m);
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ddcs_own_mount_points_are_leftovers() {
+        let i = Path::new("/c/cache/images");
+        assert!(ours(i, Path::new("/c/cache/images/default/packages.root")));
+        assert!(ours(
+            i,
+            Path::new("/c/cache/images/default/packages.root/proc")
+        ));
+        assert!(ours(
+            i,
+            Path::new("/c/cache/images/default/configure.staging/dev/pts")
+        ));
+        assert!(ours(i, Path::new("/c/cache/images/default/publish.root")));
+        assert!(!ours(i, Path::new("/c/cache/images")));
+        assert!(!ours(i, Path::new("/c/cache/images/default")));
+        assert!(!ours(i, Path::new("/c/cache/images/default/packages")));
+        assert!(!ours(i, Path::new("/c/cache")));
+        assert!(!ours(i, Path::new("/c/cache/debs")));
+    }
 }

@@ -24,6 +24,7 @@ pub fn clean(
         return Ok(vec!["nothing to clean: there is no cache yet".into()]);
     }
     let _lock = Lock::acquire(&dirs, no_wait, say)?;
+    crate::cache::claim(&dirs, &cfg.file)?;
     let mut state = State::load(&dirs)?;
     let mut lines = Vec::new();
     let chosen: Vec<usize> = if targets.is_empty() {

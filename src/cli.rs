@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::build::{self, BuildOptions};
@@ -191,17 +191,17 @@ pub fn main(cli: Cli) -> Result<i32> {
                 let gens = crate::generations::list(&nfs_root, &image);
                 let current = crate::generations::current(&nfs_root, &image);
                 let target = match &generation {
-                    Some(spec) => crate::generations::resolve(&gens, spec).cloned().with_context(|| {
-                        format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them")
+                    Some(spec) => crate::generations::resolve(&gens, spec).cloned().ok_or_else(|| {
+                        build::NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
                     })?,
                     None => {
                         let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
                         match pos {
                             Some(p) if p > 0 => gens[p - 1].clone(),
-                            _ => anyhow::bail!(
+                            _ => anyhow::bail!(build::NotStarted(format!(
                                 "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
                                 current.as_deref().unwrap_or("none")
-                            ),
+                            ))),
                         }
                     }
                 };

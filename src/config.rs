@@ -324,9 +324,22 @@ fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// This ddc binary: a config validated by another version is checked again.
+fn binary_id() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}-{}-{}", m.size(), m.mtime(), m.ino())
+        })
+        .unwrap_or_default();
+    format!("{}/{exe}", env!("CARGO_PKG_VERSION"))
+}
+
 #[derive(Serialize, Deserialize)]
 struct CachedConfig {
     version: u32,
+    binary: String,
     shown: String,
     fingerprint: [u8; 32],
     config: Config,
@@ -340,6 +353,7 @@ fn cached(path: &Path, shown: &str) -> Option<Config> {
     let bytes = std::fs::read(path).ok()?;
     let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
     (c.version == CONFIG_CACHE_VERSION
+        && c.binary == binary_id()
         && c.shown == shown
         && c.fingerprint == sources_fingerprint(&c.config.sources))
     .then_some(c.config)
@@ -348,13 +362,15 @@ fn cached(path: &Path, shown: &str) -> Option<Config> {
 fn remember(path: &Path, shown: &str, config: &Config) {
     let c = CachedConfig {
         version: CONFIG_CACHE_VERSION,
+        binary: binary_id(),
         shown: shown.to_string(),
         fingerprint: sources_fingerprint(&config.sources),
         config: config.clone(),
     };
     if let Ok(bytes) = postcard::to_stdvec(&c) {
         // Only a speed-up: a failure to write it changes nothing.
-        let _ = crate::fsutil::atomic_write(path, &bytes, false);
+        // 0600: it holds root_password_hash, which the Ddcfile may keep private.
+        let _ = crate::fsutil::atomic_write_mode(path, &bytes, false, 0o600);
     }
 }
 
@@ -703,6 +719,8 @@ impl Validator<'_> {
     }
 
     fn paths(&mut self, raw: RawPaths, base: &Path) -> Paths {
+        let tftp_origin = raw.tftp_root.as_ref().map(|s| self.origin(s));
+        let nfs_origin = raw.nfs_root.as_ref().map(|s| self.origin(s));
         let mut get = |v: Option<Spanned<String>>, key: &str, default: &str| match v {
             Some(s) => {
                 let s = self.sourced(s);
@@ -710,7 +728,7 @@ impl Validator<'_> {
             }
             None => base.join(default),
         };
-        Paths {
+        let paths = Paths {
             tftp_root: get(raw.tftp_root, "tftp_root", "out/tftp"),
             nfs_root: get(raw.nfs_root, "nfs_root", "out/nfsroot"),
             exports: get(raw.exports, "exports", "out/exports.d/ddc.exports"),
@@ -718,7 +736,40 @@ impl Validator<'_> {
             dhcpd: get(raw.dhcpd, "dhcpd", "out/dhcp/ddc.conf"),
             dnsmasq: get(raw.dnsmasq, "dnsmasq", "out/dnsmasq.d/ddc.conf"),
             rsyslog: get(raw.rsyslog, "rsyslog", "out/rsyslog.d/ddc.conf"),
+        };
+        // These paths go into kernel lines (nfsroot=HOST:PATH,OPTS), exports
+        // and quoted config values: a space, quote, comma or colon would split them.
+        let file_origin = Origin {
+            file: self.file.clone(),
+            place: Place::File,
+        };
+        for (key, path, origin, bad) in [
+            (
+                "paths.nfs_root",
+                &paths.nfs_root,
+                nfs_origin,
+                " \t\"',:;#\\",
+            ),
+            (
+                "paths.tftp_root",
+                &paths.tftp_root,
+                tftp_origin,
+                " \t\"',;#\\",
+            ),
+        ] {
+            let text = path.display().to_string();
+            if let Some(c) = text.chars().find(|c| bad.contains(*c) || c.is_control()) {
+                let origin = origin.unwrap_or_else(|| file_origin.clone());
+                self.error(
+                    origin,
+                    key,
+                    format!(
+                        "{text:?} has {c:?} in it, which cannot stand in a kernel line or an export; use a path of letters, digits, '/', '.', '_', '-' (set the key, or move the Ddcfile's folder)"
+                    ),
+                );
+            }
         }
+        paths
     }
 
     fn server(&mut self, raw: RawServer, images: &BTreeMap<String, ()>) -> Option<Server> {

@@ -1,7 +1,8 @@
 //! Exit codes, and the one place errors become them.
 //!
-//! 0: success. 1: a task failed (or the build was interrupted). 2: bad
-//! config or usage, or the build could not start (a missing tool, no root).
+//! 0: success. 1: a task failed. 2: bad config or usage, or the build could
+//! not start (a missing tool, no root). 130: interrupted (SIGINT, SIGTERM,
+//! SIGHUP); what finished is recorded.
 
 use crate::build::NotStarted;
 use crate::config::ConfigErrors;

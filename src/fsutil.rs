@@ -12,6 +12,11 @@ use anyhow::{bail, Context, Result};
 /// then a rename, so a reader sees the old content or the new, never half.
 /// With `durable`, the file and its folder are fsynced before returning.
 pub fn atomic_write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    atomic_write_mode(path, bytes, durable, 0o644)
+}
+
+/// [`atomic_write`] with the file's mode (0600 for what holds secrets).
+pub fn atomic_write_mode(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent folder", path.display()))?;
@@ -24,7 +29,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     // Generated files are read by daemons running as other users.
     tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     if durable {
         tmp.as_file().sync_all()?;
     }
@@ -45,7 +50,8 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// One line of `/proc/self/mountinfo`: the mount point.
 pub fn mount_points() -> Vec<PathBuf> {
     let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
+        // Unknown: claim the root is mounted, so that nothing is deleted.
+        return vec![PathBuf::from("/")];
     };
     text.lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -77,10 +83,15 @@ fn unescape_mount(s: &str) -> String {
 /// Mount points at or below `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let mut found: Vec<PathBuf> = mount_points()
-        .into_iter()
-        .filter(|m| m.starts_with(&dir))
-        .collect();
+    let points = mount_points();
+    if points.len() == 1
+        && points[0] == Path::new("/")
+        && !Path::new("/proc/self/mountinfo").exists()
+    {
+        // The mount table cannot be read: report the folder itself as mounted.
+        return vec![dir];
+    }
+    let mut found: Vec<PathBuf> = points.into_iter().filter(|m| m.starts_with(&dir)).collect();
     found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     found.dedup();
     found

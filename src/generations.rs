@@ -20,6 +20,22 @@ pub struct Generation {
     pub name: String,
 }
 
+/// Every image with generations in `nfs_root`, in the Ddcfile or not
+/// (nodes may still run on an image that left it).
+pub fn published_images(nfs_root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(nfs_root)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !list(nfs_root, name).is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// The generations of an image, oldest first.
 pub fn list(nfs_root: &Path, image: &str) -> Vec<Generation> {
     let mut gens: Vec<Generation> = std::fs::read_dir(nfs_root.join(image))

@@ -363,6 +363,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
     }
     let mut inputs = b.templates(Kind::Exports)?;
     inputs.push(Builder::value("cluster.network", &cfg.cluster.network));
+    inputs.push(Builder::value("cluster.master", &cfg.cluster.master));
     inputs.push(Builder::value(
         "server.export_options",
         &cfg.server.export_options,
@@ -398,6 +399,7 @@ pub fn build(cfg: &Config) -> Result<Graph> {
     if cfg.cluster.syslog {
         let mut inputs = b.templates(Kind::Rsyslog)?;
         inputs.push(Builder::value("cluster.network", &cfg.cluster.network));
+        inputs.push(Builder::value("cluster.master", &cfg.cluster.master));
         inputs.push(Builder::value("paths.rsyslog", &cfg.paths.rsyslog));
         b.push(
             TaskId::new(Kind::Rsyslog, None),

@@ -55,15 +55,16 @@ impl Cancel {
 
 /// Installs SIGINT and SIGTERM handlers that cancel the build.
 pub fn install_signal_handlers(cancel: &Arc<Cancel>) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    // SIGHUP too: a build over SSH whose connection drops must unmount.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
     let cancel = Arc::clone(cancel);
     std::thread::spawn(move || {
         for s in signals.forever() {
-            cancel.cancel(if s == SIGINT {
-                "interrupted"
-            } else {
-                "terminated"
+            cancel.cancel(match s {
+                SIGINT => "interrupted",
+                SIGHUP => "hung up",
+                _ => "terminated",
             });
         }
     });

@@ -15,10 +15,12 @@ put() { rm -f "$1"; cat >"$1"; chmod "${2:-644}" "$1"; }
 #    it follows the image's directory symlinks (/lib -> usr/lib with merged
 #    /usr) instead of failing on them, and leaves existing directories' modes
 #    alone (--no-overwrite-dir), so the tree's root cannot change the image's /.
+#    The extracting tar runs inside the image: an absolute symlink there
+#    (/var/run -> /run) must lead into the image, never into the master.
 if [ -n "${DDC_FILES:-}" ]; then
     say "copying $DDC_FILES over the image"
     tar -C "$DDC_FILES" -cf - . |
-        tar -C "$R" -xpf - --numeric-owner --keep-directory-symlink --no-overwrite-dir
+        chroot "$R" tar -C / -xpf - --numeric-owner --keep-directory-symlink --no-overwrite-dir
 fi
 
 # 2. fstab: no root line (the initramfs mounts /), volatile /tmp and /var/tmp.

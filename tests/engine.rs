@@ -119,6 +119,16 @@ fn adding_and_removing_a_node() {
         r.stderr
     );
     assert!(!p.read("out/dhcp/ddc.conf").contains("node03"));
+    // The removal is done once: a file written there by hand afterwards stays.
+    p.write(
+        "out/tftp/pxelinux.cfg/01-52-54-00-12-34-58",
+        "an administrator's own entry\n",
+    );
+    let r = p.ddc(&["build"]);
+    assert!(!r.stderr.contains("removed"), "{}", r.stderr);
+    assert!(p
+        .path("out/tftp/pxelinux.cfg/01-52-54-00-12-34-58")
+        .exists());
 }
 
 #[test]
@@ -478,6 +488,55 @@ fn bad_config_exits_2_naming_file_line_and_key() {
     assert_eq!(r.code, 2);
     assert!(
         r.stderr.contains("nope.toml: cannot read the Ddcfile"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_second_ddcfile_cannot_use_the_first_ones_cache() {
+    let p = Project::new();
+    p.build(&[]);
+    p.write("other.toml", &common::DDCFILE.replace("out/", "out2/"));
+    let r = p.ddc(&["-f", "other.toml", "build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("belongs to"), "{}", r.stderr);
+    assert!(p
+        .path("out/tftp/pxelinux.cfg/01-52-54-00-12-34-56")
+        .exists());
+    assert!(!p.path("out2").exists());
+}
+
+#[test]
+fn a_kernel_that_is_a_symlink_in_the_image_is_not_published() {
+    let p = Project::new();
+    p.write(
+        "tasks/initramfs.sh",
+        "#!/bin/sh\nset -eu\nln -sf /etc/shadow \"$DDC_ROOTFS/boot/vmlinuz-9.9\"\nln -sf /etc/shadow \"$DDC_ROOTFS/boot/initrd.img-9.9\"\n",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("has no boot/vmlinuz-VERSION"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.path("out/tftp/default").exists());
+}
+
+#[test]
+fn a_path_that_would_split_a_kernel_line_is_refused() {
+    let p = Project::new();
+    p.edit(
+        "Ddcfile.toml",
+        "nfs_root  = \"out/nfsroot\"",
+        "nfs_root  = \"out/nfs root,x\"",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("Ddcfile.toml:9:13: paths.nfs_root: ")
+            && r.stderr.contains("has ' ' in it"),
         "{}",
         r.stderr
     );

@@ -125,7 +125,7 @@ fn rollback_rewrites_only_the_boot_entries_and_holds() {
     // Nothing before the first.
     p.ddc(&["rollback", "default", "1"]);
     let r = p.ddc(&["rollback", "default"]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2);
     assert!(
         r.stderr
             .contains("has no generation before the current one"),

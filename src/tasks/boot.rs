@@ -69,6 +69,12 @@ pub fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
     let target = Path::new("../pxelinux.cfg");
     std::fs::create_dir_all(ctx.cfg.paths.tftp_root.join("pxelinux.cfg"))?;
     if std::fs::read_link(&link).ok().as_deref() != Some(target) {
+        if link.is_dir() && std::fs::read_dir(&link).is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!(
+                "{} is a folder with files in it; ddc makes it a link to ../pxelinux.cfg so UEFI nodes find their entries: move your files into pxelinux.cfg/ and remove it",
+                link.display()
+            );
+        }
         crate::fsutil::remove_path(&link)?;
         let tmp = ctx.cfg.paths.tftp_root.join("efi64/.pxelinux.cfg.ddc-tmp");
         let _ = std::fs::remove_file(&tmp);

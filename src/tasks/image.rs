@@ -27,9 +27,20 @@ pub fn staging_mode() -> &'static str {
         if std::env::var("DDC_STAGING").is_ok_and(|v| v == "copy") {
             return "copy";
         }
-        let overlay = std::fs::read_to_string("/proc/filesystems")
-            .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")));
-        if nix::unistd::geteuid().is_root() && overlay {
+        let root = nix::unistd::geteuid().is_root();
+        let listed = || {
+            std::fs::read_to_string("/proc/filesystems")
+                .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
+        };
+        // overlay may be a module not loaded yet: load it rather than let
+        // the mode (part of every image step's key) depend on what ran before.
+        if root && !listed() {
+            let _ = std::process::Command::new("modprobe")
+                .arg("overlay")
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        if root && listed() {
             "layers"
         } else {
             "copy"
@@ -234,7 +245,11 @@ pub fn find_kernel(root: &Path) -> Option<String> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let v = name.strip_prefix("vmlinuz-")?.to_string();
-            boot.join(format!("initrd.img-{v}")).is_file().then_some(v)
+            // Regular files only: a symlink in the image could name a file
+            // of the master, which publish would copy into the TFTP root.
+            let regular = |p: PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+            (regular(boot.join(&name)) && regular(boot.join(format!("initrd.img-{v}"))))
+                .then_some(v)
         })
         .collect();
     versions.sort_by_key(|v| version_key(v));
@@ -327,6 +342,10 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         &std::fs::read(source.join(format!("boot/initrd.img-{version}")))?,
         true,
     )?;
+    // rsync does not fsync: make the tree durable before `current` can name it.
+    let dir = std::fs::File::open(&target)?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
+        .with_context(|| format!("cannot sync {}", target.display()))?;
     if target != root {
         crate::fsutil::fsync_dir(&base)?;
         std::fs::rename(&target, &root)

@@ -41,8 +41,8 @@ pub fn late_inputs(spec: &TaskSpec, cfg: &Config, memo: &LateMemo) -> Vec<Input>
         }
         Action::Exports => {
             let mut all = String::new();
-            for image in cfg.images.keys() {
-                for g in generations::list(&cfg.paths.nfs_root, image) {
+            for image in generations::published_images(&cfg.paths.nfs_root) {
+                for g in generations::list(&cfg.paths.nfs_root, &image) {
                     all.push_str(&format!("{image}/{}\n", g.name));
                 }
             }

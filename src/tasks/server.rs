@@ -21,14 +21,14 @@ struct Export {
 fn exports(ctx: &RunCtx) -> Vec<Export> {
     let cfg = ctx.cfg;
     let mut out: Vec<Export> = Vec::new();
-    for image in cfg.images.keys() {
-        for g in generations::list(&cfg.paths.nfs_root, image) {
+    for image in generations::published_images(&cfg.paths.nfs_root) {
+        for g in generations::list(&cfg.paths.nfs_root, &image) {
             out.push(Export {
                 image: image.clone(),
                 path: cfg
                     .paths
                     .nfs_root
-                    .join(image)
+                    .join(&image)
                     .join(&g.name)
                     .display()
                     .to_string(),
