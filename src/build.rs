@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::cache::{self, CacheDirs, Journal, OutputRecord, Record, State};
 use crate::config::Config;
+use crate::exit::NotStarted;
 use crate::fingerprint::{
     cache_key, cache_key_of, hash_output, scan_tree, Fingerprint, Input, StatStamp,
 };
@@ -42,7 +43,6 @@ pub struct TaskResult {
     pub reason: Option<String>,
     /// None when the task did not produce (failed, skipped, or would run).
     pub out_hash: Option<Fingerprint>,
-    pub meta: Arc<serde_json::Value>,
 }
 
 pub struct BuildReport {
@@ -116,6 +116,37 @@ impl Engine<'_> {
         }
     }
 
+    /// Records how task `i` ended and tells the reporter; returns whether it
+    /// succeeded. With a log, the failure message carries its last lines.
+    fn conclude(
+        &self,
+        i: usize,
+        state: TaskState,
+        reason: Option<String>,
+        out_hash: Option<Fingerprint>,
+        seconds: f64,
+        log: Option<PathBuf>,
+    ) -> bool {
+        let spec = &self.graph.tasks[i];
+        let _ = self.results[i].set(TaskResult {
+            state,
+            reason: reason.clone(),
+            out_hash,
+        });
+        self.finished(
+            spec.kind.heavy(),
+            Finished {
+                task: spec.id.to_string(),
+                state,
+                reason,
+                seconds,
+                tail: log.as_deref().map(|l| tail(l, 15)).unwrap_or_default(),
+                log,
+            },
+        );
+        state != TaskState::Failed
+    }
+
     fn rel(&self, p: &Path) -> String {
         shown(p, &self.cfg.base_dir)
     }
@@ -128,11 +159,8 @@ impl Engine<'_> {
         let mut pending = None;
         for &d in &spec.deps {
             let id = &self.graph.tasks[d].id;
-            match self.results[d]
-                .get()
-                .and_then(|r| r.out_hash.map(|h| (h, r)))
-            {
-                Some((h, r)) => {
+            match self.results[d].get().and_then(|r| r.out_hash) {
+                Some(h) => {
                     inputs.push(Input {
                         name: self.graph.dep_name[d].clone(),
                         hash: h,
@@ -140,7 +168,6 @@ impl Engine<'_> {
                     deps.push(DepResult {
                         id: id.clone(),
                         out_hash: h,
-                        meta: r.meta.clone(),
                     });
                 }
                 None => {
@@ -228,26 +255,8 @@ impl Engine<'_> {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "panicked".into());
-                let spec = &self.graph.tasks[i];
                 let reason = format!("internal error (please report it): {why}");
-                let _ = self.results[i].set(TaskResult {
-                    state: TaskState::Failed,
-                    reason: Some(reason.clone()),
-                    out_hash: None,
-                    meta: Default::default(),
-                });
-                self.finished(
-                    spec.kind.heavy(),
-                    Finished {
-                        task: spec.id.to_string(),
-                        state: TaskState::Failed,
-                        reason: Some(reason),
-                        seconds: 0.0,
-                        log: None,
-                        tail: Vec::new(),
-                    },
-                );
-                false
+                self.conclude(i, TaskState::Failed, Some(reason), None, 0.0, None)
             }
         }
     }
@@ -259,8 +268,8 @@ impl Engine<'_> {
             return self.as_recorded(i, spec);
         }
         let (inputs, deps, pending) = self.inputs(spec);
-        let (state, reason, out_hash, meta) = if let Some(p) = pending {
-            (TaskState::Stale, Some(p), None, Default::default())
+        let (state, reason, out_hash) = if let Some(p) = pending {
+            (TaskState::Stale, Some(p), None)
         } else {
             let key = cache_key_of(
                 spec.kind.name(),
@@ -270,33 +279,21 @@ impl Engine<'_> {
             match self.staleness(spec, key, &inputs) {
                 None => {
                     let old = &self.state.records[spec.id.as_str()];
-                    (
-                        TaskState::Cached,
-                        None,
-                        Some(old.out_hash),
-                        old.meta.clone(),
-                    )
+                    (TaskState::Cached, None, Some(old.out_hash))
                 }
-                Some(why) if self.dry_run => {
-                    (TaskState::Stale, Some(why), None, Default::default())
-                }
+                Some(why) if self.dry_run => (TaskState::Stale, Some(why), None),
                 Some(why) => {
                     if spec.kind.heavy() {
                         self.send(Event::Started(spec.id.to_string()));
                     }
                     match self.run(spec, key, inputs, &deps) {
                         Ok(rec) => {
-                            let r = (
-                                TaskState::Ran,
-                                Some(why),
-                                Some(rec.out_hash),
-                                rec.meta.clone(),
-                            );
+                            let hash = rec.out_hash;
                             if let Some(j) = self.journal {
                                 j.record(&rec);
                             }
                             self.new_records.lock().expect("records").push(rec);
-                            r
+                            (TaskState::Ran, Some(why), Some(hash))
                         }
                         Err(e) => {
                             let log = self.dirs.log(spec.id.as_str());
@@ -305,90 +302,36 @@ impl Engine<'_> {
                                 .create(true)
                                 .open(&log)
                                 .and_then(|mut f| writeln!(f, "ddc: {} failed: {e:#}", spec.id));
-                            let result = TaskResult {
-                                state: TaskState::Failed,
-                                reason: Some(format!("{e:#}")),
-                                out_hash: None,
-                                meta: Default::default(),
-                            };
-                            let _ = self.results[i].set(result);
-                            self.finished(
-                                spec.kind.heavy(),
-                                Finished {
-                                    task: spec.id.to_string(),
-                                    state: TaskState::Failed,
-                                    reason: Some(format!("{e:#}")),
-                                    seconds: start.elapsed().as_secs_f64(),
-                                    tail: tail(&log, 15),
-                                    log: Some(log),
-                                },
-                            );
-                            return false;
+                            let secs = start.elapsed().as_secs_f64();
+                            let why = Some(format!("{e:#}"));
+                            return self.conclude(i, TaskState::Failed, why, None, secs, Some(log));
                         }
                     }
                 }
             }
         };
-        self.finished(
-            spec.kind.heavy(),
-            Finished {
-                task: spec.id.to_string(),
-                state,
-                reason: reason.clone(),
-                seconds: start.elapsed().as_secs_f64(),
-                log: None,
-                tail: Vec::new(),
-            },
-        );
-        let _ = self.results[i].set(TaskResult {
+        self.conclude(
+            i,
             state,
             reason,
             out_hash,
-            meta,
-        });
-        true
+            start.elapsed().as_secs_f64(),
+            None,
+        )
     }
 
     /// A dependency outside a `no_deps` build: its record, as it is.
     fn as_recorded(&self, i: usize, spec: &TaskSpec) -> bool {
-        let Some(old) = self.state.records.get(spec.id.as_str()) else {
-            self.finished(
-                spec.kind.heavy(),
-                Finished {
-                    task: spec.id.to_string(),
-                    state: TaskState::Failed,
-                    reason: Some("never built: run ddc build first".into()),
-                    seconds: 0.0,
-                    log: None,
-                    tail: Vec::new(),
-                },
-            );
-            let _ = self.results[i].set(TaskResult {
-                state: TaskState::Failed,
-                reason: Some("never built".into()),
-                out_hash: None,
-                meta: Default::default(),
-            });
-            return false;
-        };
-        let _ = self.results[i].set(TaskResult {
-            state: TaskState::Cached,
-            reason: None,
-            out_hash: Some(old.out_hash),
-            meta: old.meta.clone(),
-        });
-        self.finished(
-            spec.kind.heavy(),
-            Finished {
-                task: spec.id.to_string(),
-                state: TaskState::Cached,
-                reason: Some("as recorded (not rebuilt)".into()),
-                seconds: 0.0,
-                log: None,
-                tail: Vec::new(),
-            },
-        );
-        true
+        match self.state.records.get(spec.id.as_str()) {
+            Some(old) => {
+                let why = Some("as recorded (not rebuilt)".to_string());
+                self.conclude(i, TaskState::Cached, why, Some(old.out_hash), 0.0, None)
+            }
+            None => {
+                let why = Some("never built: run ddc build first".to_string());
+                self.conclude(i, TaskState::Failed, why, None, 0.0, None)
+            }
+        }
     }
 
     fn run(
@@ -546,14 +489,6 @@ fn preflight(cfg: &Config, graph: &Graph, state: &State, wanted: &[bool]) -> Vec
             }
             _ => {}
         }
-        if !cfg
-            .tasks_dir
-            .join(format!("{}.sh", spec.kind.name()))
-            .exists()
-            && spec.script.is_some()
-        {
-            problems.push(format!("{} needs {}", spec.id, cfg.tasks_dir.display()));
-        }
     }
     if !need_root.is_empty() && !nix::unistd::geteuid().is_root() {
         problems.push(format!(
@@ -580,18 +515,6 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Error raised when the build cannot start; exit code 2.
-#[derive(Debug)]
-pub struct NotStarted(pub String);
-
-impl std::fmt::Display for NotStarted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for NotStarted {}
-
 pub fn cache_dirs(cfg: &Config) -> CacheDirs {
     cache_dirs_at(&cfg.base_dir)
 }
@@ -611,9 +534,7 @@ pub fn build(
 ) -> Result<BuildReport> {
     let start = Instant::now();
     let dirs = cache_dirs(cfg);
-    let wanted = graph
-        .closure(&opts.targets)
-        .map_err(|e| NotStarted(format!("{e:#}")))?;
+    let wanted = graph.closure(&opts.targets)?;
     if !opts.dry_run {
         for m in crate::chroot::unmount_leftovers(&dirs.root) {
             let _ = events.send(Event::Note(format!(
@@ -666,12 +587,8 @@ pub fn build(
         dry_run: opts.dry_run,
         targets: if opts.no_deps {
             let mut t = vec![false; graph.tasks.len()];
-            for name in &opts.targets {
-                for (i, s) in graph.tasks.iter().enumerate() {
-                    if s.id.as_str() == name || s.kind.name() == name {
-                        t[i] = true;
-                    }
-                }
+            for i in graph.select(&opts.targets)? {
+                t[i] = true;
             }
             Some(t)
         } else {
@@ -700,21 +617,9 @@ pub fn build(
             Skip::Stopped => "not started: an earlier task failed (use -k to go on)".to_string(),
             Skip::Cancelled => "not started: the build was interrupted".to_string(),
         };
-        engine.send(Event::Finished(Finished {
-            task: graph.tasks[*i].id.to_string(),
-            state: TaskState::Skipped,
-            reason: Some(reason.clone()),
-            seconds: 0.0,
-            log: None,
-            tail: Vec::new(),
-        }));
-        let _ = engine.results[*i].set(TaskResult {
-            state: TaskState::Skipped,
-            reason: Some(reason),
-            out_hash: None,
-            meta: Default::default(),
-        });
+        engine.conclude(*i, TaskState::Skipped, Some(reason), None, 0.0, None);
     }
+    engine.flush();
     tracing::debug!("tasks done at {:?}", start.elapsed());
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();

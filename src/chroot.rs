@@ -181,7 +181,7 @@ pub fn unmount_leftovers(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|_| dir.to_path_buf())
         .join("images");
     let mut done = Vec::new();
-    for m in crate::fsutil::mounts_under(&images) {
+    for m in crate::fsutil::mounts_under(&images).unwrap_or_default() {
         if ours(&images, &m) && unmount(&m).is_ok() {
             done.push(m);
         }

@@ -30,18 +30,7 @@ pub fn clean(
     let chosen: Vec<usize> = if targets.is_empty() {
         (0..graph.tasks.len()).collect()
     } else {
-        let mut roots = Vec::new();
-        for t in targets {
-            let found: Vec<usize> = (0..graph.tasks.len())
-                .filter(|&i| graph.tasks[i].id.as_str() == t || graph.tasks[i].kind.name() == t)
-                .collect();
-            if found.is_empty() {
-                anyhow::bail!(crate::build::NotStarted(format!(
-                    "no task {t:?}; `ddc graph` lists the tasks"
-                )));
-            }
-            roots.extend(found);
-        }
+        let roots = graph.select(targets)?;
         let mark = graph.dependents(&roots);
         (0..graph.tasks.len()).filter(|&i| mark[i]).collect()
     };

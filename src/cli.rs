@@ -12,7 +12,7 @@ use crate::config;
 use crate::exit;
 use crate::graph;
 use crate::process::{self, Cancel};
-use crate::reporter::{Event, Mode, Reporter, TaskState};
+use crate::reporter::{Event, Mode, Reporter};
 
 #[derive(Parser)]
 #[command(
@@ -110,7 +110,7 @@ pub fn main(cli: Cli) -> Result<i32> {
     let state = std::thread::spawn(move || crate::cache::State::load(&dirs));
     let cfg = config::load(&cli.file)?;
     tracing::debug!("config loaded in {:?}", t.elapsed());
-    let g = graph::build(&cfg).map_err(|e| build::NotStarted(format!("{e:#}")))?;
+    let g = graph::build(&cfg).map_err(|e| exit::NotStarted(format!("{e:#}")))?;
     tracing::debug!(
         "graph of {} tasks built at {:?}",
         g.tasks.len(),
@@ -163,7 +163,7 @@ pub fn main(cli: Cli) -> Result<i32> {
             no_wait,
         } => {
             if !cfg.images.contains_key(&image) {
-                return Err(build::NotStarted(format!(
+                return Err(exit::NotStarted(format!(
                     "no image {image:?} in the Ddcfile; images: {}",
                     cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
@@ -192,13 +192,13 @@ pub fn main(cli: Cli) -> Result<i32> {
                 let current = crate::generations::current(&nfs_root, &image);
                 let target = match &generation {
                     Some(spec) => crate::generations::resolve(&gens, spec).cloned().ok_or_else(|| {
-                        build::NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
+                        exit::NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
                     })?,
                     None => {
                         let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
                         match pos {
                             Some(p) if p > 0 => gens[p - 1].clone(),
-                            _ => anyhow::bail!(build::NotStarted(format!(
+                            _ => anyhow::bail!(exit::NotStarted(format!(
                                 "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
                                 current.as_deref().unwrap_or("none")
                             ))),
@@ -324,7 +324,7 @@ fn run_build(
     let result = build::build(cfg, g, opts, events.clone(), &cancel, state);
     let code = match &result {
         Ok(report) => {
-            let _ = events.send(Event::Summary(report.summary_clone()));
+            let _ = events.send(Event::Summary(report.summary.clone()));
             if cancel.is_cancelled() {
                 say(
                     "interrupted: finished tasks are recorded; the next build goes on from there"
@@ -347,21 +347,3 @@ fn run_build(
         code
     })
 }
-
-impl build::BuildReport {
-    fn summary_clone(&self) -> crate::reporter::Summary {
-        let s = &self.summary;
-        crate::reporter::Summary {
-            ran: s.ran,
-            cached: s.cached,
-            failed: s.failed,
-            skipped: s.skipped,
-            stale: s.stale,
-            seconds: s.seconds,
-            dry_run: s.dry_run,
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn _state_is_used(_: TaskState) {}

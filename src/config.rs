@@ -553,9 +553,8 @@ impl Validator<'_> {
         let server = self.server(raw.server, &declared);
 
         let mut inputs: Vec<NodeInput> = Vec::new();
-        for (i, n) in raw.nodes.into_iter().enumerate() {
+        for n in raw.nodes {
             let origin = self.origin(&n.hostname);
-            let _ = i;
             inputs.push(NodeInput {
                 hostname: self.sourced(n.hostname),
                 mac: self.sourced(n.mac),

@@ -4,7 +4,6 @@
 //! not start (a missing tool, no root). 130: interrupted (SIGINT, SIGTERM,
 //! SIGHUP); what finished is recorded.
 
-use crate::build::NotStarted;
 use crate::config::ConfigErrors;
 
 pub const SUCCESS: i32 = 0;
@@ -31,3 +30,16 @@ pub fn report(e: &anyhow::Error) -> i32 {
     }
     FAILED
 }
+
+/// The work could not start (a missing tool, no root, an unknown task or
+/// generation): exit code 2, like bad config.
+#[derive(Debug)]
+pub struct NotStarted(pub String);
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotStarted {}

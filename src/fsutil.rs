@@ -47,16 +47,16 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot fsync {}", dir.display()))
 }
 
-/// One line of `/proc/self/mountinfo`: the mount point.
-pub fn mount_points() -> Vec<PathBuf> {
-    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        // Unknown: claim the root is mounted, so that nothing is deleted.
-        return vec![PathBuf::from("/")];
-    };
-    text.lines()
+/// Every mount point, from `/proc/self/mountinfo`. An error when it cannot
+/// be read: then nothing may be deleted.
+pub fn mount_points() -> Result<Vec<PathBuf>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo to check for mounts")?;
+    Ok(text
+        .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(unescape_mount(p)))
-        .collect()
+        .collect())
 }
 
 fn unescape_mount(s: &str) -> String {
@@ -81,20 +81,15 @@ fn unescape_mount(s: &str) -> String {
 }
 
 /// Mount points at or below `dir`, deepest first.
-pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let points = mount_points();
-    if points.len() == 1
-        && points[0] == Path::new("/")
-        && !Path::new("/proc/self/mountinfo").exists()
-    {
-        // The mount table cannot be read: report the folder itself as mounted.
-        return vec![dir];
-    }
-    let mut found: Vec<PathBuf> = points.into_iter().filter(|m| m.starts_with(&dir)).collect();
+    let mut found: Vec<PathBuf> = mount_points()?
+        .into_iter()
+        .filter(|m| m.starts_with(&dir))
+        .collect();
     found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     found.dedup();
-    found
+    Ok(found)
 }
 
 /// Removes a tree, refusing if anything is mounted at or below it, and never
@@ -108,7 +103,7 @@ pub fn safe_remove_dir_all(dir: &Path) -> Result<()> {
     if !meta.is_dir() {
         return fs::remove_file(dir).with_context(|| format!("cannot remove {}", dir.display()));
     }
-    let mounts = mounts_under(dir);
+    let mounts = mounts_under(dir)?;
     if !mounts.is_empty() {
         bail!(
             "refusing to delete {}: {} is mounted inside it; unmount it first (umount -R {})",

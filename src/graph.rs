@@ -467,27 +467,31 @@ fn nodes_fingerprint(cfg: &Config) -> Fingerprint {
 }
 
 impl Graph {
-    /// The named tasks and everything they need, as a mask over `tasks`.
-    pub fn closure(&self, targets: &[String]) -> Result<Vec<bool>> {
-        let mut want = vec![targets.is_empty(); self.tasks.len()];
-        let mut stack = Vec::new();
-        for t in targets {
+    /// The tasks named by ids (`pxe:node01`) or kinds (`pxe`): what
+    /// `ddc build`, `clean` and `rollback` accept.
+    pub fn select(&self, names: &[String]) -> Result<Vec<usize>> {
+        let mut out = Vec::new();
+        for t in names {
             match self.index.get(&TaskId(t.clone())) {
-                Some(&i) => stack.push(i),
+                Some(&i) => out.push(i),
                 None => {
-                    // A bare kind selects every task of that kind.
-                    let of_kind: Vec<usize> = (0..self.tasks.len())
-                        .filter(|&i| self.tasks[i].kind.name() == t)
-                        .collect();
-                    if of_kind.is_empty() {
-                        bail!(
+                    let before = out.len();
+                    out.extend((0..self.tasks.len()).filter(|&i| self.tasks[i].kind.name() == t));
+                    if out.len() == before {
+                        bail!(crate::exit::NotStarted(format!(
                             "no task {t:?} in this build; `ddc graph` lists the tasks (ids look like packages:default or pxe:node01)"
-                        );
+                        )));
                     }
-                    stack.extend(of_kind);
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// The named tasks and everything they need, as a mask over `tasks`.
+    pub fn closure(&self, targets: &[String]) -> Result<Vec<bool>> {
+        let mut want = vec![targets.is_empty(); self.tasks.len()];
+        let mut stack = self.select(targets)?;
         while let Some(i) = stack.pop() {
             if !want[i] {
                 want[i] = true;

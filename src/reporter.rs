@@ -45,7 +45,7 @@ pub struct Finished {
     pub tail: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Summary {
     pub ran: usize,
     pub cached: usize,

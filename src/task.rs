@@ -117,12 +117,6 @@ impl Kind {
             Kind::Debootstrap | Kind::Packages | Kind::Configure | Kind::Initramfs | Kind::Publish
         )
     }
-
-    /// Tasks whose outputs running nodes boot from: `ddc clean` and the
-    /// removal of vanished tasks leave those outputs in place.
-    pub fn serves_nodes(self) -> bool {
-        matches!(self, Kind::Publish)
-    }
 }
 
 /// What a task does when it runs.
@@ -187,7 +181,6 @@ impl Script {
 pub struct DepResult {
     pub id: TaskId,
     pub out_hash: Fingerprint,
-    pub meta: std::sync::Arc<serde_json::Value>,
 }
 
 #[cfg(test)]

@@ -4,20 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Project;
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = std::fs::canonicalize(dir).unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| Path::new(m).starts_with(&dir))
-        .collect()
-}
+use common::{mounts_under, Project};
 
 fn require_root() {
     assert!(

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::{repo, tasks_in};
+use common::{mounts_under, repo, tasks_in};
 
 fn wanted() -> bool {
     std::env::var("DDC_E2E").is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some()
@@ -27,15 +27,6 @@ fn du(path: &Path) -> String {
         .next()
         .unwrap_or("?")
         .to_string()
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| Path::new(m).starts_with(dir))
-        .collect()
 }
 
 /// Processes whose root directory is inside `dir`: a service started in the image.

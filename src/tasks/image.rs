@@ -257,7 +257,6 @@ pub fn find_kernel(root: &Path) -> Option<String> {
 }
 
 pub fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
-    let cfg = ctx.cfg;
     let dep = ctx
         .dep(Kind::Initramfs)
         .context("internal error: publish without initramfs")?;
@@ -279,7 +278,6 @@ pub fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
         v.release()?;
         let _ = std::fs::remove_dir(&merged);
     }
-    let _ = cfg;
     result
 }
 
