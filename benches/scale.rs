@@ -3,7 +3,9 @@
 //! and aggregate tasks, a no-op build, and a build after changing one node's
 //! MAC, and checks that the last one reran exactly that node and dhcp.
 //!
-//! Run: `cargo bench --bench scale` (NODES=2000 to try another size).
+//! Run: `cargo bench --bench scale` (NODES=2000 to try another size;
+//! TMPDIR=… to choose the disk: on ext4, a folder near many just-deleted
+//! files makes creating the 10,000 entry files slow, whatever creates them).
 
 use std::path::Path;
 use std::process::Command;
