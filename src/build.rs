@@ -359,9 +359,13 @@ impl Engine<'_> {
             cache_dir: &self.dirs.root,
             deps,
             log: &mut log,
+            log_path: self.dirs.log(spec.id.as_str()),
             cancel: self.cancel,
         };
         let produced = crate::tasks::run(spec, &mut ctx)?;
+        for w in &produced.warnings {
+            self.send(Event::Note(format!("warning: {}: {w}", spec.id)));
+        }
         let mut outputs = Vec::new();
         let mut h = blake3::Hasher::new();
         for p in &produced.files {
@@ -535,6 +539,12 @@ pub fn build(
     let start = Instant::now();
     let dirs = cache_dirs(cfg);
     let wanted = graph.closure(&opts.targets)?;
+    if cfg.server.allow_insecure_ports {
+        let _ = events.send(Event::Note(format!(
+            "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
+            cfg.file.display()
+        )));
+    }
     if !opts.dry_run {
         for m in crate::chroot::unmount_leftovers(&dirs.root) {
             let _ = events.send(Event::Note(format!(

@@ -122,6 +122,7 @@ struct RawPaths {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     export_options: Option<Spanned<String>>,
+    allow_insecure_ports: Option<bool>,
     dnsmasq_tftp: Option<bool>,
     dnsmasq_interface: Option<Spanned<String>>,
     default_entry: Option<Spanned<String>>,
@@ -197,7 +198,12 @@ pub struct Paths {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Server {
+    /// The kernel `exports` options, always with `secure` (or `insecure`
+    /// when `allow_insecure_ports` is set).
     pub export_options: String,
+    /// Exports accept requests from unprivileged source ports, so that any
+    /// process on the cluster network can claim any uid (AUTH_SYS).
+    pub allow_insecure_ports: bool,
     pub dnsmasq_tftp: bool,
     pub dnsmasq_interface: Option<String>,
     /// The image that machines without an entry of their own boot, if any.
@@ -264,6 +270,27 @@ impl Node {
 }
 
 pub const DEFAULT_EXPORT_OPTIONS: &str = "ro,async,no_root_squash,no_subtree_check";
+
+/// `options` with the source-port option said explicitly: `secure` (requests
+/// only from privileged ports, which only root on a client can use) unless
+/// insecure ports are allowed, then `insecure`.
+fn port_option(options: &str, allow_insecure_ports: bool) -> String {
+    let wanted = if allow_insecure_ports {
+        "insecure"
+    } else {
+        "secure"
+    };
+    let mut out: Vec<&str> = options
+        .split(',')
+        .filter(|o| *o != "secure" && *o != "insecure")
+        .collect();
+    let at = out
+        .iter()
+        .position(|o| *o == "ro" || *o == "rw")
+        .map_or(0, |i| i + 1);
+    out.insert(at, wanted);
+    out.join(",")
+}
 
 // ---------------------------------------------------------------- loading
 
@@ -772,6 +799,7 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, raw: RawServer, images: &BTreeMap<String, ()>) -> Option<Server> {
+        let allow_insecure_ports = raw.allow_insecure_ports.unwrap_or(false);
         let export_options = match raw.export_options.map(|s| self.sourced(s)) {
             Some(s) => {
                 let ok = !s.value.is_empty()
@@ -787,11 +815,21 @@ impl Validator<'_> {
                             s.value
                         ),
                     );
+                } else if !allow_insecure_ports && s.value.split(',').any(|o| o == "insecure") {
+                    self.error(
+                        s.origin.clone(),
+                        "server.export_options",
+                        format!(
+                            "{:?} has \"insecure\": it lets any unprivileged process on the cluster network claim uid 0 and read every file of the image (/etc/shadow, SSH host keys); remove it, or set server.allow_insecure_ports = true if you really mean it",
+                            s.value
+                        ),
+                    );
                 }
                 s.value
             }
             None => DEFAULT_EXPORT_OPTIONS.to_string(),
         };
+        let export_options = port_option(&export_options, allow_insecure_ports);
         let dnsmasq_interface = raw.dnsmasq_interface.map(|s| self.sourced(s)).map(|s| {
             let ok = !s.value.is_empty()
                 && s.value.len() < 16
@@ -824,6 +862,7 @@ impl Validator<'_> {
         });
         Some(Server {
             export_options,
+            allow_insecure_ports,
             dnsmasq_tftp: raw.dnsmasq_tftp.unwrap_or(true),
             dnsmasq_interface,
             default_entry,
@@ -1393,6 +1432,28 @@ ip = "192.0.2.11"
             let text = BASE.replacen(from, to, 1);
             assert_eq!(&errors(&text), want, "for {to:?}");
         }
+    }
+
+    #[test]
+    fn exports_say_secure_unless_insecure_ports_are_allowed() {
+        let c = parse_str(BASE).unwrap();
+        assert_eq!(
+            c.server.export_options,
+            "ro,secure,async,no_root_squash,no_subtree_check"
+        );
+        let with = |server: &str| format!("{BASE}\n[server]\n{server}\n");
+        let c = parse_str(&with("export_options = \"rw,secure,sync\"")).unwrap();
+        assert_eq!(c.server.export_options, "rw,secure,sync");
+        assert_eq!(
+            errors(&with("export_options = \"ro,insecure\"")),
+            "Ddcfile.toml:15:18: server.export_options: \"ro,insecure\" has \"insecure\": it lets any unprivileged process on the cluster network claim uid 0 and read every file of the image (/etc/shadow, SSH host keys); remove it, or set server.allow_insecure_ports = true if you really mean it"
+        );
+        let c = parse_str(&with(
+            "export_options = \"ro,secure\"\nallow_insecure_ports = true",
+        ))
+        .unwrap();
+        assert_eq!(c.server.export_options, "ro,insecure");
+        assert!(c.server.allow_insecure_ports);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod process;
 pub mod render;
 pub mod reporter;
 pub mod scheduler;
+pub mod secrets;
 pub mod task;
 pub mod tasks;
 pub mod template;

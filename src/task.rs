@@ -216,6 +216,8 @@ pub struct RunCtx<'a> {
     pub cache_dir: &'a std::path::Path,
     pub deps: &'a [DepResult],
     pub log: &'a mut std::fs::File,
+    /// Where the log is kept (cheap tasks keep theirs only when they fail).
+    pub log_path: std::path::PathBuf,
     pub cancel: &'a crate::process::Cancel,
 }
 
@@ -229,6 +231,8 @@ pub struct Produced {
     /// The output is a layer over its dependencies' outputs: its hash must
     /// cover theirs too, or early cutoff would hide a change below it.
     pub layered: bool,
+    /// Lines for the user, printed as warnings when the task finishes.
+    pub warnings: Vec<String>,
 }
 
 impl RunCtx<'_> {

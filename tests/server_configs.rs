@@ -603,3 +603,146 @@ fn snapshot_rsyslog() {
     let p = cluster();
     insta::assert_snapshot!("rsyslog", redact(&p, &p.read(RSYSLOG)));
 }
+
+// ------------------------------------- the export against a forged uid
+
+/// The cluster above with a root password hash and a private file in the
+/// image (from a `files` tree).
+fn cluster_with_secrets() -> (Project, Vec<String>) {
+    let ddcfile = DDCFILE.replace(
+        "cmdline  = \"console=ttyS0\"\n",
+        "cmdline  = \"console=ttyS0\"\nfiles    = \"files\"\n",
+    );
+    let p = Project::with(&ddcfile);
+    p.write(
+        "files/etc/shadow",
+        "root:$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fl5gXcMcxDwvH1wnsD0Y5:19000:0:99999:7:::\n",
+    );
+    p.write("files/etc/ddc-token", "a token only root may read\n");
+    for (f, mode) in [("files/etc/shadow", 0o640), ("files/etc/ddc-token", 0o600)] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.path(f), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let run = p.ddc(&["build"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warnings: Vec<String> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning:"))
+        .map(str::to_string)
+        .collect();
+    (p, warnings)
+}
+
+#[test]
+fn publish_warns_of_secret_bearing_files() {
+    let (p, warnings) = cluster_with_secrets();
+    assert_eq!(warnings.len(), 1, "one warning line: {warnings:?}");
+    assert!(
+        warnings[0].contains("publish:default")
+            && warnings[0].contains("holds 2 secret-bearing files"),
+        "{}",
+        warnings[0]
+    );
+    let log = p.read("cache/logs/publish:default.log");
+    for path in [
+        "/etc/shadow (password hash of root)",
+        "/etc/ddc-token (from the files tree, mode 0600)",
+    ] {
+        assert!(log.contains(path), "the log does not list {path}:\n{log}");
+    }
+    // Unchanged: nothing is published, nothing is said again.
+    let run = p.ddc(&["build"]);
+    assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
+}
+
+/// `nfs-cat` of `path` on the export, from the second host, as `user`
+/// (through setpriv) claiming uid 0.
+fn nfs_cat(host: &str, user: &str, path: &str) -> (i32, String) {
+    let url = format!("nfs://192.0.2.1{path}?version=3&uid=0&gid=0");
+    let mut c = Command::new(require("ip", "iproute2"));
+    c.args(["netns", "exec", host]);
+    if user != "root" {
+        c.arg(require("setpriv", "util-linux")).args([
+            &format!("--reuid={user}"),
+            "--regid=nogroup",
+            "--clear-groups",
+        ]);
+    }
+    c.arg(require("nfs-cat", "libnfs-utils")).arg(&url);
+    outcome(c.output().expect("run nfs-cat"))
+}
+
+#[test]
+fn the_export_refuses_a_forged_uid_from_an_unprivileged_port() {
+    let (p, _) = cluster_with_secrets();
+    let conf = p.read(GANESHA);
+    let root = export_paths(&conf).remove(0);
+    let ns = Netns::new("nfsatk");
+    ns.start_nfs(&p.path(GANESHA));
+    let host = format!("{}-h", ns.name);
+    let (code, out) = ns.bash(&format!("nb_add_host \"$NS\" '{host}' 192.0.2.200/24"));
+    assert_eq!(code, 0, "second host not set up:\n{out}");
+
+    // Root on a machine of the network (a privileged port) reads: that is
+    // how the initramfs mounts the root.
+    let (code, out) = nfs_cat(&host, "root", &format!("{root}/etc/debian_version"));
+    assert_eq!(
+        code,
+        0,
+        "root could not read the export:\n{out}\n{}",
+        ns.ganesha_log()
+    );
+    assert_eq!(out.trim(), "bookworm amd64");
+
+    // Any other user, claiming uid 0 from an unprivileged port, reads nothing.
+    for file in ["etc/shadow", "etc/ddc-token", "etc/debian_version"] {
+        let (code, out) = nfs_cat(&host, "nobody", &format!("{root}/{file}"));
+        assert_ne!(code, 0, "nobody read {file} with a forged uid 0:\n{out}");
+        assert!(
+            !out.contains("$y$j9T$F5") && !out.contains("only root may read"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn insecure_export_options_are_refused_unless_allowed() {
+    let ddcfile = DDCFILE.replace(
+        "[server]\n",
+        "[server]\nexport_options = \"ro,insecure,no_root_squash\"\n",
+    );
+    let p = Project::with(&ddcfile);
+    let run = p.ddc(&["build"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Ddcfile.toml:21:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !p.path("out").exists(),
+        "nothing is written on a config error"
+    );
+
+    p.edit(
+        "Ddcfile.toml",
+        "[server]\n",
+        "[server]\nallow_insecure_ports = true\n",
+    );
+    for _ in 0..2 {
+        let run = p.ddc(&["build"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("warning:") && run.stderr.contains("allow_insecure_ports"),
+            "every build warns:\n{}",
+            run.stderr
+        );
+    }
+    let exports = p.read(EXPORTS);
+    assert!(
+        exports.contains("(ro,insecure,no_root_squash)"),
+        "{exports}"
+    );
+    assert!(p.read(GANESHA).contains("PrivilegedPort = false;"));
+}

@@ -356,7 +356,26 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     // Boot entries follow `current`: switch it in one rename.
     generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
     writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+    let mut warnings = Vec::new();
+    let secrets = crate::secrets::secret_files(&root, cfg.images[image].files.as_deref());
+    if !secrets.is_empty() {
+        writeln!(
+            ctx.log,
+            "ddc: files in {} that root on any machine of the cluster network can read over NFS:",
+            root.display()
+        )?;
+        for s in &secrets {
+            writeln!(ctx.log, "ddc:   /{} ({})", s.path.display(), s.why)?;
+        }
+        warnings.push(format!(
+            "{image}/{generation} holds {} secret-bearing file{} that root on any machine of the cluster network can read over NFS (listed in {}); see README, Security",
+            secrets.len(),
+            if secrets.len() == 1 { "" } else { "s" },
+            ctx.log_path.display()
+        ));
+    }
     Ok(Produced {
+        warnings,
         files: vec![kernel, initrd],
         dirs: vec![root.clone()],
         layered: false,

@@ -60,6 +60,7 @@ pub fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         "exports": exports,
         "network": cfg.cluster.network.to_string(),
         "options": cfg.server.export_options,
+        "privileged_port": !cfg.server.allow_insecure_ports,
         "master": cfg.cluster.master.to_string(),
     });
     let mut out = Produced::default();

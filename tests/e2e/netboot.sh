@@ -7,6 +7,9 @@
 #
 #   nb_setup NS                         netns NS, br0 = 192.0.2.1/24, lo up
 #   nb_add_tap NS TAP                   tap TAP attached to br0
+#   nb_add_host NS HOST ADDR/LEN        a second netns HOST whose eth0 (ADDR)
+#                                       is cabled to br0: another machine on
+#                                       the cluster network
 #   nb_start_nfs NS EXPORT_CONF         rpcbind + ganesha.nfsd; EXPORT_CONF holds
 #                                       the EXPORT { ... } block(s)
 #   nb_reload_nfs NS EXPORT_CONF PATH   new EXPORT file, SIGHUP, wait for PATH
@@ -115,6 +118,25 @@ nb_add_tap() {
     ip -n "$ns" tuntap add dev "$tap" mode tap || return 1
     ip -n "$ns" link set "$tap" master "$NB_BRIDGE" || return 1
     ip -n "$ns" link set "$tap" up || return 1
+}
+
+# nb_add_host NS HOST ADDR/LEN
+nb_add_host() {
+    local ns=${1:?usage: nb_add_host NS HOST ADDR/LEN} host=${2:?usage: nb_add_host NS HOST ADDR/LEN}
+    local addr=${3:?usage: nb_add_host NS HOST ADDR/LEN} port="v${2: -10}"
+    _nb_statedir || return 1
+    if ip netns list | awk '{print $1}' | grep -qx -- "$host"; then
+        _nb_kill_netns_procs "$host"
+        ip netns del "$host" || return 1
+    fi
+    ip netns add "$host" || return 1
+    echo "$host" >>"$NB_DIR/netns"
+    ip -n "$host" link set lo up || return 1
+    ip -n "$ns" link add "$port" type veth peer name eth0 netns "$host" || return 1
+    ip -n "$ns" link set "$port" master "$NB_BRIDGE" || return 1
+    ip -n "$ns" link set "$port" up || return 1
+    ip -n "$host" addr add "$addr" dev eth0 || return 1
+    ip -n "$host" link set eth0 up || return 1
 }
 
 # _nb_privrun NS RUNDIR CMD...: exec CMD in netns NS in a private mount
