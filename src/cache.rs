@@ -1,7 +1,7 @@
 //! Durable task records and the build lock.
 //!
-//! State lives in `cache/state/`: a snapshot (`records.jsonl`, one record a
-//! line) and a journal (`journal.jsonl`) that each finished task is appended
+//! State lives in `cache/state/`: a snapshot (`records.bin`, every record,
+//! postcard after a format tag) and a journal (`journal.jsonl`) that each finished task is appended
 //! to at once, fsynced in small groups by one writer thread. A crash loses at
 //! most the tasks that were running. At the end of a build the journal is
 //! folded into a new snapshot written atomically (write, fsync, rename).
@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context, Result};
@@ -43,10 +43,36 @@ pub struct Record {
     pub input_hashes: Vec<u64>,
     pub outputs: Vec<OutputRecord>,
     pub out_hash: Fingerprint,
-    #[serde(default, with = "json_text")]
-    pub meta: Arc<serde_json::Value>,
     #[serde(default)]
     pub seconds: f64,
+}
+
+/// A record as snapshots of the first format hold it: with task data that
+/// nothing read, kept as JSON text.
+#[derive(Deserialize)]
+struct RecordV1 {
+    task: String,
+    key: Fingerprint,
+    input_names: String,
+    input_hashes: Vec<u64>,
+    outputs: Vec<OutputRecord>,
+    out_hash: Fingerprint,
+    _meta: String,
+    seconds: f64,
+}
+
+impl From<RecordV1> for Record {
+    fn from(r: RecordV1) -> Self {
+        Record {
+            task: r.task,
+            key: r.key,
+            input_names: r.input_names,
+            input_hashes: r.input_hashes,
+            outputs: r.outputs,
+            out_hash: r.out_hash,
+            seconds: r.seconds,
+        }
+    }
 }
 
 impl Record {
@@ -59,28 +85,10 @@ impl Record {
     }
 }
 
-/// Task data kept as JSON text inside records, whatever the format around.
-mod json_text {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Arc<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&v.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Arc<serde_json::Value>, D::Error> {
-        let text = String::deserialize(d)?;
-        serde_json::from_str(&text)
-            .map(Arc::new)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// The snapshot's first bytes: format and version.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ddcrec01";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ddcrec02";
+/// The first format, still read: a build after an upgrade reruns nothing.
+const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"ddcrec01";
 
 /// A journal line. Snapshot lines are bare records.
 #[derive(Serialize, Deserialize)]
@@ -151,13 +159,18 @@ impl State {
         match fs::read(&snapshot) {
             Ok(bytes) => {
                 // A snapshot this version cannot read is ignored: the tasks rerun.
-                if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
-                    if let Ok(records) = postcard::from_bytes::<Vec<Record>>(body) {
-                        st.records.reserve(records.len());
-                        for r in records {
-                            st.records.insert(r.task.clone(), r);
-                        }
-                    }
+                let records = if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+                    postcard::from_bytes::<Vec<Record>>(body).ok()
+                } else if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC_V1) {
+                    postcard::from_bytes::<Vec<RecordV1>>(body)
+                        .ok()
+                        .map(|v| v.into_iter().map(Record::from).collect())
+                } else {
+                    None
+                };
+                st.records.reserve(records.as_ref().map_or(0, Vec::len));
+                for r in records.into_iter().flatten() {
+                    st.records.insert(r.task.clone(), r);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -367,9 +380,47 @@ mod tests {
             input_hashes: vec![1, 2],
             outputs: vec![],
             out_hash: Fingerprint::of(b"o"),
-            meta: Default::default(),
             seconds: 0.0,
         }
+    }
+
+    /// A snapshot written before records lost their unused task data is
+    /// still read: an upgrade reruns nothing.
+    #[test]
+    fn first_format_snapshots_are_read() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            task: &'a str,
+            key: Fingerprint,
+            input_names: &'a str,
+            input_hashes: Vec<u64>,
+            outputs: Vec<OutputRecord>,
+            out_hash: Fingerprint,
+            meta: &'a str,
+            seconds: f64,
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dirs = CacheDirs::new(d.path().to_path_buf());
+        let r = rec("publish:default");
+        let old = V1 {
+            task: &r.task,
+            key: r.key,
+            input_names: &r.input_names,
+            input_hashes: r.input_hashes.clone(),
+            outputs: vec![],
+            out_hash: r.out_hash,
+            meta: "{\"generation\":\"0001-abc\"}",
+            seconds: 1.5,
+        };
+        let mut bytes = SNAPSHOT_MAGIC_V1.to_vec();
+        bytes.extend(postcard::to_stdvec(&vec![old]).unwrap());
+        fs::create_dir_all(dirs.state()).unwrap();
+        fs::write(dirs.state().join("records.bin"), bytes).unwrap();
+        let st = State::load(&dirs).unwrap();
+        assert_eq!(st.records["publish:default"], Record { seconds: 1.5, ..r });
+        st.compact(&dirs).unwrap();
+        let again = State::load(&dirs).unwrap();
+        assert_eq!(again.records, st.records);
     }
 
     #[test]

@@ -4,12 +4,11 @@
 
 use anyhow::Result;
 
-use crate::build::cache_dirs;
 use crate::cache::{Lock, State};
 use crate::config::Config;
+use crate::engine::cache_dirs;
 use crate::fsutil::safe_remove_dir_all;
 use crate::graph::Graph;
-use crate::task::Action;
 
 /// Returns the lines to print.
 pub fn clean(
@@ -40,8 +39,7 @@ pub fn clean(
         if state.records.remove(t.id.as_str()).is_some() {
             forgotten += 1;
         }
-        if let Action::ImageStep { image, step } = &t.action {
-            let d = crate::tasks::image::image_dir(&dirs.root, image).join(step.name());
+        if let Some(d) = t.recipe().cache_dir(t, &dirs.root) {
             if d.exists() {
                 safe_remove_dir_all(&d)?;
                 lines.push(format!("removed {}", d.display()));

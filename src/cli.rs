@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::build::{self, BuildOptions};
 use crate::cache::Lock;
 use crate::config;
+use crate::engine::{self as build, BuildOptions};
 use crate::exit;
 use crate::graph;
 use crate::process::{self, Cancel};

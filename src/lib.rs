@@ -1,26 +1,25 @@
 //! ddc builds and keeps up to date everything a diskless Debian cluster
 //! boots from, as a DAG of tasks cached by the blake3 hash of their inputs.
 
-pub mod build;
-pub mod cache;
+mod cache;
 pub mod chroot;
-pub mod clean;
-pub mod cli;
-pub mod config;
-pub mod exit;
-pub mod fingerprint;
+mod clean;
+mod cli;
+mod config;
+mod engine;
+mod exit;
+mod fingerprint;
 pub mod fsutil;
-pub mod generations;
-pub mod graph;
-pub mod inventory;
-pub mod process;
-pub mod render;
-pub mod reporter;
-pub mod scheduler;
-pub mod secrets;
-pub mod task;
-pub mod tasks;
-pub mod template;
+mod generations;
+mod graph;
+mod inventory;
+mod process;
+mod recipes;
+mod render;
+mod reporter;
+mod scheduler;
+mod secrets;
+mod template;
 
 use clap::Parser;
 

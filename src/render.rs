@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::build::TaskResult;
+use crate::engine::TaskResult;
 use crate::graph::Graph;
 use crate::reporter::TaskState;
 
@@ -14,29 +14,31 @@ const FOLD: usize = 8;
 fn state_word(r: Option<&TaskResult>) -> (&'static str, String) {
     match r {
         Some(r) if r.state == TaskState::Cached => ("fresh", String::new()),
-        Some(r) => ("stale", r.reason.clone().unwrap_or_default()),
+        Some(r) => (
+            "stale",
+            r.reason.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        ),
         None => ("stale", String::new()),
     }
-}
-
-fn per_node(kind: &str) -> bool {
-    kind == "pxe"
 }
 
 pub fn text(g: &Graph, results: &[Option<TaskResult>]) -> String {
     let mut out = String::new();
     let mut folded: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    let count = |k: &str| g.tasks.iter().filter(|t| t.kind.name() == k).count();
-    let fold_pxe = count("pxe") > FOLD;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &g.tasks {
+        *counts.entry(t.kind.name()).or_default() += 1;
+    }
+    let count = |k: &str| counts.get(k).copied().unwrap_or_default();
     for (i, t) in g.tasks.iter().enumerate() {
         let (word, why) = state_word(results[i].as_ref());
-        if per_node(t.kind.name()) && fold_pxe {
+        if t.kind.recipe().per_node() && count(t.kind.name()) > FOLD {
             let e = folded.entry(t.kind.name()).or_default();
             e.0 += 1;
             if word == "stale" {
                 e.1 += 1;
             }
-            if e.0 == count("pxe") {
+            if e.0 == count(t.kind.name()) {
                 let _ = writeln!(out, "{}: {} nodes, {} stale", t.kind.name(), e.0, e.1);
             }
             continue;
@@ -61,10 +63,15 @@ fn dot_id(s: &str) -> String {
 pub fn dot(g: &Graph, results: &[Option<TaskResult>]) -> String {
     let mut out =
         String::from("digraph ddc {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
-    let fold_pxe = g.tasks.iter().filter(|t| per_node(t.kind.name())).count() > FOLD;
+    let fold_pxe = g
+        .tasks
+        .iter()
+        .filter(|t| t.kind.recipe().per_node())
+        .count()
+        > FOLD;
     let name = |i: usize| -> String {
         let t = &g.tasks[i];
-        if fold_pxe && per_node(t.kind.name()) {
+        if fold_pxe && t.kind.recipe().per_node() {
             format!("{} (per node)", t.kind.name())
         } else {
             t.id.to_string()

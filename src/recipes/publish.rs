@@ -1,10 +1,8 @@
-//! The image steps and publish.
-//!
-//! Each step works in a staging folder and is committed by rename, so a
-//! failed step leaves the previous good output untouched. Two staging modes:
-//! `layers` (as root: each step's output is an overlayfs upper layer over the
-//! steps before it, so a step costs only what it changed) and `copy` (without
-//! root: each step starts from a reflink-where-possible copy of the last).
+//! `publish:IMG`: the finished image becomes a new generation in
+//! `nfs_root/IMG/NNNN-HASH` (sharing unchanged files with the previous one by
+//! hard links), its kernel and initrd go to `tftp_root/IMG/NNNN-HASH/`, and
+//! `current` moves to it in one rename. A rebuild to identical content
+//! publishes nothing new.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,200 +10,66 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::image::{image_dir, lower_layers, staging_mode, Staging, Step};
+use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Subject, TaskSpec};
 use crate::chroot::MountGuard;
-use crate::config::Image;
+use crate::config::{Config, Image};
 use crate::fsutil::{atomic_write, safe_remove_dir_all};
 use crate::generations;
 use crate::process::run_logged;
-use crate::task::{Kind, Produced, RunCtx, Step, TaskSpec};
 
-/// `layers` when running as root on a kernel with overlayfs, else `copy`.
-/// `DDC_STAGING=copy` forces copies (for file systems overlayfs cannot use).
-pub fn staging_mode() -> &'static str {
-    static MODE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-    MODE.get_or_init(|| {
-        if std::env::var("DDC_STAGING").is_ok_and(|v| v == "copy") {
-            return "copy";
-        }
-        let root = nix::unistd::geteuid().is_root();
-        let listed = || {
-            std::fs::read_to_string("/proc/filesystems")
-                .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
-        };
-        // overlay may be a module not loaded yet: load it rather than let
-        // the mode (part of every image step's key) depend on what ran before.
-        if root && !listed() {
-            let _ = std::process::Command::new("modprobe")
-                .arg("overlay")
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        if root && listed() {
-            "layers"
-        } else {
-            "copy"
-        }
-    })
-}
+pub(crate) struct Publish;
 
-pub fn image_dir(cache: &Path, image: &str) -> PathBuf {
-    cache.join("images").join(image)
-}
-
-fn step_index(step: Step) -> usize {
-    Step::ALL.iter().position(|s| *s == step).expect("a step")
-}
-
-/// The committed outputs of the steps before `step`, newest first.
-fn lower_layers(dir: &Path, step: Step) -> Vec<PathBuf> {
-    Step::ALL[..step_index(step)]
-        .iter()
-        .rev()
-        .map(|s| dir.join(s.name()))
-        .collect()
-}
-
-fn env_for(ctx: &RunCtx, img: &Image, rootfs: &Path) -> Vec<(&'static str, String)> {
-    let c = ctx.cfg;
-    vec![
-        ("DDC_ROOTFS", rootfs.display().to_string()),
-        ("DDC_IMAGE", img.name.clone()),
-        ("DDC_SUITE", img.suite.clone()),
-        ("DDC_ARCH", img.arch.clone()),
-        ("DDC_MIRROR", img.mirror.clone()),
-        ("DDC_BOOTSTRAPPER", img.bootstrapper.as_str().to_string()),
-        ("DDC_PACKAGES", img.packages.join(" ")),
-        (
-            "DDC_UNION",
-            match img.union {
-                crate::config::Union::Overlay => "overlay",
-                crate::config::Union::Aufs => "aufs",
-            }
-            .to_string(),
-        ),
-        (
-            "DDC_FILES",
-            img.files
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("DDC_MASTER", c.cluster.master.to_string()),
-        ("DDC_NETWORK", c.cluster.network.to_string()),
-        (
-            "DDC_SYSLOG",
-            if c.cluster.syslog { "1" } else { "0" }.to_string(),
-        ),
-        (
-            "DDC_ROOT_PASSWORD_HASH",
-            img.root_password_hash.clone().unwrap_or_default(),
-        ),
-        (
-            "DDC_SSH_AUTHORIZED_KEYS",
-            img.ssh_authorized_keys.join("\n"),
-        ),
-        ("DDC_NIS_DOMAIN", img.nis_domain.clone().unwrap_or_default()),
-        ("DDC_TASKS_DIR", c.tasks_dir.display().to_string()),
-        (
-            "DDC_PKG_CACHE",
-            ctx.cache_dir.join("debs").display().to_string(),
-        ),
-    ]
-}
-
-pub fn run_step(ctx: &mut RunCtx, spec: &TaskSpec, image: &str, step: Step) -> Result<Produced> {
-    let img = &ctx.cfg.images[image];
-    let script = spec
-        .script
-        .as_ref()
-        .context("internal error: a step without a script")?;
-    let dir = image_dir(ctx.cache_dir, image);
-    let out = dir.join(step.name());
-    let staging = dir.join(format!("{}.staging", step.name()));
-    let work = dir.join(format!("{}.work", step.name()));
-    let merged = dir.join(format!("{}.root", step.name()));
-    for leftover in [&staging, &work] {
-        safe_remove_dir_all(leftover)?;
+impl Recipe for Publish {
+    fn name(&self) -> &'static str {
+        "publish"
     }
-    std::fs::create_dir_all(ctx.cache_dir.join("debs"))?;
-    let layered = staging_mode() == "layers";
-    let mut overlay = None;
-    let rootfs = if step == Step::Debootstrap {
-        std::fs::create_dir_all(&staging)?;
-        staging.clone()
-    } else if layered {
-        std::fs::create_dir_all(&staging)?;
-        std::fs::create_dir_all(&work)?;
-        overlay = Some(MountGuard::overlay(
-            &merged,
-            &lower_layers(&dir, step),
-            Some((&staging, &work)),
-        )?);
-        merged.clone()
-    } else {
-        let prev = dir.join(Step::ALL[step_index(step) - 1].name());
-        writeln!(
-            ctx.log,
-            "ddc: copying {} to {}",
-            prev.display(),
-            staging.display()
-        )?;
-        run_logged(
-            Command::new("cp")
-                .arg("-a")
-                .arg("--reflink=auto")
-                .arg(&prev)
-                .arg(&staging),
-            ctx.log,
-            ctx.cancel,
-        )?;
-        staging.clone()
-    };
-    let guard = if script.chroot {
-        Some(MountGuard::chroot(&rootfs)?)
-    } else {
-        None
-    };
-    writeln!(
-        ctx.log,
-        "ddc: running {} with DDC_ROOTFS={}",
-        script.path.display(),
-        rootfs.display()
-    )?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg(&script.path)
-        .current_dir(&ctx.cfg.base_dir)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LC_ALL", "C.UTF-8");
-    for k in ["http_proxy", "https_proxy", "no_proxy", "HOME"] {
-        if let Ok(v) = std::env::var(k) {
-            cmd.env(k, v);
-        }
+
+    fn heavy(&self) -> bool {
+        true
     }
-    for (k, v) in env_for(ctx, img, &rootfs) {
-        cmd.env(k, v);
+
+    fn scope(&self) -> Scope {
+        Scope::Image
     }
-    let result = run_logged(&mut cmd, ctx.log, ctx.cancel);
-    if let Some(g) = guard {
-        g.release()?;
+
+    fn plan(&self, p: &mut Planner, image: Option<&Image>) -> Result<()> {
+        let img = image.context("internal error: publish without an image")?;
+        let inputs = vec![
+            Planner::value("paths.nfs_root", &p.cfg.paths.nfs_root),
+            Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root),
+        ];
+        let deps = p
+            .find(Kind::Initramfs, Some(&img.name))
+            .into_iter()
+            .collect();
+        p.push(Planner::task(
+            Kind::Publish,
+            Some(&img.name),
+            deps,
+            inputs,
+            Subject::Image(img.name.clone()),
+        ));
+        Ok(())
     }
-    if let Some(o) = overlay {
-        o.release()?;
+
+    fn needs(&self, _task: &TaskSpec, _cfg: &Config) -> Vec<Need> {
+        vec![Need::Program {
+            program: "rsync".into(),
+            package: "rsync",
+        }]
     }
-    result?;
-    safe_remove_dir_all(&work)?;
-    let _ = std::fs::remove_dir(&merged);
-    safe_remove_dir_all(&out)?;
-    std::fs::rename(&staging, &out).with_context(|| format!("cannot commit {}", out.display()))?;
-    Ok(Produced {
-        dirs: vec![out],
-        layered: true,
-        ..Default::default()
-    })
+
+    fn keeps_outputs(&self) -> bool {
+        true
+    }
+
+    fn run(&self, task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
+        let image = task
+            .image()
+            .context("internal error: publish without an image")?;
+        run_publish(ctx, image)
+    }
 }
 
 /// Compares kernel versions: numbers numerically, the rest as text.
@@ -237,7 +101,7 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
 }
 
 /// The newest kernel version in `root/boot` that has an initrd.
-pub fn find_kernel(root: &Path) -> Option<String> {
+pub(crate) fn find_kernel(root: &Path) -> Option<String> {
     let boot = root.join("boot");
     let mut versions: Vec<String> = std::fs::read_dir(&boot)
         .ok()?
@@ -256,13 +120,13 @@ pub fn find_kernel(root: &Path) -> Option<String> {
     versions.pop()
 }
 
-pub fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
+fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
     let dep = ctx
         .dep(Kind::Initramfs)
         .context("internal error: publish without initramfs")?;
     let content = dep.out_hash.short();
     let dir = image_dir(ctx.cache_dir, image);
-    let layered = staging_mode() == "layers";
+    let layered = staging_mode() == Staging::Layers;
     let merged = dir.join("publish.root");
     let (source, view) = if layered {
         let layers = lower_layers(&dir, Step::Initramfs);
@@ -379,7 +243,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         files: vec![kernel, initrd],
         dirs: vec![root.clone()],
         layered: false,
-        meta: serde_json::json!({
+        facts: serde_json::json!({
             "generation": generation,
             "root": root.display().to_string(),
             "kernel": format!("{tftp_rel}/vmlinuz"),

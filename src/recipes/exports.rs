@@ -1,12 +1,69 @@
-//! The master's server configs: NFS exports (kernel exports.d and
-//! nfs-ganesha), DHCP (ISC dhcpd and dnsmasq) and the rsyslog receiver.
+//! `exports`: the NFS exports of every kept generation of every image, for
+//! the kernel server (`exports.d`) and nfs-ganesha, with export ids that stay
+//! the same from build to build.
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::{Kind, LateMemo, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
+use crate::config::{Config, Image};
+use crate::fingerprint::{Fingerprint, Input};
 use crate::fsutil::atomic_write;
 use crate::generations;
-use crate::task::{Produced, RunCtx};
+
+pub(crate) struct Exports;
+
+impl Recipe for Exports {
+    fn name(&self) -> &'static str {
+        "exports"
+    }
+
+    fn templates(&self) -> &'static [&'static str] {
+        &["templates/exports.j2", "templates/ganesha.conf.j2"]
+    }
+
+    fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
+        let cfg = p.cfg;
+        let mut inputs = p.templates(Kind::Exports)?;
+        inputs.push(Planner::value("cluster.network", &cfg.cluster.network));
+        inputs.push(Planner::value("cluster.master", &cfg.cluster.master));
+        inputs.push(Planner::value(
+            "server.export_options",
+            &cfg.server.export_options,
+        ));
+        inputs.push(Planner::value("paths.exports", &cfg.paths.exports));
+        inputs.push(Planner::value("paths.ganesha", &cfg.paths.ganesha));
+        let mut publish: Vec<(&str, usize)> = p.publish_tasks().into_iter().collect();
+        publish.sort();
+        let deps = publish.into_iter().map(|(_, i)| i).collect();
+        p.push(Planner::task(
+            Kind::Exports,
+            None,
+            deps,
+            inputs,
+            Subject::Cluster,
+        ));
+        Ok(())
+    }
+
+    /// The generations it lists: `ddc gc` removes some.
+    fn late_inputs(&self, _task: &TaskSpec, cfg: &Config, _memo: &LateMemo) -> Vec<Input> {
+        let mut all = String::new();
+        for image in generations::published_images(&cfg.paths.nfs_root) {
+            for g in generations::list(&cfg.paths.nfs_root, &image) {
+                all.push_str(&format!("{image}/{}\n", g.name));
+            }
+        }
+        vec![Input {
+            name: "generations".into(),
+            hash: Fingerprint::of(all.as_bytes()),
+        }]
+    }
+
+    fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
+        run_exports(ctx)
+    }
+}
 
 #[derive(Serialize)]
 struct Export {
@@ -53,7 +110,7 @@ fn exports(ctx: &RunCtx) -> Vec<Export> {
     out
 }
 
-pub fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
+fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
     let exports = exports(ctx);
     let data = serde_json::json!({
@@ -73,64 +130,4 @@ pub fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         out.files.push(path.clone());
     }
     Ok(out)
-}
-
-#[derive(Serialize)]
-struct Host<'a> {
-    hostname: &'a str,
-    mac: &'a str,
-    ip: String,
-}
-
-pub fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
-    let cfg = ctx.cfg;
-    let c = &cfg.cluster;
-    let hosts: Vec<Host> = cfg
-        .nodes
-        .iter()
-        .map(|n| Host {
-            hostname: &n.hostname,
-            mac: &n.mac,
-            ip: n.ip.to_string(),
-        })
-        .collect();
-    let data = serde_json::json!({
-        "network": c.network.network().to_string(),
-        "netmask": c.network.netmask().to_string(),
-        "prefix": c.network.prefix_len(),
-        "master": c.master.to_string(),
-        "gateway": c.gateway.map(|g| g.to_string()),
-        "dns": c.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        "domain": c.domain,
-        "hosts": hosts,
-        "tftp": cfg.server.dnsmasq_tftp,
-        "tftp_root": cfg.paths.tftp_root.display().to_string(),
-        "interface": cfg.server.dnsmasq_interface,
-        "bios_loader": "pxelinux.0",
-        "efi64_loader": "efi64/syslinux.efi",
-    });
-    let mut out = Produced::default();
-    for (tpl, path) in [
-        ("templates/dhcpd.conf.j2", &cfg.paths.dhcpd),
-        ("templates/dnsmasq.conf.j2", &cfg.paths.dnsmasq),
-    ] {
-        let text = ctx.templates.render(tpl, &data)?;
-        atomic_write(path, text.as_bytes(), true)?;
-        out.files.push(path.clone());
-    }
-    Ok(out)
-}
-
-pub fn run_rsyslog(ctx: &mut RunCtx) -> Result<Produced> {
-    let cfg = ctx.cfg;
-    let data = serde_json::json!({
-        "network": cfg.cluster.network.to_string(),
-        "master": cfg.cluster.master.to_string(),
-    });
-    let text = ctx.templates.render("templates/rsyslog.conf.j2", &data)?;
-    atomic_write(&cfg.paths.rsyslog, text.as_bytes(), true)?;
-    Ok(Produced {
-        files: vec![cfg.paths.rsyslog.clone()],
-        ..Default::default()
-    })
 }

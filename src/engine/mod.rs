@@ -1,0 +1,529 @@
+//! The build engine: decides which tasks are stale ([`key`]), checks the
+//! host first ([`preflight`]), runs the stale ones through the scheduler,
+//! records their outputs ([`record`]) and removes what no task produces any
+//! more ([`sweep`]).
+//!
+//! It runs recipes without knowing what any of them does, and sends events
+//! to the reporter without printing; it must not import the commands.
+
+mod key;
+mod preflight;
+mod record;
+mod sweep;
+
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cache::{self, CacheDirs, Journal, Record, State};
+use crate::config::Config;
+use crate::exit::NotStarted;
+use crate::fingerprint::{CacheKey, Fingerprint, Input};
+use crate::graph::Graph;
+use crate::process::Cancel;
+use crate::recipes::{DepResult, LateMemo, RunCtx, TaskSpec};
+use crate::reporter::{Event, Finished, Summary, TaskState};
+use crate::scheduler::{self, Skip};
+use crate::template::Templates;
+
+pub(crate) use key::StaleReason;
+
+pub(crate) struct BuildOptions {
+    pub(crate) targets: Vec<String>,
+    pub(crate) dry_run: bool,
+    pub(crate) jobs: usize,
+    pub(crate) keep_going: bool,
+    /// Run only the named tasks: what they depend on is taken as recorded,
+    /// never rebuilt (for `ddc rollback`, which must rebuild nothing).
+    pub(crate) no_deps: bool,
+}
+
+/// Why a task ended as it did.
+#[derive(Clone, Debug)]
+pub(crate) enum Reason {
+    Stale(StaleReason),
+    /// A failure, a skip, or a dependency taken as recorded.
+    Said(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Stale(s) => s.fmt(f),
+            Reason::Said(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How a task ended in this run.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskResult {
+    pub(crate) state: TaskState,
+    pub(crate) reason: Option<Reason>,
+    /// None when the task did not produce (failed, skipped, or would run).
+    pub(crate) out_hash: Option<Fingerprint>,
+}
+
+/// How a task ended, with what the reporter shows of it.
+struct Outcome {
+    result: TaskResult,
+    seconds: f64,
+    /// The failed task's log, whose last lines are shown.
+    log: Option<PathBuf>,
+}
+
+impl Outcome {
+    fn new(state: TaskState, reason: Option<Reason>, out_hash: Option<Fingerprint>) -> Self {
+        Outcome {
+            result: TaskResult {
+                state,
+                reason,
+                out_hash,
+            },
+            seconds: 0.0,
+            log: None,
+        }
+    }
+
+    fn said(state: TaskState, text: impl Into<String>) -> Self {
+        Outcome::new(state, Some(Reason::Said(text.into())), None)
+    }
+
+    fn took(mut self, start: Instant) -> Self {
+        self.seconds = start.elapsed().as_secs_f64();
+        self
+    }
+}
+
+pub(crate) struct BuildReport {
+    pub(crate) results: Vec<Option<TaskResult>>,
+    pub(crate) summary: Summary,
+}
+
+impl BuildReport {
+    pub(crate) fn failed(&self) -> bool {
+        self.summary.failed > 0 || self.summary.skipped > 0
+    }
+}
+
+pub(crate) fn cache_dirs(cfg: &Config) -> CacheDirs {
+    cache_dirs_at(&cfg.base_dir)
+}
+
+pub(crate) fn cache_dirs_at(base_dir: &Path) -> CacheDirs {
+    CacheDirs::new(base_dir.join("cache"))
+}
+
+/// Heavy tasks write their log as they go; cheap tasks only get a file if
+/// they fail.
+fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
+    std::fs::create_dir_all(dirs.logs())?;
+    let p = dirs.log(task);
+    File::create(&p).with_context(|| format!("cannot create {}", p.display()))
+}
+
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(f) = File::open(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = std::io::BufReader::new(f)
+        .lines()
+        .map_while(|l| l.ok())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// Everything a build needs, shared by the worker threads.
+struct Engine<'a> {
+    cfg: &'a Config,
+    graph: &'a Graph,
+    dirs: &'a CacheDirs,
+    state: &'a State,
+    templates: &'a Templates,
+    journal: Option<&'a Journal>,
+    cancel: &'a Arc<Cancel>,
+    events: Sender<Event>,
+    /// Late inputs read once per build (an image's current generation).
+    late: LateMemo,
+    /// Finished events of cheap tasks, sent as one batch.
+    batched: Mutex<Vec<Finished>>,
+    results: Vec<OnceLock<TaskResult>>,
+    new_records: Mutex<Vec<Record>>,
+    dry_run: bool,
+    /// With `no_deps`: the tasks that may run; the others use their records.
+    targets: Option<Vec<bool>>,
+}
+
+impl Engine<'_> {
+    fn send(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batched.lock().expect("batch"));
+        if !batch.is_empty() {
+            self.send(Event::Batch(batch));
+        }
+    }
+
+    /// Records how task `i` ended and tells the reporter; returns whether it
+    /// succeeded.
+    fn conclude(&self, i: usize, o: Outcome) -> bool {
+        let spec = &self.graph.tasks[i];
+        let state = o.result.state;
+        let f = Finished {
+            task: spec.id.to_string(),
+            state,
+            reason: o.result.reason.as_ref().map(|r| r.to_string()),
+            seconds: o.seconds,
+            tail: o.log.as_deref().map(|l| tail(l, 15)).unwrap_or_default(),
+            log: o.log,
+        };
+        let _ = self.results[i].set(o.result);
+        if spec.recipe().heavy() {
+            self.send(Event::Finished(f));
+        } else {
+            self.batched.lock().expect("batch").push(f);
+        }
+        state != TaskState::Failed
+    }
+
+    /// The late inputs and dependencies' output hashes of a task, or the
+    /// dependency that has none yet (a dry run).
+    fn inputs(&self, spec: &TaskSpec) -> Result<(Vec<Input>, Vec<DepResult>), StaleReason> {
+        let mut inputs = spec.recipe().late_inputs(spec, self.cfg, &self.late);
+        let mut deps = Vec::with_capacity(spec.deps.len());
+        for &d in &spec.deps {
+            let id = &self.graph.tasks[d].id;
+            let Some(h) = self.results[d].get().and_then(|r| r.out_hash) else {
+                return Err(StaleReason::DependencyWouldRun(id.clone()));
+            };
+            inputs.push(Input {
+                name: self.graph.dep_name[d].clone(),
+                hash: h,
+            });
+            deps.push(DepResult {
+                id: id.clone(),
+                out_hash: h,
+            });
+        }
+        Ok((inputs, deps))
+    }
+
+    /// Decides and runs task `i`; a panic in it fails it like an error.
+    fn task(&self, i: usize) -> bool {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decide(i))) {
+            Ok(o) => self.conclude(i, o),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                let reason = format!("internal error (please report it): {why}");
+                self.conclude(i, Outcome::said(TaskState::Failed, reason))
+            }
+        }
+    }
+
+    fn decide(&self, i: usize) -> Outcome {
+        let spec = &self.graph.tasks[i];
+        let start = Instant::now();
+        if self.targets.as_ref().is_some_and(|t| !t[i]) {
+            return self.as_recorded(spec);
+        }
+        let (inputs, deps) = match self.inputs(spec) {
+            Ok(v) => v,
+            Err(pending) => {
+                return Outcome::new(TaskState::Stale, Some(Reason::Stale(pending)), None)
+            }
+        };
+        let key = key::key_of(spec, &inputs);
+        let judge = key::Judge {
+            dirs: self.dirs,
+            base_dir: &self.cfg.base_dir,
+            tasks_dir: &self.cfg.tasks_dir,
+        };
+        let old = self.state.records.get(spec.id.as_str());
+        let outcome = match judge.staleness(spec, old, key, &inputs) {
+            None => Outcome::new(TaskState::Cached, None, old.map(|r| r.out_hash)),
+            Some(why) if self.dry_run => {
+                Outcome::new(TaskState::Stale, Some(Reason::Stale(why)), None)
+            }
+            Some(why) => self.run(spec, key, &inputs, &deps, why),
+        };
+        outcome.took(start)
+    }
+
+    /// Runs a stale task and journals its record.
+    fn run(
+        &self,
+        spec: &TaskSpec,
+        key: CacheKey,
+        inputs: &[Input],
+        deps: &[DepResult],
+        why: StaleReason,
+    ) -> Outcome {
+        if spec.recipe().heavy() {
+            self.send(Event::Started(spec.id.to_string()));
+        }
+        match self.produce(spec, key, inputs, deps) {
+            Ok(rec) => {
+                let hash = rec.out_hash;
+                if let Some(j) = self.journal {
+                    j.record(&rec);
+                }
+                self.new_records.lock().expect("records").push(rec);
+                Outcome::new(TaskState::Ran, Some(Reason::Stale(why)), Some(hash))
+            }
+            Err(e) => {
+                let log = self.dirs.log(spec.id.as_str());
+                let _ = File::options()
+                    .append(true)
+                    .create(true)
+                    .open(&log)
+                    .and_then(|mut f| writeln!(f, "ddc: {} failed: {e:#}", spec.id));
+                let mut o = Outcome::said(TaskState::Failed, format!("{e:#}"));
+                o.log = Some(log);
+                o
+            }
+        }
+    }
+
+    /// A dependency outside a `no_deps` build: its record, as it is.
+    fn as_recorded(&self, spec: &TaskSpec) -> Outcome {
+        match self.state.records.get(spec.id.as_str()) {
+            Some(old) => Outcome::new(
+                TaskState::Cached,
+                Some(Reason::Said("as recorded (not rebuilt)".into())),
+                Some(old.out_hash),
+            ),
+            None => Outcome::said(TaskState::Failed, "never built: run ddc build first"),
+        }
+    }
+
+    /// Runs the recipe's action and records what it produced.
+    fn produce(
+        &self,
+        spec: &TaskSpec,
+        key: CacheKey,
+        inputs: &[Input],
+        deps: &[DepResult],
+    ) -> Result<Record> {
+        let start = Instant::now();
+        let heavy = spec.recipe().heavy();
+        let mut log = if heavy {
+            open_log(self.dirs, spec.id.as_str())?
+        } else {
+            tempfile::tempfile()?
+        };
+        if heavy {
+            writeln!(log, "ddc: {} (key {})", spec.id, key.short())?;
+        }
+        let mut ctx = RunCtx {
+            cfg: self.cfg,
+            templates: self.templates,
+            cache_dir: &self.dirs.root,
+            deps,
+            log: &mut log,
+            log_path: self.dirs.log(spec.id.as_str()),
+            cancel: self.cancel,
+        };
+        let produced = spec.recipe().run(spec, &mut ctx)?;
+        for w in &produced.warnings {
+            self.send(Event::Note(format!("warning: {}: {w}", spec.id)));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
+        if heavy {
+            writeln!(log, "ddc: {} done in {seconds:.1}s", spec.id)?;
+        }
+        Ok(rec)
+    }
+}
+
+/// Notes, state and checks before a build. Returns the loaded state.
+fn prepare(
+    cfg: &Config,
+    graph: &Graph,
+    opts: &BuildOptions,
+    events: &Sender<Event>,
+    state: Option<State>,
+    wanted: &[bool],
+) -> Result<State> {
+    let dirs = cache_dirs(cfg);
+    let note = |s: String| {
+        let _ = events.send(Event::Note(s));
+    };
+    if cfg.server.allow_insecure_ports {
+        note(format!(
+            "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
+            cfg.file.display()
+        ));
+    }
+    if !opts.dry_run {
+        for m in crate::chroot::unmount_leftovers(&dirs.root) {
+            note(format!(
+                "unmounted {} left mounted by an earlier, interrupted run",
+                m.display()
+            ));
+        }
+    }
+    let state = match state {
+        Some(s) if s.is_current(&dirs) => s,
+        _ => State::load(&dirs)?,
+    };
+    if !opts.dry_run {
+        cache::claim(&dirs, &cfg.file)?;
+        if !opts.no_deps {
+            let problems = preflight::preflight(cfg, graph, &state, wanted);
+            if !problems.is_empty() {
+                return Err(NotStarted(problems.join("\n")).into());
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// The reason shown for a task the scheduler did not start.
+fn skip_reason(graph: &Graph, s: &Skip) -> String {
+    match s {
+        Skip::DependencyFailed(d) => format!("dependency failed: {}", graph.tasks[*d].id),
+        Skip::Stopped => "not started: an earlier task failed (use -k to go on)".to_string(),
+        Skip::Cancelled => "not started: the build was interrupted".to_string(),
+    }
+}
+
+/// Runs the wanted tasks through the scheduler.
+fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
+    let graph = engine.graph;
+    let deps: Vec<Vec<usize>> = graph.tasks.iter().map(|t| t.deps.clone()).collect();
+    let heavy: Vec<bool> = graph.tasks.iter().map(|t| t.recipe().heavy()).collect();
+    let mut skips: Vec<(usize, Skip)> = Vec::new();
+    scheduler::execute(
+        &deps,
+        wanted,
+        &heavy,
+        &scheduler::Options {
+            jobs: opts.jobs,
+            keep_going: opts.keep_going,
+        },
+        &|| engine.cancel.is_cancelled(),
+        &|i| engine.task(i),
+        &|| engine.flush(),
+        &mut |i, s| skips.push((i, s)),
+    );
+    for (i, s) in &skips {
+        engine.conclude(*i, Outcome::said(TaskState::Skipped, skip_reason(graph, s)));
+    }
+    engine.flush();
+}
+
+fn summarize(results: &[Option<TaskResult>], dry_run: bool, start: Instant) -> Summary {
+    let mut summary = Summary {
+        dry_run,
+        ..Default::default()
+    };
+    for r in results.iter().flatten() {
+        match r.state {
+            TaskState::Ran => summary.ran += 1,
+            TaskState::Cached => summary.cached += 1,
+            TaskState::Failed => summary.failed += 1,
+            TaskState::Skipped => summary.skipped += 1,
+            TaskState::Stale => summary.stale += 1,
+        }
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    summary
+}
+
+/// Runs (or, with `dry_run`, evaluates) a build.
+pub(crate) fn build(
+    cfg: &Config,
+    graph: &Graph,
+    opts: &BuildOptions,
+    events: Sender<Event>,
+    cancel: &Arc<Cancel>,
+    state: Option<State>,
+) -> Result<BuildReport> {
+    let start = Instant::now();
+    let dirs = cache_dirs(cfg);
+    let wanted = graph.closure(&opts.targets)?;
+    let mut state = prepare(cfg, graph, opts, &events, state, &wanted)?;
+    tracing::debug!(
+        "{} records ready at {:?}",
+        state.records.len(),
+        start.elapsed()
+    );
+    let templates = Templates::load(&cfg.tasks_dir)?;
+    let journal = if opts.dry_run {
+        None
+    } else {
+        Some(Journal::open(&dirs)?)
+    };
+    let _ = events.send(Event::Planned(wanted.iter().filter(|w| **w).count()));
+    let targets = if opts.no_deps {
+        let mut t = vec![false; graph.tasks.len()];
+        for i in graph.select(&opts.targets)? {
+            t[i] = true;
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let engine = Engine {
+        cfg,
+        graph,
+        dirs: &dirs,
+        state: &state,
+        templates: &templates,
+        journal: journal.as_ref(),
+        cancel,
+        events: events.clone(),
+        late: LateMemo::new(cfg),
+        batched: Mutex::new(Vec::new()),
+        results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
+        new_records: Mutex::new(Vec::new()),
+        dry_run: opts.dry_run,
+        targets,
+    };
+    execute(&engine, opts, &wanted);
+    tracing::debug!("tasks done at {:?}", start.elapsed());
+    let results: Vec<Option<TaskResult>> =
+        engine.results.into_iter().map(|r| r.into_inner()).collect();
+    let new_records = engine.new_records.into_inner().expect("records");
+    let sweep = sweep::Sweep::plan(graph, &state, &new_records);
+    let notes = if opts.dry_run {
+        sweep.preview(&cfg.base_dir)
+    } else {
+        let added = new_records.len() + sweep.forgotten();
+        let notes = sweep.apply(
+            &cfg.base_dir,
+            &dirs,
+            &mut state,
+            journal.as_ref(),
+            new_records,
+        )?;
+        // Everything this build did is in the journal before any snapshot.
+        if let Some(j) = journal {
+            j.close()?;
+        }
+        if state.should_compact(added) {
+            state.compact(&dirs)?;
+        }
+        notes
+    };
+    for n in notes {
+        let _ = events.send(Event::Note(n));
+    }
+    let summary = summarize(&results, opts.dry_run, start);
+    // 10,000 records take milliseconds to free: the process ends soon and
+    // the kernel frees them at once.
+    std::mem::forget(state);
+    Ok(BuildReport { results, summary })
+}

@@ -1,0 +1,73 @@
+//! A task that ran becomes a [`Record`]: its outputs fingerprinted (files by
+//! content with a stat stamp, trees through the stat cache), their combined
+//! output hash, and the names and short hashes of its key's inputs.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cache::{self, CacheDirs, OutputRecord, Record};
+use crate::fingerprint::{hash_output, scan_tree, CacheKey, Fingerprint, Input, StatStamp};
+use crate::recipes::{DepResult, Produced, TaskSpec};
+
+/// Fingerprints what `spec` produced and records it under `key`.
+pub(crate) fn record(
+    dirs: &CacheDirs,
+    spec: &TaskSpec,
+    key: CacheKey,
+    inputs: &[Input],
+    deps: &[DepResult],
+    produced: &Produced,
+    seconds: f64,
+) -> Result<Record> {
+    let mut outputs = Vec::new();
+    let mut h = blake3::Hasher::new();
+    for p in &produced.files {
+        let m = std::fs::symlink_metadata(p)
+            .with_context(|| format!("{} did not write {}", spec.id, p.display()))?;
+        let hash = hash_output(p)?;
+        add(&mut h, p, &hash);
+        outputs.push(OutputRecord {
+            path: p.clone(),
+            hash,
+            stamp: StatStamp::of(&m),
+            dir: false,
+        });
+    }
+    for p in &produced.dirs {
+        let (tree, _) = scan_tree(p, None)?;
+        cache::save_tree(&dirs.tree(spec.id.as_str(), outputs.len()), &tree)?;
+        let hash = tree.fingerprint();
+        add(&mut h, p, &hash);
+        outputs.push(OutputRecord {
+            path: p.clone(),
+            hash,
+            stamp: StatStamp::default(),
+            dir: true,
+        });
+    }
+    h.update(serde_json::to_string(&produced.facts)?.as_bytes());
+    if produced.layered {
+        for d in deps {
+            h.update(&d.out_hash.0);
+        }
+    }
+    let all = || spec.inputs.iter().chain(inputs);
+    Ok(Record {
+        task: spec.id.to_string(),
+        key,
+        input_names: all()
+            .map(|i| i.name.as_ref())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        input_hashes: all().map(|i| i.hash.prefix64()).collect(),
+        outputs,
+        out_hash: Fingerprint(*h.finalize().as_bytes()),
+        seconds,
+    })
+}
+
+fn add(h: &mut blake3::Hasher, path: &Path, hash: &Fingerprint) {
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update(&hash.0);
+}

@@ -1,0 +1,123 @@
+//! `bootloader`: the BIOS and UEFI syslinux files, copied from the master's
+//! packages into the TFTP root, and the link through which syslinux.efi
+//! finds the BIOS entries.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
+use crate::config::Image;
+use crate::fingerprint::{hash_file, Input};
+use crate::fsutil::atomic_write;
+
+pub(crate) struct Bootloader;
+
+impl Recipe for Bootloader {
+    fn name(&self) -> &'static str {
+        "bootloader"
+    }
+
+    fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
+        let mut inputs = vec![Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root)];
+        for (rel, src) in loader_files() {
+            inputs.push(Input {
+                name: format!("host:{}", src.path.display()).into(),
+                hash: hash_file(Path::new(&src.path)).with_context(|| {
+                    format!(
+                        "{} is missing on this master: install the Debian package {} (apt-get install {}) so that {rel} can be served",
+                        src.path.display(),
+                        src.package,
+                        src.package
+                    )
+                })?,
+            });
+        }
+        p.push(Planner::task(
+            Kind::Bootloader,
+            None,
+            vec![],
+            inputs,
+            Subject::Cluster,
+        ));
+        Ok(())
+    }
+
+    fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
+        run_bootloader(ctx)
+    }
+}
+
+/// A bootloader file on the master, with the package that ships it.
+pub(crate) struct LoaderSource {
+    pub(crate) path: PathBuf,
+    pub(crate) package: &'static str,
+}
+
+/// (path in the TFTP root, source on the master).
+pub(crate) fn loader_files() -> Vec<(&'static str, LoaderSource)> {
+    let src = |p: &str, package| LoaderSource {
+        path: PathBuf::from(p),
+        package,
+    };
+    vec![
+        (
+            "pxelinux.0",
+            src("/usr/lib/PXELINUX/pxelinux.0", "pxelinux"),
+        ),
+        (
+            "ldlinux.c32",
+            src(
+                "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                "syslinux-common",
+            ),
+        ),
+        (
+            "efi64/syslinux.efi",
+            src("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "syslinux-efi"),
+        ),
+        (
+            "efi64/ldlinux.e64",
+            src(
+                "/usr/lib/syslinux/modules/efi64/ldlinux.e64",
+                "syslinux-common",
+            ),
+        ),
+    ]
+}
+
+fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
+    let mut out = Produced::default();
+    for (rel, src) in loader_files() {
+        let bytes = std::fs::read(&src.path).with_context(|| {
+            format!(
+                "cannot read {}: install the Debian package {}",
+                src.path.display(),
+                src.package
+            )
+        })?;
+        let dest = ctx.cfg.paths.tftp_root.join(rel);
+        atomic_write(&dest, &bytes, false)?;
+        out.files.push(dest);
+    }
+    // syslinux.efi looks for its entries in pxelinux.cfg/ beside itself: one
+    // link serves it the BIOS entries, so each node's entry is one file.
+    let link = ctx.cfg.paths.tftp_root.join("efi64/pxelinux.cfg");
+    let target = Path::new("../pxelinux.cfg");
+    std::fs::create_dir_all(ctx.cfg.paths.tftp_root.join("pxelinux.cfg"))?;
+    if std::fs::read_link(&link).ok().as_deref() != Some(target) {
+        if link.is_dir() && std::fs::read_dir(&link).is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!(
+                "{} is a folder with files in it; ddc makes it a link to ../pxelinux.cfg so UEFI nodes find their entries: move your files into pxelinux.cfg/ and remove it",
+                link.display()
+            );
+        }
+        crate::fsutil::remove_path(&link)?;
+        let tmp = ctx.cfg.paths.tftp_root.join("efi64/.pxelinux.cfg.ddc-tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp)?;
+        std::fs::rename(&tmp, &link)?;
+    }
+    out.files.push(link);
+    Ok(out)
+}

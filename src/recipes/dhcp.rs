@@ -1,0 +1,109 @@
+//! `dhcp`: a host entry per node for ISC dhcpd and for dnsmasq, with the
+//! BIOS and UEFI boot file names.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
+use crate::config::{Config, Image};
+use crate::fingerprint::{Fingerprint, Input};
+use crate::fsutil::atomic_write;
+
+pub(crate) struct Dhcp;
+
+impl Recipe for Dhcp {
+    fn name(&self) -> &'static str {
+        "dhcp"
+    }
+
+    fn templates(&self) -> &'static [&'static str] {
+        &["templates/dhcpd.conf.j2", "templates/dnsmasq.conf.j2"]
+    }
+
+    fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
+        let cfg = p.cfg;
+        let mut inputs = p.templates(Kind::Dhcp)?;
+        inputs.push(Planner::value("cluster", &cfg.cluster));
+        inputs.push(Planner::value("server", &cfg.server));
+        inputs.push(Planner::value("paths.dhcpd", &cfg.paths.dhcpd));
+        inputs.push(Planner::value("paths.dnsmasq", &cfg.paths.dnsmasq));
+        inputs.push(Planner::value("paths.tftp_root", &cfg.paths.tftp_root));
+        inputs.push(Input {
+            name: "nodes".into(),
+            hash: nodes_fingerprint(cfg),
+        });
+        p.push(Planner::task(
+            Kind::Dhcp,
+            None,
+            vec![],
+            inputs,
+            Subject::Cluster,
+        ));
+        Ok(())
+    }
+
+    fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
+        run_dhcp(ctx)
+    }
+}
+
+/// The fingerprint of what DHCP reads of the nodes, in Ddcfile order.
+fn nodes_fingerprint(cfg: &Config) -> Fingerprint {
+    let mut h = blake3::Hasher::new();
+    for n in &cfg.nodes {
+        h.update(n.hostname.as_bytes());
+        h.update(b"\0");
+        h.update(n.mac.as_bytes());
+        h.update(b"\0");
+        h.update(&n.ip.octets());
+        h.update(n.image.as_bytes());
+        h.update(b"\n");
+    }
+    Fingerprint(*h.finalize().as_bytes())
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    hostname: &'a str,
+    mac: &'a str,
+    ip: String,
+}
+
+fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
+    let cfg = ctx.cfg;
+    let c = &cfg.cluster;
+    let hosts: Vec<Host> = cfg
+        .nodes
+        .iter()
+        .map(|n| Host {
+            hostname: &n.hostname,
+            mac: &n.mac,
+            ip: n.ip.to_string(),
+        })
+        .collect();
+    let data = serde_json::json!({
+        "network": c.network.network().to_string(),
+        "netmask": c.network.netmask().to_string(),
+        "prefix": c.network.prefix_len(),
+        "master": c.master.to_string(),
+        "gateway": c.gateway.map(|g| g.to_string()),
+        "dns": c.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "domain": c.domain,
+        "hosts": hosts,
+        "tftp": cfg.server.dnsmasq_tftp,
+        "tftp_root": cfg.paths.tftp_root.display().to_string(),
+        "interface": cfg.server.dnsmasq_interface,
+        "bios_loader": "pxelinux.0",
+        "efi64_loader": "efi64/syslinux.efi",
+    });
+    let mut out = Produced::default();
+    for (tpl, path) in [
+        ("templates/dhcpd.conf.j2", &cfg.paths.dhcpd),
+        ("templates/dnsmasq.conf.j2", &cfg.paths.dnsmasq),
+    ] {
+        let text = ctx.templates.render(tpl, &data)?;
+        atomic_write(path, text.as_bytes(), true)?;
+        out.files.push(path.clone());
+    }
+    Ok(out)
+}
