@@ -191,19 +191,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     writeln!(ctx.log, "ddc: publishing {} as {}", image, root.display())?;
     run_logged(&mut cmd, ctx.log, ctx.cancel)?;
     let tftp_rel = format!("{image}/{generation}");
-    let tftp_dir = cfg.paths.tftp_root.join(&tftp_rel);
-    let kernel = tftp_dir.join("vmlinuz");
-    let initrd = tftp_dir.join("initrd.img");
-    atomic_write(
-        &kernel,
-        &std::fs::read(source.join(format!("boot/vmlinuz-{version}")))?,
-        true,
-    )?;
-    atomic_write(
-        &initrd,
-        &std::fs::read(source.join(format!("boot/initrd.img-{version}")))?,
-        true,
-    )?;
+    let (kernel, initrd) = boot_files(source, &cfg.paths.tftp_root.join(&tftp_rel), &version)?;
     // rsync does not fsync: make the tree durable before `current` can name it.
     let dir = std::fs::File::open(&target)?;
     nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
@@ -220,24 +208,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     // Boot entries follow `current`: switch it in one rename.
     generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
     writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
-    let mut warnings = Vec::new();
-    let secrets = crate::secrets::secret_files(&root, cfg.images[image].files.as_deref());
-    if !secrets.is_empty() {
-        writeln!(
-            ctx.log,
-            "ddc: files in {} that root on any machine of the cluster network can read over NFS:",
-            root.display()
-        )?;
-        for s in &secrets {
-            writeln!(ctx.log, "ddc:   /{} ({})", s.path.display(), s.why)?;
-        }
-        warnings.push(format!(
-            "{image}/{generation} holds {} secret-bearing file{} that root on any machine of the cluster network can read over NFS (listed in {}); see README, Security",
-            secrets.len(),
-            if secrets.len() == 1 { "" } else { "s" },
-            ctx.log_path.display()
-        ));
-    }
+    let warnings = secret_warnings(ctx, image, &generation, &root)?;
     Ok(Produced {
         warnings,
         files: vec![kernel, initrd],
@@ -251,6 +222,45 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             "kernel_version": version,
         }),
     })
+}
+
+/// Copies the image's kernel and initrd into `dir` of the TFTP root.
+fn boot_files(source: &Path, dir: &Path, version: &str) -> Result<(PathBuf, PathBuf)> {
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initrd.img");
+    for (to, from) in [(&kernel, "vmlinuz"), (&initrd, "initrd.img")] {
+        let bytes = std::fs::read(source.join(format!("boot/{from}-{version}")))?;
+        atomic_write(to, &bytes, true)?;
+    }
+    Ok((kernel, initrd))
+}
+
+/// One warning line about the secret-bearing files of a new generation;
+/// the files themselves go to the log.
+fn secret_warnings(
+    ctx: &mut RunCtx,
+    image: &str,
+    generation: &str,
+    root: &Path,
+) -> Result<Vec<String>> {
+    let secrets = crate::secrets::secret_files(root, ctx.cfg.images[image].files.as_deref());
+    if secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    writeln!(
+        ctx.log,
+        "ddc: files in {} that root on any machine of the cluster network can read over NFS:",
+        root.display()
+    )?;
+    for s in &secrets {
+        writeln!(ctx.log, "ddc:   /{} ({})", s.path.display(), s.why)?;
+    }
+    Ok(vec![format!(
+        "{image}/{generation} holds {} secret-bearing file{} that root on any machine of the cluster network can read over NFS (listed in {}); see README, Security",
+        secrets.len(),
+        if secrets.len() == 1 { "" } else { "s" },
+        ctx.log_path.display()
+    )])
 }
 
 #[cfg(test)]
