@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::cache::{self, CacheDirs, Journal, OutputRecord, Record, State};
 use crate::config::Config;
-use crate::exit::NotStarted;
+use crate::error::NotStarted;
 use crate::fingerprint::{
     cache_key, cache_key_of, hash_output, scan_tree, Fingerprint, Input, StatStamp,
 };

@@ -291,7 +291,7 @@ pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<()> {
     let me = ddcfile.display().to_string();
     match fs::read_to_string(&owner) {
         Ok(o) if o.trim() == me => Ok(()),
-        Ok(o) => bail!(crate::exit::NotStarted(format!(
+        Ok(o) => bail!(crate::error::NotStarted(format!(
             "the cache {} belongs to {}, not {me}: give each Ddcfile a folder of its own (or `rm -r {}` if {} is gone)",
             dirs.root.display(),
             o.trim(),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::build::{self, BuildOptions};
 use crate::cache::Lock;
 use crate::config;
-use crate::exit;
+use crate::error::{Error, NotStarted};
 use crate::graph;
 use crate::process::{self, Cancel};
 use crate::reporter::{Event, Mode, Reporter};
@@ -103,14 +103,14 @@ pub enum Format {
     Json,
 }
 
-pub fn main(cli: Cli) -> Result<i32> {
+pub fn main(cli: Cli) -> Result<(), Error> {
     let t = std::time::Instant::now();
     // The records load while the Ddcfile parses: both take tens of ms at 10,000 nodes.
     let dirs = build::cache_dirs_at(&config::base_dir(&cli.file));
     let state = std::thread::spawn(move || crate::cache::State::load(&dirs));
     let cfg = config::load(&cli.file)?;
     tracing::debug!("config loaded in {:?}", t.elapsed());
-    let g = graph::build(&cfg).map_err(|e| exit::NotStarted(format!("{e:#}")))?;
+    let g = graph::build(&cfg).map_err(|e| NotStarted(format!("{e:#}")))?;
     tracing::debug!(
         "graph of {} tasks built at {:?}",
         g.tasks.len(),
@@ -136,7 +136,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 keep_going,
                 no_deps: false,
             };
-            let code = run_build(
+            let outcome = run_build(
                 &cfg,
                 &g,
                 &opts,
@@ -150,11 +150,11 @@ pub fn main(cli: Cli) -> Result<i32> {
             // the process ends now and the kernel frees them at once.
             std::mem::forget(g);
             std::mem::forget(cfg);
-            code
+            outcome
         }
         Command::Generations { image } => {
             print!("{}", crate::generations::report(&cfg, image.as_deref())?);
-            Ok(exit::SUCCESS)
+            Ok(())
         }
         Command::Rollback {
             image,
@@ -163,7 +163,7 @@ pub fn main(cli: Cli) -> Result<i32> {
             no_wait,
         } => {
             if !cfg.images.contains_key(&image) {
-                return Err(exit::NotStarted(format!(
+                return Err(NotStarted(format!(
                     "no image {image:?} in the Ddcfile; images: {}",
                     cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
                 ))
@@ -187,21 +187,21 @@ pub fn main(cli: Cli) -> Result<i32> {
                 no_deps: true,
             };
             let nfs_root = cfg.paths.nfs_root.clone();
-            let switch = move |say: &dyn Fn(String)| -> Result<()> {
+            let switch = move |say: &dyn Fn(String)| -> Result<(), Error> {
                 let gens = crate::generations::list(&nfs_root, &image);
                 let current = crate::generations::current(&nfs_root, &image);
                 let target = match &generation {
                     Some(spec) => crate::generations::resolve(&gens, spec).cloned().ok_or_else(|| {
-                        exit::NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
+                        NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
                     })?,
                     None => {
                         let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
                         match pos {
                             Some(p) if p > 0 => gens[p - 1].clone(),
-                            _ => anyhow::bail!(exit::NotStarted(format!(
+                            _ => return Err(NotStarted(format!(
                                 "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
                                 current.as_deref().unwrap_or("none")
-                            ))),
+                            )).into()),
                         }
                     }
                 };
@@ -224,7 +224,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 for line in crate::generations::gc(&cfg, keep, true)? {
                     println!("{line}");
                 }
-                return Ok(exit::SUCCESS);
+                return Ok(());
             }
             // Delete under the lock, then rewrite the exports without the deleted.
             let opts = BuildOptions {
@@ -235,7 +235,7 @@ pub fn main(cli: Cli) -> Result<i32> {
                 no_deps: true,
             };
             let cfg2 = cfg.clone();
-            let delete = move |_: &dyn Fn(String)| -> Result<()> {
+            let delete = move |_: &dyn Fn(String)| -> Result<(), Error> {
                 for line in crate::generations::gc(&cfg2, keep, false)? {
                     println!("{line}");
                 }
@@ -262,23 +262,23 @@ pub fn main(cli: Cli) -> Result<i32> {
                 Format::Json => crate::render::json(&g, &report.results),
             };
             print!("{out}");
-            Ok(exit::SUCCESS)
+            Ok(())
         }
         Command::Clean { tasks, no_wait } => {
             let say = |s: String| eprintln!("ddc: {s}");
             for line in crate::clean::clean(&cfg, &g, &tasks, no_wait, &say)? {
                 println!("{line}");
             }
-            Ok(exit::SUCCESS)
+            Ok(())
         }
     }
 }
 
 /// Work done under the build lock before the build; gets a way to say things.
-type BeforeBuild<'a> = dyn Fn(&dyn Fn(String)) -> Result<()> + 'a;
+type BeforeBuild<'a> = dyn Fn(&dyn Fn(String)) -> Result<(), Error> + 'a;
 
 /// Takes the lock, runs `before` under it (rollback switches `current`
-/// there), then the build, reporting as asked. Returns the exit code.
+/// there), then the build, reporting as asked.
 #[allow(clippy::too_many_arguments)]
 fn run_build(
     cfg: &config::Config,
@@ -289,7 +289,7 @@ fn run_build(
     no_wait: bool,
     state: Option<std::thread::JoinHandle<Result<crate::cache::State>>>,
     before: &BeforeBuild,
-) -> Result<i32> {
+) -> Result<(), Error> {
     let reporter = Reporter::start(Mode::choose(json), verbose);
     let events = reporter.sender();
     let cancel = Arc::new(Cancel::default());
@@ -305,6 +305,7 @@ fn run_build(
             say(s);
         };
         match Lock::acquire(&build::cache_dirs(cfg), no_wait, &say_wait)
+            .map_err(Error::from)
             .and_then(|l| before(&say).map(|_| l))
         {
             Ok(l) => Some(l),
@@ -321,29 +322,27 @@ fn run_build(
         Some(s) if !waited.get() => s.join().ok().and_then(|s| s.ok()),
         _ => None,
     };
-    let result = build::build(cfg, g, opts, events.clone(), &cancel, state);
-    let code = match &result {
+    let outcome = match build::build(cfg, g, opts, events.clone(), &cancel, state) {
         Ok(report) => {
             let _ = events.send(Event::Summary(report.summary.clone()));
-            if cancel.is_cancelled() {
+            let outcome = if cancel.is_cancelled() {
                 say(
                     "interrupted: finished tasks are recorded; the next build goes on from there"
                         .into(),
                 );
-                130
+                Err(Error::Interrupted)
             } else if report.failed() {
-                exit::FAILED
+                Err(Error::TasksFailed)
             } else {
-                exit::SUCCESS
-            }
+                Ok(())
+            };
+            std::mem::forget(report);
+            outcome
         }
-        Err(_) => exit::FAILED,
+        Err(e) => Err(e.into()),
     };
     drop(events);
     reporter.finish();
     drop(lock);
-    result.map(|report| {
-        std::mem::forget(report);
-        code
-    })
+    outcome
 }

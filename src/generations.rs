@@ -216,7 +216,7 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String> {
         Some(i) if cfg.images.contains_key(i) => {
             vec![cfg.images.keys().find(|k| *k == i).expect("found")]
         }
-        Some(i) => bail!(crate::exit::NotStarted(format!(
+        Some(i) => bail!(crate::error::NotStarted(format!(
             "no image {i:?} in the Ddcfile; images: {}",
             cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
         ))),

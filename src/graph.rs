@@ -478,7 +478,7 @@ impl Graph {
                     let before = out.len();
                     out.extend((0..self.tasks.len()).filter(|&i| self.tasks[i].kind.name() == t));
                     if out.len() == before {
-                        bail!(crate::exit::NotStarted(format!(
+                        bail!(crate::error::NotStarted(format!(
                             "no task {t:?} in this build; `ddc graph` lists the tasks (ids look like packages:default or pxe:node01)"
                         )));
                     }

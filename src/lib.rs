@@ -7,7 +7,7 @@ pub mod chroot;
 pub mod clean;
 pub mod cli;
 pub mod config;
-pub mod exit;
+pub mod error;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod generations;
@@ -31,9 +31,9 @@ pub fn run() -> i32 {
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                exit::USAGE
+                error::USAGE
             } else {
-                exit::SUCCESS
+                error::SUCCESS
             };
         }
     };
@@ -46,7 +46,7 @@ pub fn run() -> i32 {
         .without_time()
         .init();
     match cli::main(cli) {
-        Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Ok(()) => error::SUCCESS,
+        Err(e) => e.report(),
     }
 }
