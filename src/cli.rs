@@ -190,21 +190,15 @@ pub fn main(cli: Cli) -> Result<(), Error> {
             let switch = move |say: &dyn Fn(String)| -> Result<(), Error> {
                 let gens = crate::generations::list(&nfs_root, &image);
                 let current = crate::generations::current(&nfs_root, &image);
-                let target = match &generation {
-                    Some(spec) => crate::generations::resolve(&gens, spec).cloned().ok_or_else(|| {
-                        NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
-                    })?,
-                    None => {
-                        let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
-                        match pos {
-                            Some(p) if p > 0 => gens[p - 1].clone(),
-                            _ => return Err(NotStarted(format!(
-                                "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
-                                current.as_deref().unwrap_or("none")
-                            )).into()),
-                        }
-                    }
-                };
+                let target = crate::generations::rollback_target(&gens, current.as_deref(), generation.as_deref())
+                    .cloned()
+                    .ok_or_else(|| NotStarted(match &generation {
+                        Some(spec) => format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"),
+                        None => format!(
+                            "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
+                            current.as_deref().unwrap_or("none")
+                        ),
+                    }))?;
                 crate::generations::set_current(&nfs_root, &image, &target.name)?;
                 say(format!(
                     "{image}: current is now {} (was {}); rewriting its boot entries",
