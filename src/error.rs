@@ -12,14 +12,14 @@ use std::fmt;
 
 use crate::config::ConfigErrors;
 
-pub const SUCCESS: i32 = 0;
-pub const FAILED: i32 = 1;
-pub const USAGE: i32 = 2;
-pub const INTERRUPTED: i32 = 130;
+pub(crate) const SUCCESS: i32 = 0;
+pub(crate) const FAILED: i32 = 1;
+pub(crate) const USAGE: i32 = 2;
+pub(crate) const INTERRUPTED: i32 = 130;
 
 /// Why a command did not succeed; each variant has its exit code.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     /// The Ddcfile is wrong (2): one `error:` line per problem.
     Config(ConfigErrors),
     /// The work could not start (2): one `error:` line per problem.
@@ -34,7 +34,7 @@ pub enum Error {
 
 impl Error {
     /// Prints the error (with its whole chain) on stderr and returns its exit code.
-    pub fn report(&self) -> i32 {
+    pub(crate) fn report(&self) -> i32 {
         match self {
             Error::Config(c) => {
                 error_lines(&c.to_string());
@@ -90,7 +90,7 @@ impl From<anyhow::Error> for Error {
 /// The work could not start (a missing tool, no root, an unknown task or
 /// generation): exit code 2, like bad config.
 #[derive(Debug)]
-pub struct NotStarted(pub String);
+pub(crate) struct NotStarted(pub(crate) String);
 
 impl fmt::Display for NotStarted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

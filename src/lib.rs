@@ -4,17 +4,17 @@
 pub mod build;
 pub mod cache;
 pub mod chroot;
-pub mod clean;
-pub mod cli;
+mod cli;
+mod commands;
 pub mod config;
-pub mod error;
+mod error;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod generations;
 pub mod graph;
 pub mod inventory;
 pub mod process;
-pub mod render;
+mod render;
 pub mod reporter;
 pub mod scheduler;
 pub mod secrets;
@@ -22,20 +22,11 @@ pub mod task;
 pub mod tasks;
 pub mod template;
 
-use clap::Parser;
-
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                error::USAGE
-            } else {
-                error::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -45,7 +36,7 @@ pub fn run() -> i32 {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    match cli::main(cli) {
+    match cli::dispatch(cli) {
         Ok(()) => error::SUCCESS,
         Err(e) => e.report(),
     }
