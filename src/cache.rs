@@ -299,19 +299,20 @@ impl Journal {
 
 /// Makes sure the cache belongs to this Ddcfile: two Ddcfiles in one folder
 /// would take each other's outputs for vanished tasks and remove them.
-pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<()> {
+pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<(), crate::error::Error> {
     let owner = dirs.root.join("ddcfile");
     let me = ddcfile.display().to_string();
     match fs::read_to_string(&owner) {
         Ok(o) if o.trim() == me => Ok(()),
-        Ok(o) => bail!(crate::exit::NotStarted(format!(
+        Ok(o) => Err(crate::error::NotStarted(format!(
             "the cache {} belongs to {}, not {me}: give each Ddcfile a folder of its own (or `rm -r {}` if {} is gone)",
             dirs.root.display(),
             o.trim(),
             dirs.root.display(),
             o.trim()
-        ))),
-        Err(_) => atomic_write(&owner, format!("{me}\n").as_bytes(), true),
+        ))
+        .into()),
+        Err(_) => Ok(atomic_write(&owner, format!("{me}\n").as_bytes(), true)?),
     }
 }
 

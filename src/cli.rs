@@ -1,18 +1,15 @@
-//! The command line: clap definitions, wired to the pieces that do the work.
+//! The command line: clap definitions, and dispatch to `commands`, one
+//! function per subcommand. Owns parsing and nothing else: no command's
+//! work happens here. May import `commands`, `error` and `render` (for the
+//! graph format); nothing else.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cache::Lock;
-use crate::config;
-use crate::engine::{self as build, BuildOptions};
-use crate::exit;
-use crate::graph;
-use crate::process::{self, Cancel};
-use crate::reporter::{Event, Mode, Reporter};
+use crate::commands;
+use crate::error::{self, Error};
+use crate::render;
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +17,7 @@ use crate::reporter::{Event, Mode, Reporter};
     version,
     about = "Builds and keeps up to date everything a diskless Debian cluster boots from"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The Ddcfile to use.
     #[arg(
         short = 'f',
@@ -28,16 +25,16 @@ pub struct Cli {
         global = true,
         default_value = "Ddcfile.toml"
     )]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Print every task, cached ones too.
     #[arg(short, long, global = true)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Build everything, or the named tasks (or task kinds) and what they need.
     Build {
         /// Task ids (packages:default, pxe:node01) or kinds (pxe).
@@ -97,25 +94,39 @@ pub enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Dot,
     Json,
 }
 
-pub fn main(cli: Cli) -> Result<i32> {
-    let t = std::time::Instant::now();
-    // The records load while the Ddcfile parses: both take tens of ms at 10,000 nodes.
-    let dirs = build::cache_dirs_at(&config::base_dir(&cli.file));
-    let state = std::thread::spawn(move || crate::cache::State::load(&dirs));
-    let cfg = config::load(&cli.file)?;
-    tracing::debug!("config loaded in {:?}", t.elapsed());
-    let g = graph::build(&cfg).map_err(|e| exit::NotStarted(format!("{e:#}")))?;
-    tracing::debug!(
-        "graph of {} tasks built at {:?}",
-        g.tasks.len(),
-        t.elapsed()
-    );
+impl From<Format> for render::Format {
+    fn from(f: Format) -> render::Format {
+        match f {
+            Format::Text => render::Format::Text,
+            Format::Dot => render::Format::Dot,
+            Format::Json => render::Format::Json,
+        }
+    }
+}
+
+/// Parses the command line. On `--help`, `--version` or a usage error clap
+/// has printed, returns the exit code instead.
+pub(crate) fn parse() -> Result<Cli, i32> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            error::USAGE
+        } else {
+            error::SUCCESS
+        }
+    })
+}
+
+/// Runs the subcommand `cli` names.
+pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
+    let file = cli.file.as_path();
+    let verbose = cli.verbose;
     match cli.command {
         Command::Build {
             tasks,
@@ -124,226 +135,48 @@ pub fn main(cli: Cli) -> Result<i32> {
             jobs,
             keep_going,
             no_wait,
-        } => {
-            let opts = BuildOptions {
-                targets: tasks,
+        } => commands::build::run(
+            file,
+            commands::build::Options {
+                tasks,
                 dry_run,
-                jobs: jobs.unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2)
-                }),
-                keep_going,
-                no_deps: false,
-            };
-            let code = run_build(
-                &cfg,
-                &g,
-                &opts,
                 json,
-                cli.verbose,
+                jobs,
+                keep_going,
                 no_wait,
-                Some(state),
-                &|_| Ok(()),
-            );
-            // The graph and config of 10,000 nodes take milliseconds to free;
-            // the process ends now and the kernel frees them at once.
-            std::mem::forget(g);
-            std::mem::forget(cfg);
-            code
-        }
-        Command::Generations { image } => {
-            print!("{}", crate::generations::report(&cfg, image.as_deref())?);
-            Ok(exit::SUCCESS)
-        }
+                verbose,
+            },
+        ),
+        Command::Graph { format } => commands::graph::run(file, format.into()),
+        Command::Generations { image } => commands::generations::run(file, image.as_deref()),
         Command::Rollback {
             image,
             generation,
             json,
             no_wait,
-        } => {
-            if !cfg.images.contains_key(&image) {
-                return Err(exit::NotStarted(format!(
-                    "no image {image:?} in the Ddcfile; images: {}",
-                    cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-                .into());
-            }
-            // Only the boot entries of this image run; nothing is rebuilt.
-            let mut targets: Vec<String> = cfg
-                .nodes
-                .iter()
-                .filter(|n| n.image == image && n.pin.is_none())
-                .map(|n| format!("pxe:{}", n.hostname))
-                .collect();
-            if cfg.server.default_entry.as_deref() == Some(image.as_str()) {
-                targets.push("pxe-default".into());
-            }
-            let opts = BuildOptions {
-                targets,
-                dry_run: false,
-                jobs: 1,
-                keep_going: true,
-                no_deps: true,
-            };
-            let nfs_root = cfg.paths.nfs_root.clone();
-            let switch = move |say: &dyn Fn(String)| -> Result<()> {
-                let gens = crate::generations::list(&nfs_root, &image);
-                let current = crate::generations::current(&nfs_root, &image);
-                let target = match &generation {
-                    Some(spec) => crate::generations::resolve(&gens, spec).cloned().ok_or_else(|| {
-                        exit::NotStarted(format!("{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"))
-                    })?,
-                    None => {
-                        let pos = gens.iter().position(|g| Some(&g.name) == current.as_ref());
-                        match pos {
-                            Some(p) if p > 0 => gens[p - 1].clone(),
-                            _ => anyhow::bail!(exit::NotStarted(format!(
-                                "{image} has no generation before the current one ({}); `ddc generations {image}` lists them",
-                                current.as_deref().unwrap_or("none")
-                            ))),
-                        }
-                    }
-                };
-                crate::generations::set_current(&nfs_root, &image, &target.name)?;
-                say(format!(
-                    "{image}: current is now {} (was {}); rewriting its boot entries",
-                    target.name,
-                    current.as_deref().unwrap_or("none")
-                ));
-                Ok(())
-            };
-            run_build(&cfg, &g, &opts, json, cli.verbose, no_wait, None, &switch)
-        }
+        } => commands::rollback::run(
+            file,
+            commands::rollback::Options {
+                image,
+                generation,
+                json,
+                no_wait,
+                verbose,
+            },
+        ),
         Command::Gc {
             keep,
             dry_run,
             no_wait,
-        } => {
-            if dry_run {
-                for line in crate::generations::gc(&cfg, keep, true)? {
-                    println!("{line}");
-                }
-                return Ok(exit::SUCCESS);
-            }
-            // Delete under the lock, then rewrite the exports without the deleted.
-            let opts = BuildOptions {
-                targets: vec!["exports".into()],
-                dry_run: false,
-                jobs: 1,
-                keep_going: true,
-                no_deps: true,
-            };
-            let cfg2 = cfg.clone();
-            let delete = move |_: &dyn Fn(String)| -> Result<()> {
-                for line in crate::generations::gc(&cfg2, keep, false)? {
-                    println!("{line}");
-                }
-                Ok(())
-            };
-            run_build(&cfg, &g, &opts, false, cli.verbose, no_wait, None, &delete)
-        }
-        Command::Graph { format } => {
-            let reporter = Reporter::start(Mode::Silent, false);
-            let cancel = Arc::new(Cancel::default());
-            let opts = BuildOptions {
-                targets: vec![],
-                dry_run: true,
-                jobs: 1,
-                keep_going: true,
-                no_deps: false,
-            };
-            let state = state.join().ok().and_then(|s| s.ok());
-            let report = build::build(&cfg, &g, &opts, reporter.sender(), &cancel, state)?;
-            reporter.finish();
-            let out = match format {
-                Format::Text => crate::render::text(&g, &report.results),
-                Format::Dot => crate::render::dot(&g, &report.results),
-                Format::Json => crate::render::json(&g, &report.results),
-            };
-            print!("{out}");
-            Ok(exit::SUCCESS)
-        }
-        Command::Clean { tasks, no_wait } => {
-            let say = |s: String| eprintln!("ddc: {s}");
-            for line in crate::clean::clean(&cfg, &g, &tasks, no_wait, &say)? {
-                println!("{line}");
-            }
-            Ok(exit::SUCCESS)
-        }
+        } => commands::gc::run(
+            file,
+            commands::gc::Options {
+                keep,
+                dry_run,
+                no_wait,
+                verbose,
+            },
+        ),
+        Command::Clean { tasks, no_wait } => commands::clean::run(file, &tasks, no_wait),
     }
-}
-
-/// Work done under the build lock before the build; gets a way to say things.
-type BeforeBuild<'a> = dyn Fn(&dyn Fn(String)) -> Result<()> + 'a;
-
-/// Takes the lock, runs `before` under it (rollback switches `current`
-/// there), then the build, reporting as asked. Returns the exit code.
-#[allow(clippy::too_many_arguments)]
-fn run_build(
-    cfg: &config::Config,
-    g: &graph::Graph,
-    opts: &BuildOptions,
-    json: bool,
-    verbose: bool,
-    no_wait: bool,
-    state: Option<std::thread::JoinHandle<Result<crate::cache::State>>>,
-    before: &BeforeBuild,
-) -> Result<i32> {
-    let reporter = Reporter::start(Mode::choose(json), verbose);
-    let events = reporter.sender();
-    let cancel = Arc::new(Cancel::default());
-    let waited = std::cell::Cell::new(false);
-    let say = |s: String| {
-        let _ = events.send(Event::Note(s));
-    };
-    let lock = if opts.dry_run {
-        None
-    } else {
-        let say_wait = |s: String| {
-            waited.set(true);
-            say(s);
-        };
-        match Lock::acquire(&build::cache_dirs(cfg), no_wait, &say_wait)
-            .and_then(|l| before(&say).map(|_| l))
-        {
-            Ok(l) => Some(l),
-            Err(e) => {
-                drop(events);
-                reporter.finish();
-                return Err(e);
-            }
-        }
-    };
-    process::install_signal_handlers(&cancel)?;
-    // Loaded before the lock was taken: load again if another build ran meanwhile.
-    let state = match state {
-        Some(s) if !waited.get() => s.join().ok().and_then(|s| s.ok()),
-        _ => None,
-    };
-    let result = build::build(cfg, g, opts, events.clone(), &cancel, state);
-    let code = match &result {
-        Ok(report) => {
-            let _ = events.send(Event::Summary(report.summary.clone()));
-            if cancel.is_cancelled() {
-                say(
-                    "interrupted: finished tasks are recorded; the next build goes on from there"
-                        .into(),
-                );
-                130
-            } else if report.failed() {
-                exit::FAILED
-            } else {
-                exit::SUCCESS
-            }
-        }
-        Err(_) => exit::FAILED,
-    };
-    drop(events);
-    reporter.finish();
-    drop(lock);
-    result.map(|report| {
-        std::mem::forget(report);
-        code
-    })
 }

@@ -114,6 +114,22 @@ pub fn resolve<'a>(gens: &'a [Generation], spec: &str) -> Option<&'a Generation>
     }
 }
 
+/// The generation a rollback makes current: the one `spec` names (see
+/// [`resolve`]), or else the one just before `current`. None if there is none.
+pub fn rollback_target<'a>(
+    gens: &'a [Generation],
+    current: Option<&str>,
+    spec: Option<&str>,
+) -> Option<&'a Generation> {
+    match spec {
+        Some(spec) => resolve(gens, spec),
+        None => {
+            let pos = gens.iter().position(|g| Some(g.name.as_str()) == current)?;
+            pos.checked_sub(1).map(|p| &gens[p])
+        }
+    }
+}
+
 /// Which generation each boot entry in the TFTP root boots, by entry file
 /// name (`01-52-54-…`), read from the entries themselves.
 pub fn entries_by_generation(cfg: &Config) -> HashMap<(String, String), Vec<String>> {
@@ -211,15 +227,18 @@ fn hostnames(cfg: &Config) -> HashMap<String, String> {
 }
 
 /// The text of `ddc generations [IMG]`.
-pub fn report(cfg: &Config, only: Option<&str>) -> Result<String> {
+pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::Error> {
     let images: Vec<&String> = match only {
         Some(i) if cfg.images.contains_key(i) => {
             vec![cfg.images.keys().find(|k| *k == i).expect("found")]
         }
-        Some(i) => bail!(crate::exit::NotStarted(format!(
-            "no image {i:?} in the Ddcfile; images: {}",
-            cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))),
+        Some(i) => {
+            return Err(crate::error::NotStarted(format!(
+                "no image {i:?} in the Ddcfile; images: {}",
+                cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+            .into())
+        }
         None => cfg.images.keys().collect(),
     };
     let entries = entries_by_generation(cfg);
@@ -375,6 +394,20 @@ mod tests {
         assert_eq!(resolve(&gens, "abc"), None, "too short");
         assert_eq!(resolve(&gens, "abcf"), Some(&gens[2]));
         assert_eq!(resolve(&gens, "9"), None);
+    }
+
+    #[test]
+    fn rollback_goes_to_the_named_or_the_previous_generation() {
+        let gens = vec![g(1, "aaaaaaaaaaaa"), g(2, "bbbbbbbbbbbb")];
+        let cur = Some("0002-bbbbbbbbbbbb");
+        assert_eq!(rollback_target(&gens, cur, None), Some(&gens[0]));
+        assert_eq!(rollback_target(&gens, cur, Some("2")), Some(&gens[1]));
+        assert_eq!(
+            rollback_target(&gens, Some("0001-aaaaaaaaaaaa"), None),
+            None
+        );
+        assert_eq!(rollback_target(&gens, None, None), None);
+        assert_eq!(rollback_target(&gens, cur, Some("9")), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Result};
 
 use crate::config::Config;
+use crate::error::NotStarted;
 use crate::recipes::{intern, Kind, Planner, Scope, TaskId, TaskSpec};
 
 /// A dependency's output hash is a key input named `dep:ID`.
@@ -83,7 +84,7 @@ pub(crate) fn build(cfg: &Config) -> Result<Graph> {
 impl Graph {
     /// The tasks named by ids (`pxe:node01`) or kinds (`pxe`): what
     /// `ddc build`, `clean` and `rollback` accept.
-    pub(crate) fn select(&self, names: &[String]) -> Result<Vec<usize>> {
+    pub(crate) fn select(&self, names: &[String]) -> Result<Vec<usize>, NotStarted> {
         let mut out = Vec::new();
         for t in names {
             match self.index.get(&TaskId(t.clone())) {
@@ -92,7 +93,7 @@ impl Graph {
                     let before = out.len();
                     out.extend((0..self.tasks.len()).filter(|&i| self.tasks[i].kind.name() == t));
                     if out.len() == before {
-                        bail!(crate::exit::NotStarted(format!(
+                        return Err(NotStarted(format!(
                             "no task {t:?} in this build; `ddc graph` lists the tasks (ids look like packages:default or pxe:node01)"
                         )));
                     }
@@ -103,7 +104,7 @@ impl Graph {
     }
 
     /// The named tasks and everything they need, as a mask over `tasks`.
-    pub(crate) fn closure(&self, targets: &[String]) -> Result<Vec<bool>> {
+    pub(crate) fn closure(&self, targets: &[String]) -> Result<Vec<bool>, NotStarted> {
         let mut want = vec![targets.is_empty(); self.tasks.len()];
         let mut stack = self.select(targets)?;
         while let Some(i) = stack.pop() {

@@ -3,11 +3,11 @@
 
 mod cache;
 pub mod chroot;
-mod clean;
 mod cli;
+mod commands;
 mod config;
 mod engine;
-mod exit;
+mod error;
 mod fingerprint;
 pub mod fsutil;
 mod generations;
@@ -21,20 +21,11 @@ mod scheduler;
 mod secrets;
 mod template;
 
-use clap::Parser;
-
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -44,8 +35,8 @@ pub fn run() -> i32 {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    match cli::main(cli) {
-        Ok(code) => code,
-        Err(e) => exit::report(&e),
+    match cli::dispatch(cli) {
+        Ok(()) => error::SUCCESS,
+        Err(e) => e.report(),
     }
 }

@@ -1,5 +1,7 @@
-//! `ddc graph`: the task graph with each task's state, as text, Graphviz dot
-//! or JSON. Per-node tasks fold into one line per kind beyond a few nodes.
+//! Draws the task graph with each task's state (from a build's results) as
+//! text, Graphviz dot or JSON. Per-node tasks fold into one line per kind
+//! beyond a few nodes. Knows graphs and results only: must not import
+//! `cli` or `commands`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -7,6 +9,23 @@ use std::fmt::Write;
 use crate::engine::TaskResult;
 use crate::graph::Graph;
 use crate::reporter::TaskState;
+
+/// How [`render`] draws.
+#[derive(Clone, Copy)]
+pub(crate) enum Format {
+    Text,
+    Dot,
+    Json,
+}
+
+/// The graph `g` with the state of each task in `results`, drawn as `format` says.
+pub(crate) fn render(format: Format, g: &Graph, results: &[Option<TaskResult>]) -> String {
+    match format {
+        Format::Text => text(g, results),
+        Format::Dot => dot(g, results),
+        Format::Json => json(g, results),
+    }
+}
 
 /// Beyond this many tasks of one per-node kind, they fold into one line.
 const FOLD: usize = 8;
@@ -22,7 +41,7 @@ fn state_word(r: Option<&TaskResult>) -> (&'static str, String) {
     }
 }
 
-pub fn text(g: &Graph, results: &[Option<TaskResult>]) -> String {
+fn text(g: &Graph, results: &[Option<TaskResult>]) -> String {
     let mut out = String::new();
     let mut folded: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -60,7 +79,7 @@ fn dot_id(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-pub fn dot(g: &Graph, results: &[Option<TaskResult>]) -> String {
+fn dot(g: &Graph, results: &[Option<TaskResult>]) -> String {
     let mut out =
         String::from("digraph ddc {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     let fold_pxe = g
@@ -114,7 +133,7 @@ pub fn dot(g: &Graph, results: &[Option<TaskResult>]) -> String {
     out
 }
 
-pub fn json(g: &Graph, results: &[Option<TaskResult>]) -> String {
+fn json(g: &Graph, results: &[Option<TaskResult>]) -> String {
     let tasks: Vec<serde_json::Value> = g
         .tasks
         .iter()

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 
 use crate::cache::{self, CacheDirs, Journal, Record, State};
 use crate::config::Config;
-use crate::exit::NotStarted;
+use crate::error::{Error, NotStarted};
 use crate::fingerprint::{CacheKey, Fingerprint, Input};
 use crate::graph::Graph;
 use crate::process::Cancel;
@@ -355,7 +355,7 @@ fn prepare(
     events: &Sender<Event>,
     state: Option<State>,
     wanted: &[bool],
-) -> Result<State> {
+) -> Result<State, Error> {
     let dirs = cache_dirs(cfg);
     let note = |s: String| {
         let _ = events.send(Event::Note(s));
@@ -450,7 +450,7 @@ pub(crate) fn build(
     events: Sender<Event>,
     cancel: &Arc<Cancel>,
     state: Option<State>,
-) -> Result<BuildReport> {
+) -> Result<BuildReport, Error> {
     let start = Instant::now();
     let dirs = cache_dirs(cfg);
     let wanted = graph.closure(&opts.targets)?;

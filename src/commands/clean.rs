@@ -1,23 +1,40 @@
 //! `ddc clean`: forgets task records so the next build reruns those tasks,
 //! and frees the image stages kept in the cache. Published images, TFTP
 //! files and server configs are never touched: running nodes use them.
+//! Owns what clean removes and says; must not import `cli`.
+
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::cache::{Lock, State};
 use crate::config::Config;
 use crate::engine::cache_dirs;
+use crate::error::Error;
 use crate::fsutil::safe_remove_dir_all;
 use crate::graph::Graph;
 
+use super::{load, Loaded};
+
+/// Forgets all records, or those of `tasks` and their dependents, then
+/// prints what it did.
+pub(crate) fn run(file: &Path, tasks: &[String], no_wait: bool) -> Result<(), Error> {
+    let Loaded { cfg, graph, .. } = load(file)?;
+    let say = |s: String| eprintln!("ddc: {s}");
+    for line in clean(&cfg, &graph, tasks, no_wait, &say)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Returns the lines to print.
-pub fn clean(
+fn clean(
     cfg: &Config,
     graph: &Graph,
     targets: &[String],
     no_wait: bool,
     say: &dyn Fn(String),
-) -> Result<Vec<String>> {
+) -> Result<Vec<String>, Error> {
     let dirs = cache_dirs(cfg);
     if !dirs.root.exists() {
         return Ok(vec!["nothing to clean: there is no cache yet".into()]);

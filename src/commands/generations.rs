@@ -1,0 +1,15 @@
+//! `ddc generations`: lists each image's generations (age, size, which nodes
+//! boot them). The listing itself is `crate::generations`. Must not import `cli`.
+
+use std::path::Path;
+
+use crate::error::Error;
+
+use super::{load, Loaded};
+
+/// Prints the generations of `image`, or of every image.
+pub(crate) fn run(file: &Path, image: Option<&str>) -> Result<(), Error> {
+    let Loaded { cfg, .. } = load(file)?;
+    print!("{}", crate::generations::report(&cfg, image)?);
+    Ok(())
+}
