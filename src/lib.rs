@@ -12,7 +12,6 @@ pub mod fingerprint;
 pub mod fsutil;
 pub mod generations;
 pub mod graph;
-pub mod inventory;
 pub mod process;
 pub mod render;
 pub mod reporter;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::config::{NodeInput, Origin, Place, Sourced};
+use super::origin::{NodeInput, Origin, Place, Sourced};
 
 const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline"];
 
