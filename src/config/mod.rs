@@ -20,12 +20,11 @@ use std::path::{Path, PathBuf};
 
 pub use mirror::{mirror_from_sources, system_mirror};
 pub use model::*;
-pub use origin::{line_col, ConfigError, ConfigErrors, Origin, Place};
-pub use validate::{is_dns_label, parse_mac};
+pub use origin::{ConfigError, ConfigErrors, Origin, Place};
 
 use memo::{cached, remember};
+use origin::line_col;
 use raw::RawDdcfile;
-use validate::Validator;
 
 /// Loads and validates a Ddcfile and the inventory it names, or takes the
 /// config validated from the same bytes last time (`cache/config.bin`).
@@ -93,20 +92,7 @@ pub fn parse(
             message: toml_message(&e),
         }])
     })?;
-    let mut v = Validator {
-        file: file.to_string(),
-        text,
-        line_starts: std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect(),
-        errors: Vec::new(),
-    };
-    let cfg = v.config(raw, base_dir, mirror_default);
-    if v.errors.is_empty() {
-        Ok(cfg.expect("a config without errors"))
-    } else {
-        Err(ConfigErrors(v.errors))
-    }
+    validate::validate(raw, text, file, base_dir, mirror_default)
 }
 
 fn toml_message(e: &toml::de::Error) -> String {

@@ -84,7 +84,7 @@ pub(crate) struct NodeInput {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let mut start = offset;
     while !text.is_char_boundary(start) {
@@ -95,6 +95,34 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let col = text[line_start..start].chars().count() + 1;
     (line, col)
+}
+
+/// A text's line starts, to place many offsets in O(log n) each: a
+/// 10,000-node Ddcfile has 50,000 values.
+pub(crate) struct Lines<'a> {
+    text: &'a str,
+    /// Byte offset of each line's start.
+    starts: Vec<usize>,
+}
+
+impl<'a> Lines<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Lines {
+            text,
+            starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        }
+    }
+
+    /// What [`line_col`] says, without counting the lines before.
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|&st| st <= offset);
+        let start = self.starts[line - 1];
+        let (_, c) = line_col(&self.text[start..], offset - start);
+        (line, c)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The Ddcfile's error messages as exact-text tables, and properties that
 //! must hold for any input (no panics, only safe values get through).
 
+use super::validate::is_dns_label;
 use super::*;
 
 const BASE: &str = r#"[cluster]

@@ -1,0 +1,141 @@
+//! The [images.NAME] tables: what each image is built from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::rules::{
+    ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
+};
+use super::Validator;
+use crate::config::model::{Bootstrapper, Image, Union};
+use crate::config::origin::Sourced;
+use crate::config::raw::RawImage;
+
+impl Validator<'_> {
+    /// The images without errors; `mirror_default` is asked only for images
+    /// that name no mirror.
+    pub(super) fn images(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, RawImage>,
+        base: &Path,
+        mirror_default: &mut dyn FnMut() -> String,
+    ) -> BTreeMap<String, Image> {
+        let mut images = BTreeMap::new();
+        for (name, img) in raw {
+            let name = self.sourced(name);
+            if let Some(image) = self.image(&name, img, base, mirror_default) {
+                images.insert(name.value, image);
+            }
+        }
+        images
+    }
+
+    fn image(
+        &mut self,
+        name: &Sourced<String>,
+        raw: RawImage,
+        base: &Path,
+        mirror_default: &mut dyn FnMut() -> String,
+    ) -> Option<Image> {
+        let before = self.errors.len();
+        let key = |k: &str| format!("images.{}.{}", name.value, k);
+        self.check(name, &format!("images.{}", name.value), &IMAGE_NAME);
+        let suite = self.sourced(raw.suite);
+        self.check(&suite, &key("suite"), &SUITE);
+        let arch = self.optional(raw.arch, &key("arch"), &ARCH);
+        let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
+        let union = self.union(raw.union, &key("union"));
+        let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
+        let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
+        let mirror = mirror.unwrap_or_else(mirror_default);
+        let bootstrapper = self.bootstrapper(raw.bootstrapper, &key("bootstrapper"));
+        let files = raw.files.map(|f| self.folder(f, &key("files"), base));
+        let root_password_hash = self.optional(
+            raw.root_password_hash,
+            &key("root_password_hash"),
+            &CRYPT_HASH,
+        );
+        let ssh_authorized_keys = self.each(
+            raw.ssh_authorized_keys,
+            &key("ssh_authorized_keys"),
+            &AUTHORIZED_KEY,
+        );
+        let nis_domain = self.optional(raw.nis_domain, &key("nis_domain"), &NIS_DOMAIN);
+        (self.errors.len() == before).then(|| Image {
+            name: name.value.clone(),
+            suite: suite.value,
+            arch: arch.unwrap_or_else(|| "amd64".to_string()),
+            packages,
+            union,
+            cmdline: cmdline.unwrap_or_default(),
+            mirror,
+            bootstrapper,
+            files,
+            root_password_hash,
+            ssh_authorized_keys,
+            nis_domain,
+        })
+    }
+
+    fn union(&mut self, raw: Option<Spanned<String>>, key: &str) -> Union {
+        let Some(u) = raw.map(|u| self.sourced(u)) else {
+            return Union::Overlay;
+        };
+        match u.value.as_str() {
+            "overlay" => Union::Overlay,
+            "aufs" => Union::Aufs,
+            _ => {
+                self.error(
+                    u.origin.clone(),
+                    key,
+                    format!(
+                        "{:?} is not a union filesystem; use \"overlay\" or \"aufs\"",
+                        u.value
+                    ),
+                );
+                Union::Overlay
+            }
+        }
+    }
+
+    fn bootstrapper(&mut self, raw: Option<Spanned<String>>, key: &str) -> Bootstrapper {
+        let Some(b) = raw.map(|b| self.sourced(b)) else {
+            return Bootstrapper::Mmdebstrap;
+        };
+        match b.value.as_str() {
+            "debootstrap" => Bootstrapper::Debootstrap,
+            "mmdebstrap" => Bootstrapper::Mmdebstrap,
+            _ => {
+                self.error(
+                    b.origin.clone(),
+                    key,
+                    format!(
+                        "{:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"",
+                        b.value
+                    ),
+                );
+                Bootstrapper::Mmdebstrap
+            }
+        }
+    }
+
+    /// A folder that must exist, relative to the Ddcfile's.
+    fn folder(&mut self, raw: Spanned<String>, key: &str, base: &Path) -> PathBuf {
+        let f = self.sourced(raw);
+        let p = self.path_value(&f, key, base);
+        if !p.is_dir() {
+            self.error(
+                f.origin.clone(),
+                key,
+                format!(
+                    "{:?} is not a folder ({}); create it or remove the key",
+                    f.value,
+                    p.display()
+                ),
+            );
+        }
+        p
+    }
+}
