@@ -63,17 +63,23 @@ pub struct Server {
     pub default_entry: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The union filesystem that puts a node's writable layer over the
+/// read-only image (`union = "overlay" | "aufs"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Union {
+    #[default]
     Overlay,
     Aufs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The tool that makes an image's first root filesystem
+/// (`bootstrapper = "mmdebstrap" | "debootstrap"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bootstrapper {
     Debootstrap,
+    #[default]
     Mmdebstrap,
 }
 

@@ -2,12 +2,36 @@
 //! with its span so that validation can name where a problem is.
 //!
 //! Unknown keys are refused here (`deny_unknown_fields`); everything else is
-//! left to `validate`. Imports nothing from the other config modules.
+//! left to `validate`. Imports only the model's closed sets (enums).
 
 use std::collections::BTreeMap;
 
+use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::model::{Bootstrapper, Union};
+
+/// A string naming one value of a closed set `T` (a serde enum of unit
+/// variants), or the string itself when it names none. Reading never fails
+/// on an unknown name: the validator reports it with its key, next to every
+/// other problem, rather than as a lone TOML error without a key.
+pub(super) enum Choice<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            s.as_str().into_deserializer();
+        Ok(match T::deserialize(name) {
+            Ok(t) => Choice::Known(t),
+            Err(_) => Choice::Unknown(s),
+        })
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,10 +89,10 @@ pub(super) struct RawImage {
     pub(super) arch: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) packages: Vec<Spanned<String>>,
-    pub(super) union: Option<Spanned<String>>,
+    pub(super) union: Option<Spanned<Choice<Union>>>,
     pub(super) cmdline: Option<Spanned<String>>,
     pub(super) mirror: Option<Spanned<String>>,
-    pub(super) bootstrapper: Option<Spanned<String>>,
+    pub(super) bootstrapper: Option<Spanned<Choice<Bootstrapper>>>,
     pub(super) files: Option<Spanned<String>>,
     pub(super) root_password_hash: Option<Spanned<String>>,
     #[serde(default)]

@@ -85,6 +85,38 @@ fn error_messages() {
 }
 
 #[test]
+fn closed_sets_are_read_as_enums_and_a_bad_name_is_reported_with_the_rest() {
+    let with = |extra: &str| {
+        BASE.replacen(
+            "suite = \"bookworm\"",
+            &format!("suite = \"bookworm\"\n{extra}"),
+            1,
+        )
+    };
+    let c = parse_str(&with("union = \"aufs\"\nbootstrapper = \"debootstrap\"")).unwrap();
+    assert_eq!(c.images["default"].union, Union::Aufs);
+    assert_eq!(c.images["default"].bootstrapper, Bootstrapper::Debootstrap);
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.images["default"].union, Union::Overlay);
+    assert_eq!(c.images["default"].bootstrapper, Bootstrapper::Mmdebstrap);
+    let text = with("union = \"zfs\"\nbootstrapper = \"cdebootstrap\"").replacen(
+        "52:54:00:12:34:56",
+        "x",
+        1,
+    );
+    assert_eq!(
+        errors(&text),
+        "Ddcfile.toml:7:9: images.default.union: \"zfs\" is not a union filesystem; use \"overlay\" or \"aufs\"\n\
+         Ddcfile.toml:8:16: images.default.bootstrapper: \"cdebootstrap\" is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"\n\
+         Ddcfile.toml:13:7: mac: \"x\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"
+    );
+    assert_eq!(
+        errors(&with("union = 5")),
+        "Ddcfile.toml:7:9: invalid type: integer `5`, expected a string"
+    );
+}
+
+#[test]
 fn exports_say_secure_unless_insecure_ports_are_allowed() {
     let c = parse_str(BASE).unwrap();
     assert_eq!(

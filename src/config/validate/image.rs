@@ -11,7 +11,7 @@ use super::rules::{
 use super::Validator;
 use crate::config::model::{Bootstrapper, Image, Union};
 use crate::config::origin::Sourced;
-use crate::config::raw::RawImage;
+use crate::config::raw::{Choice, RawImage};
 
 impl Validator<'_> {
     /// The images without errors; `mirror_default` is asked only for images
@@ -46,11 +46,15 @@ impl Validator<'_> {
         self.check(&suite, &key("suite"), &SUITE);
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
-        let union = self.union(raw.union, &key("union"));
+        let union: Union = self.choice(raw.union, &key("union"), |v| {
+            format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
+        });
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
         let mirror = mirror.unwrap_or_else(mirror_default);
-        let bootstrapper = self.bootstrapper(raw.bootstrapper, &key("bootstrapper"));
+        let bootstrapper: Bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
+            format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
+        });
         let files = raw.files.map(|f| self.folder(f, &key("files"), base));
         let root_password_hash = self.optional(
             raw.root_password_hash,
@@ -79,44 +83,22 @@ impl Validator<'_> {
         })
     }
 
-    fn union(&mut self, raw: Option<Spanned<String>>, key: &str) -> Union {
-        let Some(u) = raw.map(|u| self.sourced(u)) else {
-            return Union::Overlay;
+    /// A value of a closed set, its default when the key is absent.
+    fn choice<T: Default>(
+        &mut self,
+        raw: Option<Spanned<Choice<T>>>,
+        key: &str,
+        says: fn(&str) -> String,
+    ) -> T {
+        let Some(raw) = raw else {
+            return T::default();
         };
-        match u.value.as_str() {
-            "overlay" => Union::Overlay,
-            "aufs" => Union::Aufs,
-            _ => {
-                self.error(
-                    u.origin.clone(),
-                    key,
-                    format!(
-                        "{:?} is not a union filesystem; use \"overlay\" or \"aufs\"",
-                        u.value
-                    ),
-                );
-                Union::Overlay
-            }
-        }
-    }
-
-    fn bootstrapper(&mut self, raw: Option<Spanned<String>>, key: &str) -> Bootstrapper {
-        let Some(b) = raw.map(|b| self.sourced(b)) else {
-            return Bootstrapper::Mmdebstrap;
-        };
-        match b.value.as_str() {
-            "debootstrap" => Bootstrapper::Debootstrap,
-            "mmdebstrap" => Bootstrapper::Mmdebstrap,
-            _ => {
-                self.error(
-                    b.origin.clone(),
-                    key,
-                    format!(
-                        "{:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"",
-                        b.value
-                    ),
-                );
-                Bootstrapper::Mmdebstrap
+        let origin = self.origin(&raw);
+        match raw.into_inner() {
+            Choice::Known(t) => t,
+            Choice::Unknown(name) => {
+                self.error(origin, key, says(&name));
+                T::default()
             }
         }
     }
