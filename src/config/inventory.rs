@@ -3,6 +3,7 @@
 //!
 //! Rows become the same unvalidated node inputs as `[[nodes]]` tables, so both
 //! sources are validated together (duplicates across them are caught).
+//! Imports only `origin`: the validator calls it, never the other way round.
 
 use std::path::Path;
 

@@ -20,7 +20,7 @@ pub(super) fn apt_sources() -> Vec<PathBuf> {
 }
 
 /// The mirror that the master's own apt sources use, or empty.
-pub fn system_mirror() -> String {
+pub(super) fn system_mirror() -> String {
     mirror_from_sources(
         Path::new("/etc/apt/sources.list.d"),
         Path::new("/etc/apt/sources.list"),
@@ -30,7 +30,7 @@ pub fn system_mirror() -> String {
 
 /// Finds the first Debian archive URI in deb822 `.sources` files or a
 /// one-line `sources.list`; security and backports archives are skipped.
-pub fn mirror_from_sources(dir: &Path, list: &Path) -> Option<String> {
+fn mirror_from_sources(dir: &Path, list: &Path) -> Option<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))

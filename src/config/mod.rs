@@ -4,6 +4,13 @@
 //! reported as `FILE:LINE:COL: KEY: message` (or `FILE: row N` for the CSV
 //! inventory). Once a [`Config`] exists, every value in it is safe to put in a
 //! path, a task id or a generated config file.
+//!
+//! Modules, from the bottom up; each imports only modules below it:
+//! `origin` (positions, errors) and `model` (the validated types); `raw`
+//! (the TOML as read), `inventory` (the CSV rows), `mirror` (the master's apt
+//! mirror) and `memo` (the cached config); `validate` (raw and rows to the
+//! model); this one (loading). The rest of ddc sees the model, `load`,
+//! `base_dir` and [`ConfigErrors`].
 
 mod inventory;
 mod memo;
@@ -18,17 +25,17 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use mirror::{mirror_from_sources, system_mirror};
 pub use model::*;
-pub use origin::{ConfigError, ConfigErrors, Origin, Place};
+pub use origin::ConfigErrors;
 
 use memo::{cached, remember};
-use origin::line_col;
+use mirror::system_mirror;
+use origin::{line_col, ConfigError, Origin, Place};
 use raw::RawDdcfile;
 
 /// Loads and validates a Ddcfile and the inventory it names, or takes the
 /// config validated from the same bytes last time (`cache/config.bin`).
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let shown = path.display().to_string();
     let cache = base_dir(path).join("cache/config.bin");
     if let Some(c) = cached(&cache, &shown) {
@@ -42,7 +49,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// Loads and validates a Ddcfile and the inventory it names.
-pub fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
+fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -58,7 +65,7 @@ pub fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
 }
 
 /// The folder of a Ddcfile, which relative paths start from.
-pub fn base_dir(ddcfile: &Path) -> PathBuf {
+pub(crate) fn base_dir(ddcfile: &Path) -> PathBuf {
     let dir = ddcfile
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -69,7 +76,7 @@ pub fn base_dir(ddcfile: &Path) -> PathBuf {
 
 /// Parses and validates Ddcfile text; `mirror_default` gives the mirror to
 /// use when an image names none.
-pub fn parse(
+pub(crate) fn parse(
     text: &str,
     file: &str,
     base_dir: &Path,

@@ -8,14 +8,15 @@ use std::fmt;
 
 /// A position in a source file, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub file: String,
     /// 1-based line and column, or a CSV row.
     pub place: Place,
 }
 
+/// Where in the file: a TOML value, a CSV row, or the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
+pub(crate) enum Place {
     LineCol(usize, usize),
     Row(usize),
     File,
@@ -33,7 +34,7 @@ impl fmt::Display for Origin {
 
 /// One problem in the user's input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub origin: Origin,
     pub key: String,
     pub message: String,
@@ -51,7 +52,7 @@ impl fmt::Display for ConfigError {
 
 /// All the problems found in one load, printed one a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(pub(crate) Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,13 +74,15 @@ pub(crate) struct Sourced<T> {
     pub origin: Origin,
 }
 
+/// One node as given, in a `[[nodes]]` table or an inventory row.
 pub(crate) struct NodeInput {
     pub hostname: Sourced<String>,
     pub mac: Sourced<String>,
     pub ip: Sourced<String>,
     pub image: Option<Sourced<String>>,
     pub cmdline: Option<Sourced<String>>,
-    /// Where the node as a whole was given, for duplicate messages.
+    /// Where the node as a whole was given, for messages about the whole
+    /// node (it names no image and there is no default).
     pub origin: Origin,
 }
 
@@ -134,5 +137,14 @@ mod tests {
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é\nx", 3), (2, 1));
         assert_eq!(line_col("x", 99), (1, 2));
+    }
+
+    #[test]
+    fn lines_agree_with_line_col() {
+        let text = "ab\ncd\n\né\nx";
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(lines.line_col(offset), line_col(text, offset), "{offset}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use super::rules::{
     ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
 };
 use super::Validator;
-use crate::config::model::{Bootstrapper, Image, Union};
+use crate::config::model::Image;
 use crate::config::origin::Sourced;
 use crate::config::raw::{Choice, RawImage};
 
@@ -46,13 +46,13 @@ impl Validator<'_> {
         self.check(&suite, &key("suite"), &SUITE);
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
-        let union: Union = self.choice(raw.union, &key("union"), |v| {
+        let union = self.choice(raw.union, &key("union"), |v| {
             format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
         });
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
         let mirror = mirror.unwrap_or_else(mirror_default);
-        let bootstrapper: Bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
+        let bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
             format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
         });
         let files = raw.files.map(|f| self.folder(f, &key("files"), base));
