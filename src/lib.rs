@@ -12,7 +12,6 @@ mod fingerprint;
 pub mod fsutil;
 mod generations;
 mod graph;
-mod inventory;
 mod process;
 mod recipes;
 mod render;

@@ -229,11 +229,7 @@ pub(crate) fn step_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<Ste
             "DDC_UNION",
             k("union"),
             &img.union,
-            match img.union {
-                crate::config::Union::Overlay => "overlay",
-                crate::config::Union::Aufs => "aufs",
-            }
-            .to_string(),
+            img.union.as_str().to_string(),
         )],
     })
 }

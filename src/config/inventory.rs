@@ -3,10 +3,11 @@
 //!
 //! Rows become the same unvalidated node inputs as `[[nodes]]` tables, so both
 //! sources are validated together (duplicates across them are caught).
+//! Imports only `origin`: the validator calls it, never the other way round.
 
 use std::path::Path;
 
-use crate::config::{NodeInput, Origin, Place, Sourced};
+use super::origin::{NodeInput, Origin, Place, Sourced};
 
 const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline"];
 

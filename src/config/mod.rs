@@ -1,0 +1,114 @@
+//! The Ddcfile: its structs, loading with source positions, and validation.
+//!
+//! Everything a user can get wrong is caught here, before any task runs, and
+//! reported as `FILE:LINE:COL: KEY: message` (or `FILE: row N` for the CSV
+//! inventory). Once a [`Config`] exists, every value in it is safe to put in a
+//! path, a task id or a generated config file.
+//!
+//! Modules, from the bottom up; each imports only modules below it:
+//! `origin` (positions, errors) and `model` (the validated types); `raw`
+//! (the TOML as read), `inventory` (the CSV rows), `mirror` (the master's apt
+//! mirror) and `memo` (the cached config); `validate` (raw and rows to the
+//! model); this one (loading). The rest of ddc sees the model, `load`,
+//! `base_dir` and [`ConfigErrors`].
+
+mod inventory;
+mod memo;
+mod mirror;
+mod model;
+mod origin;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use origin::ConfigErrors;
+
+use memo::{cached, remember};
+use mirror::system_mirror;
+use origin::{line_col, ConfigError, Origin, Place};
+use raw::RawDdcfile;
+
+/// Loads and validates a Ddcfile and the inventory it names, or takes the
+/// config validated from the same bytes last time (`cache/config.bin`).
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let shown = path.display().to_string();
+    let cache = base_dir(path).join("cache/config.bin");
+    if let Some(c) = cached(&cache, &shown) {
+        return Ok(c);
+    }
+    let config = load_uncached(path)?;
+    if cache.parent().is_some_and(Path::is_dir) {
+        remember(&cache, &shown, &config);
+    }
+    Ok(config)
+}
+
+/// Loads and validates a Ddcfile and the inventory it names.
+fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            origin: Origin {
+                file: display.clone(),
+                place: Place::File,
+            },
+            key: String::new(),
+            message: format!("cannot read the Ddcfile: {e} (use -f PATH to name another one)"),
+        }])
+    })?;
+    parse(&text, &display, &base_dir(path), &system_mirror)
+}
+
+/// The folder of a Ddcfile, which relative paths start from.
+pub(crate) fn base_dir(ddcfile: &Path) -> PathBuf {
+    let dir = ddcfile
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// Parses and validates Ddcfile text; `mirror_default` gives the mirror to
+/// use when an image names none.
+pub(crate) fn parse(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    mirror_default: &dyn Fn() -> String,
+) -> Result<Config, ConfigErrors> {
+    let raw: RawDdcfile = toml::from_str(text).map_err(|e| {
+        let place = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                Place::LineCol(l, c)
+            }
+            None => Place::File,
+        };
+        ConfigErrors(vec![ConfigError {
+            origin: Origin {
+                file: file.to_string(),
+                place,
+            },
+            key: String::new(),
+            message: toml_message(&e),
+        }])
+    })?;
+    validate::validate(raw, text, file, base_dir, mirror_default)
+}
+
+fn toml_message(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    if msg.starts_with("unknown field") {
+        format!("{msg}; remove it or check its spelling")
+    } else if msg.starts_with("missing field") {
+        format!("{msg}; add it")
+    } else {
+        msg
+    }
+}

@@ -1,0 +1,197 @@
+//! The Ddcfile's error messages as exact-text tables, and properties that
+//! must hold for any input (no panics, only safe values get through).
+
+use super::validate::is_dns_label;
+use super::*;
+
+const BASE: &str = r#"[cluster]
+network = "192.0.2.0/24"
+master = "192.0.2.1"
+
+[images.default]
+suite = "bookworm"
+packages = ["linux-image-amd64"]
+
+[[nodes]]
+hostname = "node01"
+mac = "52:54:00:12:34:56"
+ip = "192.0.2.11"
+"#;
+
+fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, "Ddcfile.toml", Path::new("/nonexistent"), &|| {
+        "http://mirror.invalid/debian".to_string()
+    })
+}
+
+fn errors(text: &str) -> String {
+    match parse_str(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.nodes[0].image, "default");
+    assert_eq!(c.images["default"].arch, "amd64");
+    assert_eq!(c.images["default"].mirror, "http://mirror.invalid/debian");
+    assert_eq!(c.paths.tftp_root, Path::new("/nonexistent/out/tftp"));
+}
+
+#[test]
+fn error_messages() {
+    // (replace this, with that) → exact message
+    let table: &[(&str, &str, &str)] = &[
+        ("master = \"192.0.2.1\"", "master = \"192.0.2.1\"\nfoo = 1",
+         "Ddcfile.toml:4:1: unknown field `foo`, expected one of `network`, `master`, `gateway`, `dns`, `domain`, `syslog`; remove it or check its spelling"),
+        ("mac = \"52:54:00:12:34:56\"", "mac = \"52:54:00:12:34:5g\"",
+         "Ddcfile.toml:11:7: mac: \"52:54:00:12:34:5g\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"),
+        ("mac = \"52:54:00:12:34:56\"", "mac = \"01:00:5e:00:00:01\"",
+         "Ddcfile.toml:11:7: mac: \"01:00:5e:00:00:01\" is a multicast address, which no network card has"),
+        ("ip = \"192.0.2.11\"", "ip = \"192.0.2.300\"",
+         "Ddcfile.toml:12:6: ip: \"192.0.2.300\" is not an IPv4 address (expected four numbers like 192.0.2.11)"),
+        ("ip = \"192.0.2.11\"", "ip = \"198.51.100.7\"",
+         "Ddcfile.toml:12:6: ip: 198.51.100.7 is outside the cluster network 192.0.2.0/24"),
+        ("ip = \"192.0.2.11\"", "ip = \"192.0.2.1\"",
+         "Ddcfile.toml:12:6: ip: 192.0.2.1 is the master's address"),
+        ("ip = \"192.0.2.11\"", "ip = \"192.0.2.255\"",
+         "Ddcfile.toml:12:6: ip: 192.0.2.255 is the broadcast address of 192.0.2.0/24; give a host address"),
+        ("network = \"192.0.2.0/24\"", "network = \"192.0.2.0/33\"",
+         "Ddcfile.toml:2:11: cluster.network: \"192.0.2.0/33\" is not a network in CIDR form (expected like 192.0.2.0/24)"),
+        ("network = \"192.0.2.0/24\"", "network = \"192.0.2.7/24\"",
+         "Ddcfile.toml:2:11: cluster.network: \"192.0.2.7/24\" has host bits set; write the network address, 192.0.2.0/24"),
+        ("hostname = \"node01\"", "hostname = \"../x\"",
+         "Ddcfile.toml:10:12: hostname: \"../x\" is not a valid hostname (1 to 63 letters, digits and '-', not starting or ending with '-')"),
+        ("hostname = \"node01\"", "hostname = \"a\\nb\"",
+         "Ddcfile.toml:10:12: hostname: \"a\\nb\" is not a valid hostname (1 to 63 letters, digits and '-', not starting or ending with '-')"),
+        ("ip = \"192.0.2.11\"", "ip = \"192.0.2.11\"\nimage = \"compute\"",
+         "Ddcfile.toml:13:9: image: names image \"compute\", which is not defined; define [images.compute] or use one of: default"),
+        ("suite = \"bookworm\"", "suite = \"bookworm\"\nunion = \"zfs\"",
+         "Ddcfile.toml:7:9: images.default.union: \"zfs\" is not a union filesystem; use \"overlay\" or \"aufs\""),
+        ("suite = \"bookworm\"", "suite = \"bookworm\"\nroot_password_hash = \"hunter2\"",
+         "Ddcfile.toml:7:22: images.default.root_password_hash: is not a crypt(3) hash; never put a plain password here: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`"),
+        ("packages = [\"linux-image-amd64\"]", "packages = [\"linux image\"]",
+         "Ddcfile.toml:7:13: images.default.packages: \"linux image\" is not a Debian package name"),
+        ("[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n", "",
+         "Ddcfile.toml:1:1: missing field `cluster`; add it"),
+    ];
+    for (from, to, want) in table {
+        assert!(BASE.contains(from), "{from}");
+        let text = BASE.replacen(from, to, 1);
+        assert_eq!(&errors(&text), want, "for {to:?}");
+    }
+}
+
+#[test]
+fn closed_sets_are_read_as_enums_and_a_bad_name_is_reported_with_the_rest() {
+    let with = |extra: &str| {
+        BASE.replacen(
+            "suite = \"bookworm\"",
+            &format!("suite = \"bookworm\"\n{extra}"),
+            1,
+        )
+    };
+    let c = parse_str(&with("union = \"aufs\"\nbootstrapper = \"debootstrap\"")).unwrap();
+    assert_eq!(c.images["default"].union, Union::Aufs);
+    assert_eq!(c.images["default"].bootstrapper, Bootstrapper::Debootstrap);
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.images["default"].union, Union::Overlay);
+    assert_eq!(c.images["default"].bootstrapper, Bootstrapper::Mmdebstrap);
+    let text = with("union = \"zfs\"\nbootstrapper = \"cdebootstrap\"").replacen(
+        "52:54:00:12:34:56",
+        "x",
+        1,
+    );
+    assert_eq!(
+        errors(&text),
+        "Ddcfile.toml:7:9: images.default.union: \"zfs\" is not a union filesystem; use \"overlay\" or \"aufs\"\n\
+         Ddcfile.toml:8:16: images.default.bootstrapper: \"cdebootstrap\" is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"\n\
+         Ddcfile.toml:13:7: mac: \"x\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"
+    );
+    assert_eq!(
+        errors(&with("union = 5")),
+        "Ddcfile.toml:7:9: invalid type: integer `5`, expected a string"
+    );
+}
+
+#[test]
+fn exports_say_secure_unless_insecure_ports_are_allowed() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(
+        c.server.export_options,
+        "ro,secure,async,no_root_squash,no_subtree_check"
+    );
+    let with = |server: &str| format!("{BASE}\n[server]\n{server}\n");
+    let c = parse_str(&with("export_options = \"rw,secure,sync\"")).unwrap();
+    assert_eq!(c.server.export_options, "rw,secure,sync");
+    assert_eq!(
+        errors(&with("export_options = \"ro,insecure\"")),
+        "Ddcfile.toml:15:18: server.export_options: \"ro,insecure\" has \"insecure\": it lets any unprivileged process on the cluster network claim uid 0 and read every file of the image (/etc/shadow, SSH host keys); remove it, or set server.allow_insecure_ports = true if you really mean it"
+    );
+    let c = parse_str(&with(
+        "export_options = \"ro,secure\"\nallow_insecure_ports = true",
+    ))
+    .unwrap();
+    assert_eq!(c.server.export_options, "ro,insecure");
+    assert!(c.server.allow_insecure_ports);
+}
+
+#[test]
+fn duplicates_name_the_first_place() {
+    let more =
+        "\n[[nodes]]\nhostname = \"NODE01\"\nmac = \"52:54:00:12:34:56\"\nip = \"192.0.2.11\"\n";
+    let text = format!("{BASE}{more}");
+    assert_eq!(
+        errors(&text),
+        "Ddcfile.toml:15:12: hostname: \"NODE01\" is already used by the node at Ddcfile.toml:10:12\n\
+         Ddcfile.toml:16:7: mac: \"52:54:00:12:34:56\" is already used by the node at Ddcfile.toml:11:7\n\
+         Ddcfile.toml:17:6: ip: 192.0.2.11 is already used by the node at Ddcfile.toml:12:6"
+    );
+    // MACs compare case-insensitively, whatever the separator.
+    let more =
+        "\n[[nodes]]\nhostname = \"node02\"\nmac = \"52-54-00-12-34-5E\"\nip = \"192.0.2.12\"\n";
+    let text = format!("{}{more}", BASE.replace("34:56", "34:5e"));
+    assert!(errors(&text).contains("mac: \"52-54-00-12-34-5E\" is already used"));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn no_input_panics(text in ".{0,400}") {
+        let _ = parse_str(&text);
+    }
+
+    #[test]
+    fn no_node_values_panic(
+        hostname in "\\PC{0,70}",
+        mac in "[0-9a-fA-F:\\-]{0,20}|\\PC{0,20}",
+        ip in "[0-9.]{0,20}|\\PC{0,10}",
+        image in "\\PC{0,10}",
+    ) {
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = format!(
+            "{BASE}\n[[nodes]]\nhostname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nimage = \"{}\"\n",
+            esc(&hostname), esc(&mac), esc(&ip), esc(&image)
+        );
+        if let Ok(c) = parse_str(&text) {
+            // Whatever got through is safe for paths and config files.
+            for n in &c.nodes {
+                proptest::prop_assert!(is_dns_label(&n.hostname));
+                proptest::prop_assert!(n.pxe_name().bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_ddcfiles_never_panic(cut in 0usize..400, insert in "\\PC{0,8}") {
+        let mut text = BASE.to_string();
+        let at = cut.min(text.len());
+        if text.is_char_boundary(at) {
+            text.insert_str(at, &insert);
+        }
+        let _ = parse_str(&text);
+    }
+}

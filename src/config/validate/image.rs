@@ -1,0 +1,123 @@
+//! The [images.NAME] tables: what each image is built from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::rules::{
+    ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
+};
+use super::Validator;
+use crate::config::model::Image;
+use crate::config::origin::Sourced;
+use crate::config::raw::{Choice, RawImage};
+
+impl Validator<'_> {
+    /// The images without errors; `mirror_default` is asked only for images
+    /// that name no mirror.
+    pub(super) fn images(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, RawImage>,
+        base: &Path,
+        mirror_default: &mut dyn FnMut() -> String,
+    ) -> BTreeMap<String, Image> {
+        let mut images = BTreeMap::new();
+        for (name, img) in raw {
+            let name = self.sourced(name);
+            if let Some(image) = self.image(&name, img, base, mirror_default) {
+                images.insert(name.value, image);
+            }
+        }
+        images
+    }
+
+    fn image(
+        &mut self,
+        name: &Sourced<String>,
+        raw: RawImage,
+        base: &Path,
+        mirror_default: &mut dyn FnMut() -> String,
+    ) -> Option<Image> {
+        let before = self.errors.len();
+        let key = |k: &str| format!("images.{}.{}", name.value, k);
+        self.check(name, &format!("images.{}", name.value), &IMAGE_NAME);
+        let suite = self.sourced(raw.suite);
+        self.check(&suite, &key("suite"), &SUITE);
+        let arch = self.optional(raw.arch, &key("arch"), &ARCH);
+        let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
+        let union = self.choice(raw.union, &key("union"), |v| {
+            format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
+        });
+        let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
+        let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
+        let mirror = mirror.unwrap_or_else(mirror_default);
+        let bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
+            format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
+        });
+        let files = raw.files.map(|f| self.folder(f, &key("files"), base));
+        let root_password_hash = self.optional(
+            raw.root_password_hash,
+            &key("root_password_hash"),
+            &CRYPT_HASH,
+        );
+        let ssh_authorized_keys = self.each(
+            raw.ssh_authorized_keys,
+            &key("ssh_authorized_keys"),
+            &AUTHORIZED_KEY,
+        );
+        let nis_domain = self.optional(raw.nis_domain, &key("nis_domain"), &NIS_DOMAIN);
+        (self.errors.len() == before).then(|| Image {
+            name: name.value.clone(),
+            suite: suite.value,
+            arch: arch.unwrap_or_else(|| "amd64".to_string()),
+            packages,
+            union,
+            cmdline: cmdline.unwrap_or_default(),
+            mirror,
+            bootstrapper,
+            files,
+            root_password_hash,
+            ssh_authorized_keys,
+            nis_domain,
+        })
+    }
+
+    /// A value of a closed set, its default when the key is absent.
+    fn choice<T: Default>(
+        &mut self,
+        raw: Option<Spanned<Choice<T>>>,
+        key: &str,
+        says: fn(&str) -> String,
+    ) -> T {
+        let Some(raw) = raw else {
+            return T::default();
+        };
+        let origin = self.origin(&raw);
+        match raw.into_inner() {
+            Choice::Known(t) => t,
+            Choice::Unknown(name) => {
+                self.error(origin, key, says(&name));
+                T::default()
+            }
+        }
+    }
+
+    /// A folder that must exist, relative to the Ddcfile's.
+    fn folder(&mut self, raw: Spanned<String>, key: &str, base: &Path) -> PathBuf {
+        let f = self.sourced(raw);
+        let p = self.path_value(&f, key, base);
+        if !p.is_dir() {
+            self.error(
+                f.origin.clone(),
+                key,
+                format!(
+                    "{:?} is not a folder ({}); create it or remove the key",
+                    f.value,
+                    p.display()
+                ),
+            );
+        }
+        p
+    }
+}

@@ -1,0 +1,242 @@
+//! Validation: turns the raw TOML and the inventory's rows into the model,
+//! collecting every problem with its position instead of stopping at the
+//! first. `cluster` checks the [cluster], [paths] and [server] tables, `image`
+//! the images, `nodes` the nodes; `rules` says what single values may be.
+//!
+//! Imports the layers below it (origin, raw, model, inventory, mirror);
+//! none of them imports it.
+
+mod cluster;
+mod image;
+mod nodes;
+mod rules;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use toml::Spanned;
+
+use super::mirror::apt_sources;
+use super::model::Config;
+use super::origin::{ConfigError, ConfigErrors, Lines, Origin, Place, Sourced};
+use super::raw::RawDdcfile;
+use rules::Rule;
+
+#[cfg(test)]
+pub(super) use rules::is_dns_label;
+
+/// Validates a parsed Ddcfile (`text`, shown as `file`): the config, or
+/// every problem found in it and in the inventory it names.
+pub(super) fn validate(
+    raw: RawDdcfile,
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    mirror_default: &dyn Fn() -> String,
+) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        file: file.to_string(),
+        lines: Lines::new(text),
+        errors: Vec::new(),
+    };
+    let cfg = v.config(raw, base_dir, mirror_default);
+    if v.errors.is_empty() {
+        Ok(cfg.expect("a config without errors"))
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator<'a> {
+    file: String,
+    lines: Lines<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn origin<T>(&self, s: &Spanned<T>) -> Origin {
+        let (l, c) = self.lines.line_col(s.span().start);
+        Origin {
+            file: self.file.clone(),
+            place: Place::LineCol(l, c),
+        }
+    }
+
+    fn sourced(&self, s: Spanned<String>) -> Sourced<String> {
+        let origin = self.origin(&s);
+        Sourced {
+            value: s.into_inner(),
+            origin,
+        }
+    }
+
+    fn error(&mut self, origin: Origin, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn config(
+        &mut self,
+        raw: RawDdcfile,
+        base_dir: &Path,
+        mirror_default: &dyn Fn() -> String,
+    ) -> Option<Config> {
+        let cluster = self.cluster(raw.cluster);
+        let paths = self.paths(raw.paths, base_dir);
+        let tasks_dir = match raw.tasks_dir {
+            Some(t) => self.path(t, "tasks_dir", base_dir),
+            None => base_dir.join("tasks"),
+        };
+        let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
+        let file = base_dir.join(Path::new(&self.file).file_name().unwrap_or_default());
+        let mut sources = vec![file.clone()];
+        let mut mirror_cache: Option<String> = None;
+        let images = self.images(raw.images, base_dir, &mut || {
+            mirror_cache.get_or_insert_with(mirror_default).clone()
+        });
+        let server = self.server(raw.server, &declared);
+        let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
+        if let Some(nodes_file) = raw.nodes_file {
+            let (path, more) = self.inventory(nodes_file, base_dir);
+            sources.push(path);
+            inputs.extend(more);
+        }
+        let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
+        if mirror_cache.is_some() {
+            sources.extend(apt_sources());
+        }
+        Some(Config {
+            file,
+            base_dir: base_dir.to_path_buf(),
+            tasks_dir,
+            cluster: cluster?,
+            paths,
+            server,
+            images,
+            nodes,
+            sources,
+        })
+    }
+
+    /// Reports `s` under `key` if it fails `rule`; true when it passes.
+    fn check(&mut self, s: &Sourced<String>, key: &str, rule: &Rule) -> bool {
+        let ok = (rule.ok)(&s.value);
+        if !ok {
+            self.error(s.origin.clone(), key, (rule.says)(&s.value));
+        }
+        ok
+    }
+
+    /// A value, checked. A value that fails is kept: the load fails anyway.
+    fn checked(&mut self, raw: Spanned<String>, key: &str, rule: &Rule) -> String {
+        let s = self.sourced(raw);
+        self.check(&s, key, rule);
+        s.value
+    }
+
+    fn optional(&mut self, raw: Option<Spanned<String>>, key: &str, rule: &Rule) -> Option<String> {
+        raw.map(|s| self.checked(s, key, rule))
+    }
+
+    fn each(&mut self, raw: Vec<Spanned<String>>, key: &str, rule: &Rule) -> Vec<String> {
+        raw.into_iter()
+            .map(|s| self.checked(s, key, rule))
+            .collect()
+    }
+
+    fn ipv4(&mut self, s: &Sourced<String>, key: &str) -> Option<Ipv4Addr> {
+        match s.value.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(
+                    s.origin.clone(),
+                    key,
+                    format!(
+                        "{:?} is not an IPv4 address (expected four numbers like 192.0.2.11)",
+                        s.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An address of a host on the cluster network, once the network is known.
+    fn host_ip(
+        &mut self,
+        s: &Sourced<String>,
+        key: &str,
+        net: Option<Ipv4Net>,
+    ) -> Option<Ipv4Addr> {
+        let ip = self.ipv4(s, key)?;
+        if let Some(net) = net {
+            self.check_host_in(&s.origin, key, ip, net);
+        }
+        Some(ip)
+    }
+
+    fn check_host_in(&mut self, origin: &Origin, key: &str, ip: Ipv4Addr, net: Ipv4Net) {
+        if !net.contains(&ip) {
+            self.error(
+                origin.clone(),
+                key,
+                format!("{ip} is outside the cluster network {net}"),
+            );
+        } else if net.prefix_len() < 31 && (ip == net.network() || ip == net.broadcast()) {
+            let what = if ip == net.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            self.error(
+                origin.clone(),
+                key,
+                format!("{ip} is the {what} address of {net}; give a host address"),
+            );
+        }
+    }
+
+    /// A path from the Ddcfile, relative to its folder.
+    fn path(&mut self, raw: Spanned<String>, key: &str, base_dir: &Path) -> PathBuf {
+        let s = self.sourced(raw);
+        self.path_value(&s, key, base_dir)
+    }
+
+    fn path_value(&mut self, s: &Sourced<String>, key: &str, base_dir: &Path) -> PathBuf {
+        self.check(s, key, &rules::PATH);
+        base_dir.join(&s.value)
+    }
+
+    /// Reports a `name` (from `key`) that is not one of the declared images.
+    fn check_image_exists(
+        &mut self,
+        origin: &Origin,
+        key: &str,
+        name: &str,
+        images: &BTreeSet<String>,
+    ) {
+        if !images.contains(name) {
+            self.error(
+                origin.clone(),
+                key,
+                format!(
+                    "names image {name:?}, which is not defined; define [images.{name}] or use one of: {}",
+                    image_list(images)
+                ),
+            );
+        }
+    }
+}
+
+fn image_list(images: &BTreeSet<String>) -> String {
+    if images.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        images.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}

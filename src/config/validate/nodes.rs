@@ -1,0 +1,236 @@
+//! The nodes, from `[[nodes]]` tables and the CSV inventory alike: each
+//! value checked, and hostnames, MACs and addresses unique across both.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::rules::{CMDLINE, HOSTNAME};
+use super::{image_list, Validator};
+use crate::config::inventory;
+use crate::config::model::{Cluster, Node};
+use crate::config::origin::{NodeInput, Origin, Sourced};
+use crate::config::raw::RawNode;
+
+/// The values nodes have taken so far, each with where it was given.
+#[derive(Default)]
+struct Taken {
+    hostnames: HashMap<String, Origin>,
+    macs: HashMap<String, Origin>,
+    ips: HashMap<Ipv4Addr, Origin>,
+}
+
+impl Validator<'_> {
+    pub(super) fn node_input(&self, n: RawNode) -> NodeInput {
+        NodeInput {
+            origin: self.origin(&n.hostname),
+            hostname: self.sourced(n.hostname),
+            mac: self.sourced(n.mac),
+            ip: self.sourced(n.ip),
+            image: n.image.map(|s| self.sourced(s)),
+            cmdline: n.cmdline.map(|s| self.sourced(s)),
+        }
+    }
+
+    /// The inventory named by `nodes_file`: its path and its rows.
+    pub(super) fn inventory(
+        &mut self,
+        raw: Spanned<String>,
+        base: &Path,
+    ) -> (PathBuf, Vec<NodeInput>) {
+        let s = self.sourced(raw);
+        let path = self.path_value(&s, "nodes_file", base);
+        match inventory::read(&path, &s.value) {
+            Ok(rows) => (path, rows),
+            Err(e) => {
+                self.error(s.origin, "nodes_file", e);
+                (path, Vec::new())
+            }
+        }
+    }
+
+    /// The nodes without errors. Addresses are checked against the cluster
+    /// when it is valid.
+    pub(super) fn nodes(
+        &mut self,
+        inputs: Vec<NodeInput>,
+        cluster: Option<&Cluster>,
+        images: &BTreeSet<String>,
+    ) -> Vec<Node> {
+        let mut nodes = Vec::with_capacity(inputs.len());
+        let mut taken = Taken::default();
+        for n in inputs {
+            let before = self.errors.len();
+            if self.check(&n.hostname, "hostname", &HOSTNAME) {
+                let lower = n.hostname.value.to_ascii_lowercase();
+                let shown = format!("{:?}", n.hostname.value);
+                self.check_unique(
+                    &mut taken.hostnames,
+                    lower,
+                    &n.hostname.origin,
+                    "hostname",
+                    shown,
+                );
+            }
+            let mac = self.mac(&n.mac, &mut taken.macs);
+            let ip = self.node_ip(&n.ip, cluster, &mut taken.ips);
+            let (image, pin) = match &n.image {
+                Some(i) => self.node_image(i, images),
+                None => (self.default_image(&n.origin, images), None),
+            };
+            let cmdline = n.cmdline.map(|c| {
+                self.check(&c, "cmdline", &CMDLINE);
+                c.value
+            });
+            if self.errors.len() == before {
+                nodes.push(Node {
+                    hostname: n.hostname.value,
+                    mac,
+                    ip: ip.expect("checked"),
+                    image,
+                    pin,
+                    cmdline: cmdline.unwrap_or_default(),
+                });
+            }
+        }
+        nodes
+    }
+
+    /// Reports a value (`shown` as such) that an earlier node has taken.
+    fn check_unique<K: Hash + Eq>(
+        &mut self,
+        taken: &mut HashMap<K, Origin>,
+        value: K,
+        origin: &Origin,
+        key: &str,
+        shown: String,
+    ) {
+        if let Some(first) = taken.insert(value, origin.clone()) {
+            self.error(
+                origin.clone(),
+                key,
+                format!("{shown} is already used by the node at {first}"),
+            );
+        }
+    }
+
+    /// The MAC in lowercase colon form, or empty when it is not one.
+    fn mac(&mut self, s: &Sourced<String>, taken: &mut HashMap<String, Origin>) -> String {
+        match parse_mac(&s.value) {
+            Ok(m) => {
+                let shown = format!("{:?}", s.value);
+                self.check_unique(taken, m.clone(), &s.origin, "mac", shown);
+                m
+            }
+            Err(why) => {
+                self.error(s.origin.clone(), "mac", format!("{:?} {why}", s.value));
+                String::new()
+            }
+        }
+    }
+
+    fn node_ip(
+        &mut self,
+        s: &Sourced<String>,
+        cluster: Option<&Cluster>,
+        taken: &mut HashMap<Ipv4Addr, Origin>,
+    ) -> Option<Ipv4Addr> {
+        let ip = self.host_ip(s, "ip", cluster.map(|c| c.network))?;
+        if let Some(c) = cluster {
+            if ip == c.master {
+                self.error(
+                    s.origin.clone(),
+                    "ip",
+                    format!("{ip} is the master's address"),
+                );
+            } else if Some(ip) == c.gateway {
+                self.error(
+                    s.origin.clone(),
+                    "ip",
+                    format!("{ip} is the gateway's address"),
+                );
+            }
+        }
+        self.check_unique(taken, ip, &s.origin, "ip", ip.to_string());
+        Some(ip)
+    }
+
+    /// `image = "NAME"`, or `"NAME@GENERATION"` to pin the node to a
+    /// generation: the image's name and the pin.
+    fn node_image(
+        &mut self,
+        i: &Sourced<String>,
+        images: &BTreeSet<String>,
+    ) -> (String, Option<String>) {
+        let (name, generation) = match i.value.split_once('@') {
+            Some((name, generation)) => (name, Some(generation)),
+            None => (i.value.as_str(), None),
+        };
+        let pin = generation.and_then(|g| self.pin(i, g));
+        self.check_image_exists(&i.origin, "image", name, images);
+        (name.to_string(), pin)
+    }
+
+    fn pin(&mut self, i: &Sourced<String>, generation: &str) -> Option<String> {
+        let ok = !generation.is_empty()
+            && generation.len() <= 17
+            && generation
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if ok {
+            return Some(generation.to_ascii_lowercase());
+        }
+        self.error(
+            i.origin.clone(),
+            "image",
+            format!(
+                "{:?}: after '@' comes a generation: its number (2), its name (0002-1a2b3c4d5e6f) or a hash prefix; `ddc generations` lists them",
+                i.value
+            ),
+        );
+        None
+    }
+
+    /// The image of a node that names none: `default`, or the only one.
+    fn default_image(&mut self, origin: &Origin, images: &BTreeSet<String>) -> String {
+        if images.contains("default") {
+            return "default".to_string();
+        }
+        if images.len() == 1 {
+            return images.first().cloned().expect("one image");
+        }
+        self.error(
+            origin.clone(),
+            "image",
+            format!(
+                "this node names no image and there is no [images.default]; add image = one of: {}",
+                image_list(images)
+            ),
+        );
+        String::new()
+    }
+}
+
+/// Parses a MAC address (`:` or `-` separated) into lowercase colon form.
+fn parse_mac(s: &str) -> Result<String, &'static str> {
+    const BAD: &str = "is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)";
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(BAD);
+    }
+    let first = u8::from_str_radix(parts[0], 16).map_err(|_| BAD)?;
+    if first & 1 == 1 {
+        return Err("is a multicast address, which no network card has");
+    }
+    if parts.iter().all(|p| *p == "00") {
+        return Err("is the all-zero address, which no network card has");
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
+}
