@@ -45,6 +45,11 @@ pub struct Record {
     pub out_hash: Fingerprint,
     #[serde(default)]
     pub seconds: f64,
+    /// Outputs of this task's previous record that this one no longer
+    /// produces, to be removed at the end of the build. Journaled with the
+    /// record, so a build killed before its end still removes them next time.
+    #[serde(default)]
+    pub replaced: Vec<PathBuf>,
 }
 
 /// A record as snapshots of the first format hold it: with task data that
@@ -71,6 +76,7 @@ impl From<RecordV1> for Record {
             outputs: r.outputs,
             out_hash: r.out_hash,
             seconds: r.seconds,
+            replaced: Vec::new(),
         }
     }
 }
@@ -96,6 +102,14 @@ const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"ddcrec01";
 enum Line {
     Record(Box<Record>),
     Forget(String),
+    /// The outputs a task's record replaced are gone.
+    Swept(String),
+    /// A task is about to write these paths. Written before it does, so that
+    /// a build killed before the task's record is kept still knows of them.
+    Intent {
+        task: String,
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// The cache folder layout.
@@ -130,6 +144,10 @@ pub struct State {
     pub journal_lines: usize,
     /// The state files as they were when read (see [`State::is_current`]).
     pub stamp: Vec<Option<crate::fingerprint::StatStamp>>,
+    /// Paths a task meant to write in a build that was killed before the
+    /// task's record was kept, and that has no record to name them: (task,
+    /// path). The sweep removes those no task claims.
+    pub orphans: Vec<(String, PathBuf)>,
 }
 
 impl State {
@@ -176,31 +194,63 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", snapshot.display())),
         }
+        let path = dirs.state().join("journal.jsonl");
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(st),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        st.replay(&text);
+        Ok(st)
+    }
+
+    /// Applies the journal's lines to the snapshot's records.
+    fn replay(&mut self, text: &[u8]) {
+        let st = self;
+        let mut intents: HashMap<String, Vec<PathBuf>> = HashMap::new();
         {
-            let path = dirs.state().join("journal.jsonl");
-            let text = match fs::read(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(st),
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-            };
-            for line in BufReader::new(&text[..]).lines() {
+            for line in BufReader::new(text).lines() {
                 let Ok(line) = line else { break };
                 st.journal_lines += 1;
                 // A torn last line (a crash mid-append) is skipped.
                 {
                     match serde_json::from_str::<Line>(&line) {
                         Ok(Line::Record(r)) => {
+                            intents.remove(&r.task);
                             st.records.insert(r.task.clone(), *r);
                         }
                         Ok(Line::Forget(task)) => {
                             st.records.remove(&task);
+                        }
+                        Ok(Line::Swept(task)) => {
+                            intents.remove(&task);
+                            if let Some(r) = st.records.get_mut(&task) {
+                                r.replaced.clear();
+                            }
+                        }
+                        Ok(Line::Intent { task, paths }) => {
+                            intents.entry(task).or_default().extend(paths);
                         }
                         Err(_) => continue,
                     }
                 }
             }
         }
-        Ok(st)
+        // Intents without a later record: the task was killed after it may
+        // have written them.
+        for (task, paths) in intents {
+            match st.records.get_mut(&task) {
+                Some(r) => {
+                    r.replaced.extend(paths);
+                    r.replaced.sort();
+                    r.replaced.dedup();
+                }
+                None => st
+                    .orphans
+                    .extend(paths.into_iter().map(|p| (task.clone(), p))),
+            }
+        }
+        st.orphans.sort();
     }
 
     /// Whether the journal, `added` lines longer after this build, is worth
@@ -241,6 +291,8 @@ pub fn save_tree(path: &Path, t: &TreeStamp) -> Result<()> {
 pub struct Journal {
     tx: Option<mpsc::Sender<String>>,
     thread: Option<JoinHandle<Result<()>>>,
+    /// The same file, for intents, written at once from the caller's thread.
+    direct: std::sync::Mutex<File>,
 }
 
 impl Journal {
@@ -252,6 +304,7 @@ impl Journal {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        let direct = std::sync::Mutex::new(f.try_clone()?);
         let (tx, rx) = mpsc::channel::<String>();
         let thread = std::thread::spawn(move || -> Result<()> {
             while let Ok(first) = rx.recv() {
@@ -267,19 +320,39 @@ impl Journal {
         Ok(Journal {
             tx: Some(tx),
             thread: Some(thread),
+            direct,
         })
     }
 
     pub fn record(&self, r: &Record) {
-        let mut s = serde_json::to_string(&Line::Record(Box::new(r.clone()))).expect("json");
-        s.push('\n');
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(s);
-        }
+        self.line(&Line::Record(Box::new(r.clone())));
     }
 
     pub fn forget(&self, task: &str) {
-        let mut s = serde_json::to_string(&Line::Forget(task.to_string())).expect("json");
+        self.line(&Line::Forget(task.to_string()));
+    }
+
+    /// Says which paths `task` is about to write, before it writes them: in
+    /// the file when this returns (one append; no fsync: a killed process
+    /// loses nothing the kernel has).
+    pub fn intent(&self, task: &str, paths: &[PathBuf]) -> Result<()> {
+        let line = Line::Intent {
+            task: task.to_string(),
+            paths: paths.to_vec(),
+        };
+        let mut s = serde_json::to_string(&line)?;
+        s.push('\n');
+        let mut f = self.direct.lock().expect("journal");
+        f.write_all(s.as_bytes())
+            .context("cannot write the cache journal")
+    }
+
+    pub fn swept(&self, task: &str) {
+        self.line(&Line::Swept(task.to_string()));
+    }
+
+    fn line(&self, line: &Line) {
+        let mut s = serde_json::to_string(line).expect("json");
         s.push('\n');
         if let Some(tx) = &self.tx {
             let _ = tx.send(s);
@@ -294,6 +367,26 @@ impl Journal {
             Some(Err(_)) => bail!("the journal writer panicked"),
             None => Ok(()),
         }
+    }
+}
+
+/// Marks a build as running until [`end_build`]: a build that finds the
+/// mark was killed, and sweeps what its atomic writes left (returns true).
+pub fn begin_build(dirs: &CacheDirs) -> Result<bool> {
+    fs::create_dir_all(dirs.state())?;
+    let mark = dirs.state().join("building");
+    let killed = mark.exists();
+    // Not an atomic write: its temporary file could be what a kill leaves.
+    fs::write(&mark, std::process::id().to_string())
+        .with_context(|| format!("cannot write {}", mark.display()))?;
+    Ok(killed)
+}
+
+/// The build ended (finished, failed or interrupted, not killed).
+pub fn end_build(dirs: &CacheDirs) -> Result<()> {
+    match fs::remove_file(dirs.state().join("building")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -382,6 +475,7 @@ mod tests {
             outputs: vec![],
             out_hash: Fingerprint::of(b"o"),
             seconds: 0.0,
+            replaced: vec![],
         }
     }
 

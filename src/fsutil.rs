@@ -8,6 +8,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// What the temporary files of [`atomic_write`] are called: this, the
+/// writer's pid, `-`, and random letters.
+pub const TEMP_PREFIX: &str = ".ddc-tmp-";
+
+/// Whether `name` is a temporary file of [`atomic_write`] whose writer is
+/// gone (a pid that no longer runs).
+pub fn is_stale_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    match rest
+        .split_once('-')
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+    {
+        Some(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+        // Older ddc versions wrote no pid: only a killed one leaves them.
+        None => true,
+    }
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder,
 /// then a rename, so a reader sees the old content or the new, never half.
 /// With `durable`, the file and its folder are fsynced before returning.
@@ -22,7 +42,7 @@ pub fn atomic_write_mode(path: &Path, bytes: &[u8], durable: bool, mode: u32) ->
         .with_context(|| format!("{} has no parent folder", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".ddc-tmp-")
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)

@@ -334,12 +334,33 @@ impl Engine<'_> {
             log_path: self.dirs.log(spec.id.as_str()),
             cancel: self.cancel,
         };
+        let declared = spec.recipe().outputs(spec, self.cfg);
+        if let (Some(j), false) = (self.journal, declared.is_empty()) {
+            j.intent(spec.id.as_str(), &declared)?;
+        }
         let produced = spec.recipe().run(spec, &mut ctx)?;
+        if let Some(p) = produced
+            .files
+            .iter()
+            .find(|p| !declared.is_empty() && !declared.contains(p))
+        {
+            anyhow::bail!(
+                "internal error: {} wrote {}, which it did not declare",
+                spec.id,
+                p.display()
+            );
+        }
         for w in &produced.warnings {
             self.send(Event::Note(format!("warning: {}: {w}", spec.id)));
         }
         let seconds = start.elapsed().as_secs_f64();
-        let rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
+        let mut rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
+        if !spec.recipe().keeps_outputs() {
+            let id = spec.id.as_str();
+            let orphans = self.state.orphans.iter().filter(|(t, _)| t == id);
+            let old = self.state.records.get(id);
+            rec.replaced = record::replaced(old, orphans.map(|(_, p)| p), &rec);
+        }
         if heavy {
             writeln!(log, "ddc: {} done in {seconds:.1}s", spec.id)?;
         }
@@ -380,6 +401,13 @@ fn prepare(
     };
     if !opts.dry_run {
         cache::claim(&dirs, &cfg.file)?;
+        let killed = cache::begin_build(&dirs)?;
+        for p in sweep::temp_files(&state, &dirs, killed) {
+            note(format!(
+                "removed {}, left by a ddc that was killed",
+                p.display()
+            ));
+        }
         if !opts.no_deps {
             let problems = preflight::preflight(cfg, graph, &state, wanted);
             if !problems.is_empty() {
@@ -503,7 +531,7 @@ pub(crate) fn build(
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
     } else {
-        let added = new_records.len() + sweep.forgotten();
+        let added = new_records.len() + sweep.lines();
         let notes = sweep.apply(
             &cfg.base_dir,
             &dirs,
@@ -515,9 +543,11 @@ pub(crate) fn build(
         if let Some(j) = journal {
             j.close()?;
         }
-        if state.should_compact(added) {
+        // Orphans live only in the journal: fold it only when none is left.
+        if state.should_compact(added) && state.orphans.is_empty() {
             state.compact(&dirs)?;
         }
+        cache::end_build(&dirs)?;
         notes
     };
     for n in notes {

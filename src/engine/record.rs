@@ -64,7 +64,28 @@ pub(crate) fn record(
         outputs,
         out_hash: Fingerprint(*h.finalize().as_bytes()),
         seconds,
+        replaced: Vec::new(),
     })
+}
+
+/// The paths an earlier run of the task left that `new` no longer produces:
+/// the outputs of its record `old` and those it had yet to remove, and the
+/// `orphans` of a killed run.
+pub(crate) fn replaced<'a>(
+    old: Option<&'a Record>,
+    orphans: impl Iterator<Item = &'a std::path::PathBuf>,
+    new: &Record,
+) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = old
+        .into_iter()
+        .flat_map(|o| o.outputs.iter().map(|o| &o.path).chain(&o.replaced))
+        .chain(orphans)
+        .filter(|p| !new.outputs.iter().any(|o| &o.path == *p))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn add(h: &mut blake3::Hasher, path: &Path, hash: &Fingerprint) {

@@ -1,9 +1,11 @@
-//! After the tasks: the outputs no task produces any more (those of tasks
-//! that left the graph, and the old outputs of rerun tasks, like the entry
-//! of a node whose MAC changed) are removed, and the records folded in.
+//! After the tasks: the outputs no task produces any more are removed, and
+//! the records folded in. Those are the outputs of tasks that left the graph,
+//! and the outputs a rerun task replaced (the entry of a node whose MAC
+//! changed), which its new record names: journaled with it, so a build
+//! killed before this point still removes them the next time.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -16,6 +18,8 @@ use crate::recipes::Kind;
 pub(crate) struct Sweep {
     /// (task that left it, path), sorted.
     removals: Vec<(String, PathBuf)>,
+    /// Tasks whose replaced outputs are all in `removals` or claimed again.
+    swept: Vec<String>,
     /// Tasks that left the graph: their records go.
     forget: Vec<String>,
     /// Outputs of tasks that left the graph that stay (published generations).
@@ -25,64 +29,87 @@ pub(crate) struct Sweep {
 impl Sweep {
     /// Compares the recorded outputs with the graph and this build's records.
     pub(crate) fn plan(graph: &Graph, state: &State, new_records: &[Record]) -> Sweep {
-        let current: HashSet<&str> = graph.tasks.iter().map(|t| t.id.as_str()).collect();
-        let rerun: HashMap<&str, &Record> =
+        let new: HashMap<&str, &Record> =
             new_records.iter().map(|r| (r.task.as_str(), r)).collect();
-        let mut claimed: HashSet<&PathBuf> = HashSet::new();
-        for t in &graph.tasks {
-            let rec = rerun
-                .get(t.id.as_str())
-                .copied()
-                .or_else(|| state.records.get(t.id.as_str()));
-            if let Some(r) = rec {
-                claimed.extend(r.outputs.iter().map(|o| &o.path));
-            }
-        }
+        let current: Vec<&Record> = graph
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                let id = t.id.as_str();
+                new.get(id).copied().or_else(|| state.records.get(id))
+            })
+            .collect();
+        let claimed: HashSet<&PathBuf> = current
+            .iter()
+            .flat_map(|r| r.outputs.iter().map(|o| &o.path))
+            .collect();
         let mut sweep = Sweep {
             removals: Vec::new(),
+            swept: Vec::new(),
             forget: Vec::new(),
             kept: Vec::new(),
         };
-        for (task, rec) in &state.records {
-            let vanished = !current.contains(task.as_str());
-            if !vanished && !rerun.contains_key(task.as_str()) {
-                continue;
+        for r in current.iter().filter(|r| !r.replaced.is_empty()) {
+            for p in r.replaced.iter().filter(|p| !claimed.contains(p)) {
+                sweep.removals.push((r.task.clone(), p.clone()));
             }
+            sweep.swept.push(r.task.clone());
+        }
+        for (task, p) in &state.orphans {
+            if !claimed.contains(p) {
+                sweep.removals.push((task.clone(), p.clone()));
+            }
+            sweep.swept.push(task.clone());
+        }
+        sweep.swept.sort();
+        sweep.swept.dedup();
+        let ids: HashSet<&str> = graph.tasks.iter().map(|t| t.id.as_str()).collect();
+        for (task, rec) in state
+            .records
+            .iter()
+            .filter(|(t, _)| !ids.contains(t.as_str()))
+        {
             let keeps = Kind::of_id(task).is_some_and(|k| k.recipe().keeps_outputs());
-            for o in rec.outputs.iter().filter(|o| !claimed.contains(&o.path)) {
+            let gone = rec.outputs.iter().map(|o| (&o.path, o.dir));
+            let gone = gone.chain(rec.replaced.iter().map(|p| (p, false)));
+            for (p, dir) in gone.filter(|(p, _)| !claimed.contains(p)) {
                 if !keeps {
-                    sweep.removals.push((task.clone(), o.path.clone()));
-                } else if vanished && o.dir {
-                    sweep.kept.push(o.path.clone());
+                    sweep.removals.push((task.clone(), p.clone()));
+                } else if dir {
+                    sweep.kept.push(p.clone());
                 }
             }
-            if vanished {
-                sweep.forget.push(task.clone());
-            }
+            sweep.forget.push(task.clone());
         }
         sweep.removals.sort();
+        sweep.removals.dedup();
         sweep
     }
 
     /// What a dry run says it would remove.
-    pub(crate) fn preview(&self, base: &std::path::Path) -> Vec<String> {
+    pub(crate) fn preview(&self, base: &Path) -> Vec<String> {
         self.removals
             .iter()
             .map(|(task, p)| format!("would remove {} (left by {task})", shown(p, base)))
             .collect()
     }
 
-    /// Removes the outputs, drops the vanished tasks' records and adds the
-    /// new ones; returns what to tell the user.
+    /// Adds the new records, removes the outputs, and drops the vanished
+    /// tasks' records; returns what to tell the user. Each step is
+    /// journaled, and each is harmless to repeat after a crash.
     pub(crate) fn apply(
         self,
-        base: &std::path::Path,
+        base: &Path,
         dirs: &CacheDirs,
         state: &mut State,
         journal: Option<&Journal>,
         new_records: Vec<Record>,
     ) -> Result<Vec<String>> {
+        for r in new_records {
+            state.records.insert(r.task.clone(), r);
+        }
         let mut notes = Vec::new();
+        let mut failed: HashSet<&str> = HashSet::new();
         for (task, p) in &self.removals {
             match remove_path(p) {
                 Ok(true) if self.forget.contains(task) => notes.push(format!(
@@ -90,16 +117,28 @@ impl Sweep {
                     shown(p, base)
                 )),
                 Ok(_) => {}
-                Err(e) => notes.push(format!("could not remove {}: {e:#}", p.display())),
+                Err(e) => {
+                    failed.insert(task);
+                    notes.push(format!("could not remove {}: {e:#}", p.display()));
+                }
             }
         }
+        for t in self.swept.iter().filter(|t| !failed.contains(t.as_str())) {
+            if let Some(j) = journal {
+                j.swept(t);
+            }
+            if let Some(r) = state.records.get_mut(t) {
+                r.replaced.clear();
+            }
+        }
+        state.orphans.retain(|(t, _)| failed.contains(t.as_str()));
         for p in &self.kept {
             notes.push(format!(
                 "kept {}: its image left the Ddcfile, but nodes may still run on it; delete it when none does",
                 p.display()
             ));
         }
-        for t in &self.forget {
+        for t in self.forget.iter().filter(|t| !failed.contains(t.as_str())) {
             if let Some(j) = journal {
                 j.forget(t);
             }
@@ -109,14 +148,43 @@ impl Sweep {
                 }
             }
         }
-        for r in new_records {
-            state.records.insert(r.task.clone(), r);
-        }
         Ok(notes)
     }
 
-    /// How many journal lines the sweep adds (records forgotten).
-    pub(crate) fn forgotten(&self) -> usize {
-        self.forget.len()
+    /// How many journal lines the sweep adds.
+    pub(crate) fn lines(&self) -> usize {
+        self.forget.len() + self.swept.len()
     }
+}
+
+/// The `.ddc-tmp-*` files that atomic writes of a killed process left in the
+/// cache's own folders (small: looked at on every build) and, after a killed
+/// build (`outputs`), beside the recorded outputs; removes them.
+pub(crate) fn temp_files(state: &State, dirs: &CacheDirs, outputs: bool) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = state
+        .records
+        .values()
+        .filter(|_| outputs)
+        .flat_map(|r| &r.outputs)
+        .filter_map(|o| o.path.parent().map(Path::to_path_buf))
+        .collect();
+    folders.extend([dirs.root.clone(), dirs.state(), dirs.root.join("trees")]);
+    folders.sort();
+    folders.dedup();
+    let mut removed = Vec::new();
+    for dir in folders {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let temp = crate::fsutil::is_stale_temp(&e.file_name().to_string_lossy());
+            if temp
+                && e.file_type().is_ok_and(|t| t.is_file())
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed.push(e.path());
+            }
+        }
+    }
+    removed
 }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
-use crate::config::Image;
+use crate::config::{Config, Image};
+
+/// Where syslinux.efi finds its entries: a link to the BIOS entries.
+const EFI_ENTRIES_LINK: &str = "efi64/pxelinux.cfg";
 use crate::fingerprint::{hash_file, Input};
 use crate::fsutil::atomic_write;
 
@@ -41,6 +44,16 @@ impl Recipe for Bootloader {
             Subject::Cluster,
         ));
         Ok(())
+    }
+
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
+        let tftp = &cfg.paths.tftp_root;
+        let mut out: Vec<PathBuf> = loader_files()
+            .iter()
+            .map(|(rel, _)| tftp.join(rel))
+            .collect();
+        out.push(tftp.join(EFI_ENTRIES_LINK));
+        out
     }
 
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
@@ -102,7 +115,7 @@ fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
     }
     // syslinux.efi looks for its entries in pxelinux.cfg/ beside itself: one
     // link serves it the BIOS entries, so each node's entry is one file.
-    let link = ctx.cfg.paths.tftp_root.join("efi64/pxelinux.cfg");
+    let link = ctx.cfg.paths.tftp_root.join(EFI_ENTRIES_LINK);
     let target = Path::new("../pxelinux.cfg");
     std::fs::create_dir_all(ctx.cfg.paths.tftp_root.join("pxelinux.cfg"))?;
     if std::fs::read_link(&link).ok().as_deref() != Some(target) {

@@ -42,6 +42,10 @@ impl Recipe for Dhcp {
         Ok(())
     }
 
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
+        vec![cfg.paths.dhcpd.clone(), cfg.paths.dnsmasq.clone()]
+    }
+
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
         run_dhcp(ctx)
     }

@@ -60,6 +60,10 @@ impl Recipe for Exports {
         }]
     }
 
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
+        vec![cfg.paths.exports.clone(), cfg.paths.ganesha.clone()]
+    }
+
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
         run_exports(ctx)
     }

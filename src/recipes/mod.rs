@@ -179,6 +179,13 @@ pub(crate) trait Recipe: Sync {
         Vec::new()
     }
 
+    /// The paths the task writes, known before it runs: journaled first, so
+    /// that a build killed halfway still knows what to clean up. Empty for
+    /// kinds whose outputs live in the cache or are kept anyway.
+    fn outputs(&self, _task: &TaskSpec, _cfg: &Config) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
     /// What the host must have before the task can run.
     fn needs(&self, _task: &TaskSpec, _cfg: &Config) -> Vec<Need> {
         Vec::new()

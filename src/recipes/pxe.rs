@@ -83,6 +83,15 @@ impl Recipe for Pxe {
         Ok(())
     }
 
+    fn outputs(&self, task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
+        match task.subject {
+            Subject::Node(i) => {
+                entry_paths(&cfg.paths.tftp_root, &cfg.nodes[i].pxe_name()).to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn late_inputs(&self, task: &TaskSpec, cfg: &Config, memo: &LateMemo) -> Vec<Input> {
         match task.subject {
             Subject::Node(i) => {
@@ -140,6 +149,10 @@ impl Recipe for PxeDefault {
             Subject::Cluster,
         ));
         Ok(())
+    }
+
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
+        entry_paths(&cfg.paths.tftp_root, "default").to_vec()
     }
 
     fn late_inputs(&self, _task: &TaskSpec, cfg: &Config, memo: &LateMemo) -> Vec<Input> {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
-use crate::config::Image;
+use crate::config::{Config, Image};
 use crate::fsutil::atomic_write;
 
 pub(crate) struct Rsyslog;
@@ -35,6 +35,10 @@ impl Recipe for Rsyslog {
             Subject::Cluster,
         ));
         Ok(())
+    }
+
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
+        vec![cfg.paths.rsyslog.clone()]
     }
 
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {

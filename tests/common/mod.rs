@@ -3,6 +3,8 @@
 //! Ddcfile, and helpers that run the real `ddc` binary on it.
 #![allow(dead_code)]
 
+pub mod kill_loop;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
