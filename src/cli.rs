@@ -73,6 +73,18 @@ pub(crate) enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Make the newest (or named) generation current again after a rollback,
+    /// and rewrite the boot entries; nothing is rebuilt. Builds do not make
+    /// a rolled-back-from generation current until it is rolled forward.
+    Rollforward {
+        image: String,
+        /// Its name, number or hash prefix (`ddc generations` lists them).
+        generation: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete old generations (never the current one, a pinned one, or one a
     /// boot entry points at) and rewrite the exports without them.
     Gc {
@@ -162,6 +174,23 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 json,
                 no_wait,
                 verbose,
+                forward: false,
+            },
+        ),
+        Command::Rollforward {
+            image,
+            generation,
+            json,
+            no_wait,
+        } => commands::rollback::run(
+            file,
+            commands::rollback::Options {
+                image,
+                generation,
+                json,
+                no_wait,
+                verbose,
+                forward: true,
             },
         ),
         Command::Gc {

@@ -3,7 +3,7 @@
 //! `nfs_root/IMG/current` link that boot entries follow. A published
 //! generation is never written again; `current` switches in one rename.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -90,6 +90,44 @@ pub fn set_current(nfs_root: &Path, image: &str, generation: &str) -> Result<()>
     std::fs::rename(&tmp, pointer(nfs_root, image))
         .with_context(|| format!("cannot switch {}", pointer(nfs_root, image).display()))?;
     crate::fsutil::fsync_dir(&dir)
+}
+
+/// The content hash of a generation, `HASH` of `NNNN-HASH`: the same
+/// content published again gets a new number and the same hash.
+pub fn content(generation: &str) -> &str {
+    generation.split_once('-').map_or(generation, |(_, h)| h)
+}
+
+fn rolled_back_file(nfs_root: &Path, image: &str) -> PathBuf {
+    nfs_root.join(image).join("rolled-back")
+}
+
+/// The contents (hashes) of `image` that an administrator rolled back from:
+/// a build that publishes one of them again does not make it current.
+/// Kept beside `current`, so neither `ddc clean` nor `gc` forgets it.
+pub fn rolled_back(nfs_root: &Path, image: &str) -> BTreeSet<String> {
+    std::fs::read_to_string(rolled_back_file(nfs_root, image))
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Records that `image` was rolled back from content `from` (if any) to
+/// content `to`: `from` is refused as current until rolled forward, `to` is
+/// chosen again.
+pub fn record_rollback(nfs_root: &Path, image: &str, from: Option<&str>, to: &str) -> Result<()> {
+    let mut set = rolled_back(nfs_root, image);
+    set.remove(to);
+    if let Some(f) = from.filter(|f| *f != to) {
+        set.insert(f.to_string());
+    }
+    let text: String = set.iter().map(|h| format!("{h}\n")).collect();
+    crate::fsutil::atomic_write(&rolled_back_file(nfs_root, image), text.as_bytes(), true)
 }
 
 /// Finds a generation by its full name, its sequence number (`2`, `0002`)
@@ -244,7 +282,9 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
     let entries = entries_by_generation(cfg);
     let names = hostnames(cfg);
     let mut out = String::new();
+    let mut any_refused = false;
     for image in images {
+        let refused = rolled_back(&cfg.paths.nfs_root, image);
         let gens = list(&cfg.paths.nfs_root, image);
         if gens.is_empty() {
             out.push_str(&format!("{image}: nothing published yet (ddc build)\n"));
@@ -271,6 +311,9 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
             };
             let mark = if cur.as_deref() == Some(g.name.as_str()) {
                 "*"
+            } else if refused.contains(content(&g.name)) {
+                any_refused = true;
+                "x"
             } else {
                 " "
             };
@@ -283,6 +326,9 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
         }
     }
     out.push_str("(* current: where boot entries point; size counts files shared with older generations once)\n");
+    if any_refused {
+        out.push_str("(x rolled back from: builds leave it aside until `ddc rollforward IMG`)\n");
+    }
     Ok(out)
 }
 
@@ -323,11 +369,9 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut freed = 0u64;
     for image in cfg.images.keys() {
-        let gens = list(&cfg.paths.nfs_root, image);
-        let sizes = sizes(&cfg.paths.nfs_root, image, &gens);
-        // A generation's own blocks are freed only if the newer ones do not share them:
-        // measure what deleting it frees as its size counted last.
-        for (g, _) in gens.iter().zip(sizes) {
+        // What deleting a generation frees: its files that no other
+        // generation links to (counted when it is deleted, in order).
+        for g in list(&cfg.paths.nfs_root, image) {
             let key = (image.clone(), g.name.clone());
             if let Some(why) = keep_set.get(&key) {
                 lines.push(format!("keep   {image}/{} ({why})", g.name));

@@ -14,7 +14,7 @@ fn generations(p: &Project) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(p.path("out/nfsroot/default"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "current")
+        .filter(|n| n != "current" && n != "rolled-back")
         .collect();
     v.sort();
     v
@@ -235,4 +235,67 @@ fn gc_keeps_current_pinned_and_referenced_generations() {
     let r = p.ddc(&["generations"]);
     assert!(r.stdout.contains(&format!("* {}", g[3])), "{}", r.stdout);
     assert!(r.stdout.contains("node02"), "{}", r.stdout);
+}
+
+/// A rollback is a decision builds respect: republishing the content rolled
+/// back from (after gc deleted it, or after `ddc clean`) does not make it
+/// current again; `ddc rollforward` does, and new content does.
+#[test]
+fn a_rollback_holds_until_rolled_forward() {
+    let p = Project::new();
+    p.build(&[]);
+    add_package(&p, "htop");
+    p.build(&[]);
+    let g = generations(&p);
+    assert_eq!(current(&p), g[1]);
+    let r = p.ddc(&["rollback", "default"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(current(&p), g[0]);
+
+    // gc deletes the generation rolled back from; the build republishes it.
+    let r = p.ddc(&["gc", "--keep", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(generations(&p), vec![g[0].clone()]);
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(current(&p), g[0], "the rebuild must not undo the rollback");
+    assert!(
+        r.stderr.contains("rolled back from") && r.stderr.contains("ddc rollforward default"),
+        "{}",
+        r.stderr
+    );
+    assert!(p
+        .read(ENTRY1)
+        .contains(&format!("nfsroot/default/{},", g[0])));
+    let listed = p.ddc(&["generations", "default"]).stdout;
+    assert!(listed.contains(&format!("x {}", g[1])), "{listed}");
+
+    // Nor after `ddc clean`.
+    assert_eq!(p.ddc(&["clean"]).code, 0);
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        current(&p),
+        g[0],
+        "a clean rebuild must not undo the rollback"
+    );
+
+    // Rolling forward makes the newest current and rewrites the entries.
+    let r = p.ddc(&["rollforward", "default"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let newest = generations(&p).pop().unwrap();
+    assert_eq!(current(&p), newest);
+    assert!(p
+        .read(ENTRY1)
+        .contains(&format!("nfsroot/default/{newest},")));
+    let r = p.ddc(&["build", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(current(&p), newest);
+
+    // After a rollback, new content becomes current as usual.
+    assert_eq!(p.ddc(&["rollback", "default", "1"]).code, 0);
+    add_package(&p, "tmux");
+    p.build(&[]);
+    let newest = generations(&p).pop().unwrap();
+    assert_eq!(current(&p), newest);
 }

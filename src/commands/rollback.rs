@@ -1,7 +1,9 @@
-//! `ddc rollback`: makes an earlier generation of an image current (the
-//! previous one by default) under the cache lock, then rewrites that image's
-//! boot entries; nothing is rebuilt. Which generation is
-//! `crate::generations::rollback_target`'s to say. Must not import `cli`.
+//! `ddc rollback` and `ddc rollforward`: make an earlier generation of an
+//! image current (the previous one by default), or a later one again (the
+//! newest by default), under the cache lock, then rewrite that image's boot
+//! entries; nothing is rebuilt. A rollback is a recorded decision: builds do
+//! not make the content rolled back from current until it is rolled forward.
+//! Which generation is `crate::generations`'s to say. Must not import `cli`.
 
 use std::path::Path;
 
@@ -20,6 +22,8 @@ pub(crate) struct Options {
     pub(crate) json: bool,
     pub(crate) no_wait: bool,
     pub(crate) verbose: bool,
+    /// `ddc rollforward`: to the newest generation by default.
+    pub(crate) forward: bool,
 }
 
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
@@ -41,7 +45,8 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         no_deps: true,
     };
     let nfs_root = &cfg.paths.nfs_root;
-    let switch = |say: &dyn Fn(String)| switch(nfs_root, image, o.generation.as_deref(), say);
+    let spec = o.generation.as_deref();
+    let switch = |say: &dyn Fn(String)| switch(nfs_root, image, spec, o.forward, say);
     let run = Run {
         json: o.json,
         verbose: o.verbose,
@@ -72,22 +77,36 @@ fn switch(
     nfs_root: &Path,
     image: &str,
     spec: Option<&str>,
+    forward: bool,
     say: &dyn Fn(String),
 ) -> Result<(), Error> {
     let gens = generations::list(nfs_root, image);
     let current = generations::current(nfs_root, image);
     let was = current.as_deref().unwrap_or("none");
-    let target = generations::rollback_target(&gens, current.as_deref(), spec).ok_or_else(|| {
+    let target = match (forward, spec) {
+        (false, _) => generations::rollback_target(&gens, current.as_deref(), spec),
+        (true, Some(spec)) => generations::resolve(&gens, spec),
+        (true, None) => gens.last(),
+    };
+    let target = target.ok_or_else(|| {
         NotStarted(match spec {
             Some(spec) => format!(
                 "{image} has no generation {spec:?} (or it is ambiguous); `ddc generations {image}` lists them"
             ),
+            None if forward => format!("{image} has no generation yet: run ddc build"),
             None => format!(
                 "{image} has no generation before the current one ({was}); `ddc generations {image}` lists them"
             ),
         })
     })?;
     generations::set_current(nfs_root, image, &target.name)?;
+    // Rolling back refuses the content left until it is rolled forward;
+    // going to a generation, either way, accepts its content again.
+    let from = current
+        .as_deref()
+        .filter(|_| !forward)
+        .map(generations::content);
+    generations::record_rollback(nfs_root, image, from, generations::content(&target.name))?;
     say(format!(
         "{image}: current is now {} (was {was}); rewriting its boot entries",
         target.name

@@ -205,10 +205,23 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     if !root.is_dir() {
         bail!("internal error: {} was not published", root.display());
     }
-    // Boot entries follow `current`: switch it in one rename.
-    generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
-    writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
-    let warnings = secret_warnings(ctx, image, &generation, &root)?;
+    let mut warnings = secret_warnings(ctx, image, &generation, &root)?;
+    let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
+    let now = generations::current(&cfg.paths.nfs_root, image);
+    if refused && now.is_some() {
+        let now = now.unwrap_or_default();
+        writeln!(
+            ctx.log,
+            "ddc: {image}/current stays {now}: {generation} was rolled back from"
+        )?;
+        warnings.push(format!(
+            "{image}/{generation} has the content of a generation that was rolled back from, so current stays {now}; `ddc rollforward {image}` makes it current"
+        ));
+    } else {
+        // Boot entries follow `current`: switch it in one rename.
+        generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
+        writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+    }
     Ok(Produced {
         warnings,
         files: vec![kernel, initrd],
