@@ -148,9 +148,11 @@ fn escape_opt(p: &Path) -> String {
         .replace(':', "\\:")
 }
 
-/// Unmounts one mount point, retrying while busy, then detaching it.
+/// Unmounts one mount point, retrying for a while when it is busy. Never a
+/// lazy detach: a mount that stays busy stays mounted, and is reported (the
+/// steps' processes are gone by then, so only something else can hold it).
 pub fn unmount(m: &Path) -> Result<()> {
-    for _ in 0..20 {
+    for _ in 0..50 {
         match umount2(m, MntFlags::empty()) {
             Ok(()) => return Ok(()),
             Err(nix::errno::Errno::EBUSY) => std::thread::sleep(Duration::from_millis(100)),
@@ -158,7 +160,11 @@ pub fn unmount(m: &Path) -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("cannot unmount {}", m.display())),
         }
     }
-    umount2(m, MntFlags::MNT_DETACH).with_context(|| format!("cannot detach {}", m.display()))
+    bail!(
+        "cannot unmount {}: it stays busy (`fuser -vm {}` shows who holds it); ddc leaves it mounted rather than detach it, and the next build tries again",
+        m.display(),
+        m.display()
+    )
 }
 
 /// Whether a mount point is one ddc makes: an image step's or publish's

@@ -1,5 +1,6 @@
 //! Running step subprocesses: output to the task's log, each child in its own
-//! process group, and cancellation (Ctrl-C, SIGTERM) that stops them so the
+//! process group (as root, a PID and mount namespace of its own: see
+//! [`isolated`]), and cancellation (Ctrl-C, SIGTERM) that stops them so the
 //! guards around them can unwind and unmount.
 
 use std::collections::HashSet;
@@ -69,6 +70,38 @@ pub fn install_signal_handlers(cancel: &Arc<Cancel>) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// A command for `program` that, as root, runs in a PID namespace and a
+/// private mount namespace of its own (`unshare --pid --fork --kill-child
+/// --mount`): when it ends, however it ends, every process it started is
+/// gone (a `setsid cmd &` too: the kernel kills a namespace's processes with
+/// its first), and every mount it made is gone with its namespace. It also
+/// dies with ddc (`PR_SET_PDEATHSIG`), so a killed ddc leaves no step
+/// running. Without root, the command runs as it is, in a process group.
+pub fn isolated(program: &str) -> Command {
+    if !nix::unistd::geteuid().is_root() {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        program,
+    ]);
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    cmd
 }
 
 /// Runs a command with its output appended to `log`; fails on a non-zero exit.

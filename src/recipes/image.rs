@@ -402,7 +402,7 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
         script.path.display(),
         rootfs.display()
     )?;
-    let mut cmd = Command::new("/bin/sh");
+    let mut cmd = crate::process::isolated("/bin/sh");
     cmd.arg(&script.path)
         .current_dir(&ctx.cfg.base_dir)
         .env_clear()
