@@ -416,8 +416,12 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock; if another ddc holds it, says who and waits, or fails
-    /// with `no_wait`.
-    pub fn acquire(dirs: &CacheDirs, no_wait: bool, say: &dyn Fn(String)) -> Result<Lock> {
+    /// with `no_wait` (exit code 2: the build did not start).
+    pub fn acquire(
+        dirs: &CacheDirs,
+        no_wait: bool,
+        say: &dyn Fn(String),
+    ) -> Result<Lock, crate::error::Error> {
         fs::create_dir_all(&dirs.root)
             .with_context(|| format!("cannot create {}", dirs.root.display()))?;
         let path = dirs.root.join("lock");
@@ -439,25 +443,30 @@ impl Lock {
                     holder
                 };
                 if no_wait {
-                    bail!(
+                    return Err(crate::error::NotStarted(format!(
                         "the cache {} is in use by {holder}; wait for it to finish, or drop --no-wait to wait",
                         dirs.root.display()
-                    );
+                    ))
+                    .into());
                 }
                 say(format!(
                     "waiting for {holder} to finish (it holds {})",
                     path.display()
                 ));
-                f.lock()?;
+                f.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
             }
             Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot lock {}", path.display()))
+                    .into())
             }
         }
-        f.set_len(0)?;
         let cmd: Vec<String> = std::env::args().collect();
-        write!(f, "ddc (pid {}: {})", std::process::id(), cmd.join(" "))?;
-        f.flush()?;
+        f.set_len(0)
+            .and_then(|_| write!(f, "ddc (pid {}: {})", std::process::id(), cmd.join(" ")))
+            .and_then(|_| f.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Lock { _file: f })
     }
 }

@@ -94,7 +94,6 @@ pub(crate) fn run_build(
             say(s);
         };
         match Lock::acquire(&engine::cache_dirs(cfg), run.no_wait, &say_wait)
-            .map_err(Error::from)
             .and_then(|l| (run.before)(&say).map(|()| l))
         {
             Ok(l) => Some(l),

@@ -211,7 +211,15 @@ pub(crate) fn boot_generation(cfg: &Config, image: &str, pin: Option<&str>) -> R
             })
         }
         None => generations::current(&cfg.paths.nfs_root, image).with_context(|| {
-            format!("image {image} has no current generation yet: build publish:{image} first")
+            let link = cfg.paths.nfs_root.join(image).join("current");
+            if generations::list(&cfg.paths.nfs_root, image).is_empty() {
+                format!("image {image} has no generation yet: build publish:{image} first")
+            } else {
+                format!(
+                    "{} does not name a generation of image {image}; `ddc rollforward {image}` points it at the newest (`ddc generations {image}` lists them)",
+                    link.display()
+                )
+            }
         }),
     }
 }
