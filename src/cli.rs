@@ -54,6 +54,10 @@ pub(crate) enum Command {
         /// Fail instead of waiting when another ddc holds the cache.
         #[arg(long)]
         no_wait: bool,
+        /// Re-hash the image layers and published generations in depth (a
+        /// normal build trusts their roots: ddc writes them once).
+        #[arg(long)]
+        verify: bool,
     },
     /// Show the task graph and each task's state against the cache.
     Graph {
@@ -72,6 +76,22 @@ pub(crate) enum Command {
         json: bool,
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Re-hash published generations against their manifests (default: the
+    /// current one of each image) and name what changed; exit 1 if anything did.
+    Verify {
+        image: Option<String>,
+        /// Its name, number or hash prefix.
+        generation: Option<String>,
+    },
+    /// What changed between two generations: packages, then files (default:
+    /// the one before the current against the current).
+    Diff {
+        image: String,
+        from: Option<String>,
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Make the newest (or named) generation current again after a rollback,
     /// and rewrite the boot entries; nothing is rebuilt. Builds do not make
@@ -147,11 +167,13 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             jobs,
             keep_going,
             no_wait,
+            verify,
         } => commands::build::run(
             file,
             commands::build::Options {
                 tasks,
                 dry_run,
+                verify,
                 json,
                 jobs,
                 keep_going,
@@ -175,6 +197,23 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 no_wait,
                 verbose,
                 forward: false,
+            },
+        ),
+        Command::Verify { image, generation } => {
+            commands::verify::run(file, image.as_deref(), generation.as_deref())
+        }
+        Command::Diff {
+            image,
+            from,
+            to,
+            json,
+        } => commands::diff::run(
+            file,
+            commands::diff::Options {
+                image,
+                from,
+                to,
+                json,
             },
         ),
         Command::Rollforward {

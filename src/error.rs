@@ -3,9 +3,9 @@
 //!
 //! 0: success. 1: a task failed. 2: bad config or usage, or the build could
 //! not start (a missing tool, no root). 130: interrupted (SIGINT, SIGTERM,
-//! SIGHUP); what finished is recorded. Commands return [`Error`]; deeper
-//! modules return `anyhow` and raise [`NotStarted`] inside it, and the
-//! conversion happens at the command boundary. This module imports only
+//! SIGHUP); what finished is recorded. Commands return [`Error`]; what must
+//! exit with 2 is a [`NotStarted`] or [`ConfigErrors`] from where it is
+//! raised on, and any other `anyhow` error is a failure (1). This module imports only
 //! `config` (for [`ConfigErrors`]); it must not import `cli` or `commands`.
 
 use std::fmt;
@@ -28,6 +28,8 @@ pub(crate) enum Error {
     TasksFailed,
     /// A signal stopped the build (130); the reporter has already said so.
     Interrupted,
+    /// A check found differences (1); the command has printed them.
+    Differs,
     /// Anything else (1), printed with its whole chain.
     Failed(anyhow::Error),
 }
@@ -44,7 +46,7 @@ impl Error {
                 error_lines(&n.0);
                 USAGE
             }
-            Error::TasksFailed => FAILED,
+            Error::TasksFailed | Error::Differs => FAILED,
             Error::Interrupted => INTERRUPTED,
             Error::Failed(e) => {
                 eprintln!("error: {e}");

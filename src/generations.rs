@@ -388,6 +388,7 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
                 ));
             } else {
                 crate::fsutil::safe_remove_dir_all(&root)?;
+                crate::fsutil::remove_path(&crate::manifest::path_of(&root))?;
                 crate::fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
                 lines.push(format!("deleted {image}/{} (freed {})", g.name, human(own)));
             }

@@ -12,6 +12,7 @@ mod fingerprint;
 pub mod fsutil;
 mod generations;
 mod graph;
+mod manifest;
 mod process;
 mod recipes;
 mod render;

@@ -14,6 +14,8 @@ pub(crate) struct Options {
     /// Task ids (packages:default, pxe:node01) or kinds (pxe); none is all.
     pub(crate) tasks: Vec<String>,
     pub(crate) dry_run: bool,
+    /// Look inside every recorded tree instead of trusting its root.
+    pub(crate) verify: bool,
     pub(crate) json: bool,
     /// How many heavy tasks run at once (default: the core count).
     pub(crate) jobs: Option<usize>,
@@ -34,6 +36,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         }),
         keep_going: o.keep_going,
         no_deps: false,
+        verify: o.verify,
     };
     let run = Run {
         json: o.json,

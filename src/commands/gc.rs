@@ -36,6 +36,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         jobs: 1,
         keep_going: true,
         no_deps: true,
+        verify: false,
     };
     let delete = |_: &dyn Fn(String)| -> Result<(), Error> {
         for line in generations::gc(&cfg, o.keep, false)? {

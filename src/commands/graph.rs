@@ -23,6 +23,7 @@ pub(crate) fn run(file: &Path, format: Format) -> Result<(), Error> {
         jobs: 1,
         keep_going: true,
         no_deps: false,
+        verify: false,
     };
     let state = state.join().ok().and_then(|s| s.ok());
     let report = engine::build(&cfg, &graph, &opts, reporter.sender(), &cancel, state)?;

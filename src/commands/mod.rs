@@ -7,10 +7,12 @@
 
 pub(crate) mod build;
 pub(crate) mod clean;
+pub(crate) mod diff;
 pub(crate) mod gc;
 pub(crate) mod generations;
 pub(crate) mod graph;
 pub(crate) mod rollback;
+pub(crate) mod verify;
 
 use std::cell::Cell;
 use std::path::Path;

@@ -43,6 +43,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         jobs: 1,
         keep_going: true,
         no_deps: true,
+        verify: false,
     };
     let nfs_root = &cfg.paths.nfs_root;
     let spec = o.generation.as_deref();

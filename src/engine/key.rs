@@ -59,6 +59,8 @@ pub(crate) struct Judge<'a> {
     /// Paths are shown relative to the Ddcfile's folder.
     pub(crate) base_dir: &'a Path,
     pub(crate) tasks_dir: &'a Path,
+    /// Re-hash trees even when their root's stat stamp is as recorded.
+    pub(crate) deep: bool,
 }
 
 impl Judge<'_> {
@@ -127,6 +129,11 @@ impl Judge<'_> {
         if o.dir {
             if !meta.is_dir() {
                 return missing();
+            }
+            // Trees are ddc's own, written once (image layers, generations):
+            // their root's stamp stands for them; `--verify` looks inside.
+            if !self.deep && o.stamp != StatStamp::default() && StatStamp::of(&meta) == o.stamp {
+                return None;
             }
             let prev = cache::load_tree(&self.dirs.tree(spec.id.as_str(), n));
             match scan_tree(&o.path, prev.as_ref()) {

@@ -41,6 +41,9 @@ pub(crate) struct BuildOptions {
     /// Run only the named tasks: what they depend on is taken as recorded,
     /// never rebuilt (for `ddc rollback`, which must rebuild nothing).
     pub(crate) no_deps: bool,
+    /// Re-hash every recorded tree (image layers, generations) instead of
+    /// trusting its root's stat stamp.
+    pub(crate) verify: bool,
 }
 
 /// Why a task ended as it did.
@@ -169,6 +172,7 @@ struct Engine<'a> {
     results: Vec<OnceLock<TaskResult>>,
     new_records: Mutex<Vec<Record>>,
     dry_run: bool,
+    verify: bool,
     /// With `no_deps`: the tasks that may run; the others use their records.
     targets: Option<Vec<bool>>,
 }
@@ -262,10 +266,21 @@ impl Engine<'_> {
             dirs: self.dirs,
             base_dir: &self.cfg.base_dir,
             tasks_dir: &self.cfg.tasks_dir,
+            deep: self.verify,
         };
         let old = self.state.records.get(spec.id.as_str());
         let outcome = match judge.staleness(spec, old, key, &inputs) {
-            None => Outcome::new(TaskState::Cached, None, old.map(|r| r.out_hash)),
+            None => {
+                // A tree checked in depth whose root moved (a record of an
+                // older ddc, or after --verify): record its root's new stamp.
+                if let Some(r) = old.and_then(record::restamp).filter(|_| !self.dry_run) {
+                    if let Some(j) = self.journal {
+                        j.record(&r);
+                    }
+                    self.new_records.lock().expect("records").push(r);
+                }
+                Outcome::new(TaskState::Cached, None, old.map(|r| r.out_hash))
+            }
             Some(why) if self.dry_run => {
                 Outcome::new(TaskState::Stale, Some(Reason::Stale(why)), None)
             }
@@ -534,6 +549,7 @@ pub(crate) fn build(
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
+        verify: opts.verify,
         targets,
     };
     execute(&engine, opts, &wanted);

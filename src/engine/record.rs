@@ -35,14 +35,19 @@ pub(crate) fn record(
         });
     }
     for p in &produced.dirs {
-        let (tree, _) = scan_tree(p, None)?;
+        let known = produced
+            .scanned
+            .iter()
+            .find(|(d, _)| d == p)
+            .map(|(_, t)| t);
+        let (tree, _) = scan_tree(p, known)?;
         cache::save_tree(&dirs.tree(spec.id.as_str(), outputs.len()), &tree)?;
         let hash = tree.fingerprint();
         add(&mut h, p, &hash);
         outputs.push(OutputRecord {
             path: p.clone(),
             hash,
-            stamp: StatStamp::default(),
+            stamp: root_stamp(p),
             dir: true,
         });
     }
@@ -86,6 +91,27 @@ pub(crate) fn replaced<'a>(
     out.sort();
     out.dedup();
     out
+}
+
+/// The stat stamp of a tree's root, which stands for the tree on a no-op.
+fn root_stamp(p: &Path) -> StatStamp {
+    std::fs::symlink_metadata(p)
+        .map(|m| StatStamp::of(&m))
+        .unwrap_or_default()
+}
+
+/// `old` with the current stamps of its trees' roots, if any moved (the
+/// trees were found unchanged in depth).
+pub(crate) fn restamp(old: &Record) -> Option<Record> {
+    let moved = |o: &OutputRecord| o.dir && root_stamp(&o.path) != o.stamp;
+    if !old.outputs.iter().any(moved) {
+        return None;
+    }
+    let mut r = old.clone();
+    for o in r.outputs.iter_mut().filter(|o| o.dir) {
+        o.stamp = root_stamp(&o.path);
+    }
+    Some(r)
 }
 
 fn add(h: &mut blake3::Hasher, path: &Path, hash: &Fingerprint) {

@@ -308,6 +308,9 @@ pub(crate) struct Produced {
     pub(crate) layered: bool,
     /// Lines for the user, printed as warnings when the task finishes.
     pub(crate) warnings: Vec<String>,
+    /// Trees of `dirs` the action has just scanned (publish's manifest):
+    /// their hashes are reused rather than computed again.
+    pub(crate) scanned: Vec<(PathBuf, crate::fingerprint::TreeStamp)>,
 }
 
 /// What late inputs read once per build: each image's current generation

@@ -205,6 +205,8 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     if !root.is_dir() {
         bail!("internal error: {} was not published", root.display());
     }
+    let manifest = crate::manifest::Manifest::scan(&root)?;
+    manifest.save(&root)?;
     let mut warnings = secret_warnings(ctx, image, &generation, &root)?;
     let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
     let now = generations::current(&cfg.paths.nfs_root, image);
@@ -224,6 +226,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     }
     Ok(Produced {
         warnings,
+        scanned: vec![(root.clone(), manifest.tree)],
         files: vec![kernel, initrd],
         dirs: vec![root.clone()],
         layered: false,
