@@ -3,6 +3,7 @@
 //! deepest first when the guard drops, whatever happened (an error, a panic
 //! unwinding, a cancelled build). Also the overlay mounts of layered staging.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -135,7 +136,7 @@ impl MountGuard {
 impl Drop for MountGuard {
     fn drop(&mut self) {
         if let Err(e) = self.unmount_all() {
-            eprintln!("ddc: {e:#}");
+            let _ = writeln!(std::io::stderr(), "ddc: {e:#}");
         }
     }
 }

@@ -9,6 +9,7 @@
 //! `config` (for [`ConfigErrors`]); it must not import `cli` or `commands`.
 
 use std::fmt;
+use std::io::Write;
 
 use crate::config::ConfigErrors;
 
@@ -49,9 +50,9 @@ impl Error {
             Error::TasksFailed | Error::Differs => FAILED,
             Error::Interrupted => INTERRUPTED,
             Error::Failed(e) => {
-                eprintln!("error: {e}");
+                let _ = writeln!(std::io::stderr(), "error: {e}");
                 for cause in e.chain().skip(1) {
-                    eprintln!("  caused by: {cause}");
+                    let _ = writeln!(std::io::stderr(), "  caused by: {cause}");
                 }
                 FAILED
             }
@@ -61,7 +62,7 @@ impl Error {
 
 fn error_lines(text: &str) {
     for line in text.lines() {
-        eprintln!("error: {line}");
+        let _ = writeln!(std::io::stderr(), "error: {line}");
     }
 }
 

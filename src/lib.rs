@@ -32,12 +32,28 @@ pub fn run() -> i32 {
             tracing_subscriber::EnvFilter::try_from_env("DDC_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     match cli::dispatch(cli) {
         Ok(()) => error::SUCCESS,
         Err(e) => e.report(),
+    }
+}
+
+/// Standard error for log lines that never fails: with the terminal gone
+/// (SIGHUP after a dropped SSH connection), ddc must still stop its steps,
+/// unmount and exit, not panic on a write.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

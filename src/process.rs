@@ -36,8 +36,10 @@ impl Cancel {
         } else {
             Signal::SIGKILL
         };
-        tracing::warn!("{signal_name}: stopping running steps");
+        // Stop the steps first: a warning may not get out (a dropped SSH
+        // connection takes stderr with it).
         self.signal_all(sig);
+        tracing::warn!("{signal_name}: stopping running steps");
         if first {
             let me = Arc::clone(self);
             std::thread::spawn(move || {

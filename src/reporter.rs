@@ -176,7 +176,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
             }
             (Mode::Plain, Event::Started(t)) => {
                 if verbose {
-                    eprintln!("running {t}");
+                    let _ = writeln!(std::io::stderr(), "running {t}");
                 }
             }
             (_, Event::Started(_)) => {}
@@ -186,7 +186,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
                 let _ = out.write_all(b"\n");
                 if f.state == TaskState::Failed {
                     if let Some(l) = plain_line(&f, verbose) {
-                        eprintln!("{l}");
+                        let _ = writeln!(std::io::stderr(), "{l}");
                     }
                 }
             }
@@ -203,7 +203,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
             (_, Event::Finished(f)) => {
                 if let Some(l) = plain_line(&f, verbose) {
                     if f.state == TaskState::Failed {
-                        eprintln!("{l}");
+                        let _ = writeln!(std::io::stderr(), "{l}");
                     } else {
                         let _ = writeln!(stdout.lock(), "{l}");
                     }
@@ -211,9 +211,13 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
             }
             (Mode::Progress, Event::Note(n)) => match &bar {
                 Some(b) => b.println(format!("ddc: {n}")),
-                None => eprintln!("ddc: {n}"),
+                None => {
+                    let _ = writeln!(std::io::stderr(), "ddc: {n}");
+                }
             },
-            (_, Event::Note(n)) => eprintln!("ddc: {n}"),
+            (_, Event::Note(n)) => {
+                let _ = writeln!(std::io::stderr(), "ddc: {n}");
+            }
             (_, Event::Batch(_)) => unreachable!("batches are flattened above"),
             (m, Event::Summary(s)) => {
                 if let Some(b) = bar.take() {
@@ -221,7 +225,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
                 }
                 let line = summary_line(&s);
                 if m == Mode::Json {
-                    eprintln!("{line}");
+                    let _ = writeln!(std::io::stderr(), "{line}");
                 } else {
                     let _ = writeln!(stdout.lock(), "{line}");
                 }
