@@ -2,6 +2,8 @@
 //! the kernel server (`exports.d`) and nfs-ganesha, with export ids that stay
 //! the same from build to build.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -61,7 +63,11 @@ impl Recipe for Exports {
     }
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
-        vec![cfg.paths.exports.clone(), cfg.paths.ganesha.clone()]
+        vec![
+            cfg.paths.exports.clone(),
+            cfg.paths.ganesha.clone(),
+            ids_file(cfg),
+        ]
     }
 
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
@@ -78,8 +84,45 @@ struct Export {
     export_id: u32,
 }
 
+/// Where the export ids given out so far are kept: beside the generations
+/// they name, so that neither `ddc clean` nor a new export moves one.
+fn ids_file(cfg: &Config) -> std::path::PathBuf {
+    cfg.paths.nfs_root.join(".ddc-export-ids")
+}
+
+/// The ids given out so far, by export path.
+fn known_ids(cfg: &Config) -> BTreeMap<String, u32> {
+    std::fs::read(ids_file(cfg))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// An id for every path: the one it has, else one from the path's hash,
+/// moved on past the ids in use. An export keeps its id as long as it
+/// exists (ganesha puts it in every file handle a running node holds);
+/// 1..=99 are left to the administrator's own exports.
+fn assign_ids(paths: &[String], known: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = paths
+        .iter()
+        .filter_map(|p| Some((p.clone(), *known.get(p)?)))
+        .collect();
+    let mut used: BTreeSet<u32> = out.values().copied().collect();
+    let new: Vec<&String> = paths.iter().filter(|p| !out.contains_key(*p)).collect();
+    for p in new {
+        let h = blake3::hash(p.as_bytes());
+        let mut id =
+            100 + u32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes")) % 60000;
+        while !used.insert(id) {
+            id = if id >= 60099 { 100 } else { id + 1 };
+        }
+        out.insert(p.clone(), id);
+    }
+    out
+}
+
 /// Every kept generation of every image, with stable ganesha export ids.
-fn exports(ctx: &RunCtx) -> Vec<Export> {
+fn exports(ctx: &RunCtx) -> (Vec<Export>, BTreeMap<String, u32>) {
     let cfg = ctx.cfg;
     let mut out: Vec<Export> = Vec::new();
     for image in generations::published_images(&cfg.paths.nfs_root) {
@@ -99,24 +142,17 @@ fn exports(ctx: &RunCtx) -> Vec<Export> {
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
-    // Export ids come from the path's hash, moved on past collisions in path
-    // order; 1..=99 are left to the administrator's own exports.
-    let mut used = std::collections::HashSet::new();
+    let paths: Vec<String> = out.iter().map(|e| e.path.clone()).collect();
+    let ids = assign_ids(&paths, &known_ids(ctx.cfg));
     for e in &mut out {
-        let h = blake3::hash(e.path.as_bytes());
-        let mut id =
-            100 + u32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes")) % 60000;
-        while !used.insert(id) {
-            id = if id >= 60099 { 100 } else { id + 1 };
-        }
-        e.export_id = id;
+        e.export_id = ids[&e.path];
     }
-    out
+    (out, ids)
 }
 
 fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let exports = exports(ctx);
+    let (exports, ids) = exports(ctx);
     let data = serde_json::json!({
         "exports": exports,
         "network": cfg.cluster.network.to_string(),
@@ -133,5 +169,37 @@ fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         atomic_write(path, text.as_bytes(), true)?;
         out.files.push(path.clone());
     }
+    let ids_path = ids_file(cfg);
+    atomic_write(&ids_path, &serde_json::to_vec_pretty(&ids)?, true)?;
+    out.files.push(ids_path);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash-derived id of a path, as a new export would get it.
+    fn natural(p: &str) -> u32 {
+        assign_ids(&[p.to_string()], &BTreeMap::new())[p]
+    }
+
+    #[test]
+    fn a_running_export_keeps_its_id_when_a_new_one_collides() {
+        let running = "/srv/nfsroot/default/0002-aaaaaaaaaaaa".to_string();
+        let first = assign_ids(std::slice::from_ref(&running), &BTreeMap::new());
+        // A path that sorts first and hashes to the running export's id.
+        let want = first[&running];
+        let thief = (0..2_000_000)
+            .map(|i| format!("/srv/nfsroot/a{i}/0001-bbbbbbbbbbbb"))
+            .find(|p| natural(p) == want)
+            .expect("a colliding path");
+        let both = assign_ids(&[thief.clone(), running.clone()], &first);
+        assert_eq!(both[&running], want, "the running export was renumbered");
+        assert_ne!(both[&thief], want);
+        // Gone exports free their ids; survivors keep theirs.
+        let later = assign_ids(std::slice::from_ref(&running), &both);
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[&running], want);
+    }
 }
