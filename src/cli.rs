@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::error::{self, Error};
@@ -68,15 +68,7 @@ pub(crate) enum Command {
     Generations { image: Option<String> },
     /// Make an earlier generation current (the previous one by default) and
     /// rewrite the boot entries; nothing is rebuilt.
-    Rollback {
-        image: String,
-        /// Its name, number or hash prefix (`ddc generations` lists them).
-        generation: Option<String>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        no_wait: bool,
-    },
+    Rollback(Switch),
     /// Re-hash published generations against their manifests (default: the
     /// current one of each image) and name what changed; exit 1 if anything did.
     Verify {
@@ -96,15 +88,7 @@ pub(crate) enum Command {
     /// Make the newest (or named) generation current again after a rollback,
     /// and rewrite the boot entries; nothing is rebuilt. Builds do not make
     /// a rolled-back-from generation current until it is rolled forward.
-    Rollforward {
-        image: String,
-        /// Its name, number or hash prefix (`ddc generations` lists them).
-        generation: Option<String>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        no_wait: bool,
-    },
+    Rollforward(Switch),
     /// Delete old generations (never the current one, a pinned one, or one a
     /// boot entry points at) and rewrite the exports without them.
     Gc {
@@ -123,6 +107,34 @@ pub(crate) enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+}
+
+/// The arguments of `rollback` and `rollforward`.
+#[derive(Args)]
+pub(crate) struct Switch {
+    image: String,
+    /// Its name, number or hash prefix (`ddc generations` lists them).
+    generation: Option<String>,
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    no_wait: bool,
+}
+
+impl Switch {
+    fn run(self, file: &std::path::Path, verbose: bool, forward: bool) -> Result<(), Error> {
+        commands::rollback::run(
+            file,
+            commands::rollback::Options {
+                image: self.image,
+                generation: self.generation,
+                json: self.json,
+                no_wait: self.no_wait,
+                verbose,
+                forward,
+            },
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,22 +195,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
         ),
         Command::Graph { format } => commands::graph::run(file, format.into()),
         Command::Generations { image } => commands::generations::run(file, image.as_deref()),
-        Command::Rollback {
-            image,
-            generation,
-            json,
-            no_wait,
-        } => commands::rollback::run(
-            file,
-            commands::rollback::Options {
-                image,
-                generation,
-                json,
-                no_wait,
-                verbose,
-                forward: false,
-            },
-        ),
+        Command::Rollback(s) => s.run(file, verbose, false),
         Command::Verify { image, generation } => {
             commands::verify::run(file, image.as_deref(), generation.as_deref())
         }
@@ -216,22 +213,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 json,
             },
         ),
-        Command::Rollforward {
-            image,
-            generation,
-            json,
-            no_wait,
-        } => commands::rollback::run(
-            file,
-            commands::rollback::Options {
-                image,
-                generation,
-                json,
-                no_wait,
-                verbose,
-                forward: true,
-            },
-        ),
+        Command::Rollforward(s) => s.run(file, verbose, true),
         Command::Gc {
             keep,
             dry_run,

@@ -65,6 +65,21 @@ fn wait_gone(pid: i32) -> bool {
     false
 }
 
+/// Asserts the process is gone (killing it if not, not to leave it behind).
+fn assert_gone(pid: i32, after: &str) {
+    let gone = wait_gone(pid);
+    if !gone {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        gone,
+        "the step's `setsid sleep` (pid {pid}) outlived {after}"
+    );
+}
+
 fn wait_for(path: &Path) {
     let start = Instant::now();
     while !path.exists() {
@@ -89,14 +104,7 @@ fn a_finished_step_leaves_no_process_and_no_mount() {
     let r = p.ddc(&["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let pid = leftover_pid(&p);
-    let gone = wait_gone(pid);
-    if !gone {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(gone, "the step's `setsid sleep` (pid {pid}) outlived it");
+    assert_gone(pid, "it");
     no_test_mounts(&p);
 }
 
@@ -119,17 +127,7 @@ fn an_interrupted_step_leaves_no_process_and_no_mount() {
     .unwrap();
     let status = ddc.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let gone = wait_gone(pid);
-    if !gone {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(
-        gone,
-        "the step's `setsid sleep` (pid {pid}) outlived Ctrl-C"
-    );
+    assert_gone(pid, "Ctrl-C");
     no_test_mounts(&p);
 }
 
@@ -147,17 +145,7 @@ fn a_killed_ddc_leaves_no_step_running() {
     let pid = leftover_pid(&p);
     ddc.kill().unwrap();
     ddc.wait().unwrap();
-    let gone = wait_gone(pid);
-    if !gone {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    assert!(
-        gone,
-        "the step's `setsid sleep` (pid {pid}) outlived a killed ddc"
-    );
+    assert_gone(pid, "a killed ddc");
     // The next build undoes what the killed one left mounted, and goes on.
     std::fs::remove_file(p.path("leftover.pid")).unwrap();
     p.write(
