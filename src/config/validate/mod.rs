@@ -27,13 +27,13 @@ use rules::Rule;
 #[cfg(test)]
 pub(super) use rules::is_dns_label;
 
-/// Validates a parsed Ddcfile (`text`, shown as `file`): the config, or
-/// every problem found in it and in the inventory it names.
+/// Validates a parsed Ddcfile (`text`, at `ddcfile`, shown as `file`): the
+/// config, or every problem found in it and in the inventory it names.
 pub(super) fn validate(
     raw: RawDdcfile,
     text: &str,
     file: &str,
-    base_dir: &Path,
+    ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
 ) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
@@ -41,7 +41,7 @@ pub(super) fn validate(
         lines: Lines::new(text),
         errors: Vec::new(),
     };
-    let cfg = v.config(raw, base_dir, mirror_default);
+    let cfg = v.config(raw, ddcfile, mirror_default);
     if v.errors.is_empty() {
         Ok(cfg.expect("a config without errors"))
     } else {
@@ -83,9 +83,10 @@ impl Validator<'_> {
     fn config(
         &mut self,
         raw: RawDdcfile,
-        base_dir: &Path,
+        ddcfile: &Path,
         mirror_default: &dyn Fn() -> String,
     ) -> Option<Config> {
+        let base_dir = ddcfile.parent().unwrap_or(Path::new("/"));
         let cluster = self.cluster(raw.cluster);
         let paths = self.paths(raw.paths, base_dir);
         let tasks_dir = match raw.tasks_dir {
@@ -93,7 +94,7 @@ impl Validator<'_> {
             None => base_dir.join("tasks"),
         };
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
-        let file = base_dir.join(Path::new(&self.file).file_name().unwrap_or_default());
+        let file = ddcfile.to_path_buf();
         let mut sources = vec![file.clone()];
         let mut mirror_cache: Option<String> = None;
         let images = self.images(raw.images, base_dir, &mut || {
@@ -239,4 +240,14 @@ fn image_list(images: &BTreeSet<String>) -> String {
     } else {
         images.iter().cloned().collect::<Vec<_>>().join(", ")
     }
+}
+
+/// Whether what validation found on the file system still holds for a
+/// config validated earlier (the memo): if not, the Ddcfile is validated
+/// again and the problem reported with its position.
+pub(super) fn still_valid(cfg: &Config) -> bool {
+    cfg.images
+        .values()
+        .filter_map(|i| i.files.as_deref())
+        .all(Path::is_dir)
 }
