@@ -123,3 +123,108 @@ fn a_files_tree_removed_after_a_build_is_reported_once_where_it_is_named() {
         )
     );
 }
+
+/// A built project whose Ddcfile then gets `to` for `from`: the build is
+/// refused with exit 2 and a FILE:LINE:COL error containing `want`, and
+/// nothing in the project folder changes (the Ddcfile, the step scripts,
+/// the cache, the outputs).
+fn refused(from: &str, to: &str, want: &str) {
+    let p = Project::new();
+    p.build(&[]);
+    p.edit("Ddcfile.toml", from, to);
+    let before = snapshot(p.dir.path());
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2, "{to}: {}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.starts_with("error: Ddcfile.toml:") && r.stderr.contains(want),
+        "{to}: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("give "), "says what to do: {}", r.stderr);
+    let after = snapshot(p.dir.path());
+    assert!(
+        after == before,
+        "{to}: the refused build changed {:?}",
+        after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .chain(before.keys().filter(|k| !after.contains_key(*k)))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_output_on_the_ddcfile_is_refused() {
+    refused(
+        "dhcpd     = \"out/dhcp/ddc.conf\"",
+        "dhcpd     = \"Ddcfile.toml\"",
+        ":12:13: paths.dhcpd: ",
+    );
+    refused(
+        "dhcpd     = \"out/dhcp/ddc.conf\"",
+        "dhcpd     = \"./out/../Ddcfile.toml\"",
+        "Ddcfile.toml is the Ddcfile",
+    );
+}
+
+#[test]
+fn an_output_on_a_step_script_is_refused() {
+    refused(
+        "dnsmasq   = \"out/dnsmasq.d/ddc.conf\"",
+        "dnsmasq   = \"tasks/configure.sh\"",
+        ":13:13: paths.dnsmasq: ",
+    );
+    // Through a symlinked folder.
+    let p = Project::new();
+    std::os::unix::fs::symlink("tasks", p.path("scripts")).unwrap();
+    p.edit(
+        "Ddcfile.toml",
+        "ganesha   = \"out/ganesha/ddc.conf\"",
+        "ganesha   = \"scripts/packages.sh\"",
+    );
+    let script = p.read("tasks/packages.sh");
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(":11:13: paths.ganesha: ")
+            && r.stderr.contains("is inside the tasks folder")
+            && r.stderr.contains("(through symlinks: "),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.read("tasks/packages.sh"), script);
+}
+
+#[test]
+fn outputs_and_roots_in_the_cache_are_refused() {
+    refused(
+        "exports   = \"out/exports.d/ddc.exports\"",
+        "exports   = \"cache/state/journal\"",
+        ":10:13: paths.exports: ",
+    );
+    refused(
+        "nfs_root  = \"out/nfsroot\"",
+        "nfs_root  = \"cache/nfsroot\"",
+        ":9:13: paths.nfs_root: ",
+    );
+}
+
+#[test]
+fn overlapping_outputs_and_roots_are_refused() {
+    refused(
+        "ganesha   = \"out/ganesha/ddc.conf\"",
+        "ganesha   = \"out/exports.d/ddc.exports\"",
+        ":11:13: paths.ganesha: ",
+    );
+    refused(
+        "nfs_root  = \"out/nfsroot\"",
+        "nfs_root  = \"out/tftp\"",
+        ":9:13: paths.nfs_root: ",
+    );
+    refused(
+        "dhcpd     = \"out/dhcp/ddc.conf\"",
+        "dhcpd     = \"out/tftp/ddc.conf\"",
+        "is inside the TFTP root",
+    );
+}

@@ -18,6 +18,8 @@ pub struct Config {
     pub file: PathBuf,
     pub base_dir: PathBuf,
     pub tasks_dir: PathBuf,
+    /// The CSV inventory, if `nodes_file` names one.
+    pub nodes_file: Option<PathBuf>,
     pub cluster: Cluster,
     pub paths: Paths,
     pub server: Server,

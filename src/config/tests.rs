@@ -195,3 +195,96 @@ proptest::proptest! {
         let _ = parse_str(&text);
     }
 }
+
+#[test]
+fn outputs_never_overlap_inputs_the_cache_or_each_other() {
+    // (appended to the base Ddcfile, or put before it for a top-level key) → exact message
+    let table: &[(&str, &str)] = &[
+        ("[paths]\ndhcpd = \"Ddcfile.toml\"",
+         "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
+        ("[paths]\nganesha = \"./out/../Ddcfile.toml\"",
+         "Ddcfile.toml:15:11: paths.ganesha: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.ganesha a path of its own, like the default out/ganesha/ddc.conf"),
+        ("[paths]\ndnsmasq = \"tasks/debootstrap.sh\"",
+         "Ddcfile.toml:15:11: paths.dnsmasq: /nonexistent/tasks/debootstrap.sh is inside the tasks folder /nonexistent/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
+        ("[paths]\nexports = \"cache/state/journal\"",
+         "Ddcfile.toml:15:11: paths.exports: /nonexistent/cache/state/journal is inside the cache folder /nonexistent/cache: the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.exports a path of its own, like the default out/exports.d/ddc.exports"),
+        ("[paths]\nnfs_root = \"cache/nfs\"",
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent/cache/nfs is inside the cache folder /nonexistent/cache: the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\nexports = \"out/a.conf\"\nganesha = \"out/a.conf\"",
+         "Ddcfile.toml:16:11: paths.ganesha: /nonexistent/out/a.conf is also paths.exports: one would overwrite the other; give paths.ganesha a path of its own, like the default out/ganesha/ddc.conf"),
+        ("[paths]\ndhcpd = \"out/x/ddc.conf\"\ndnsmasq = \"out/x\"",
+         "Ddcfile.toml:16:11: paths.dnsmasq: /nonexistent/out/x holds paths.dhcpd /nonexistent/out/x/ddc.conf: one would overwrite the other; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
+        ("[paths]\ntftp_root = \"/srv/boot\"\nnfs_root = \"/srv/boot\"",
+         "Ddcfile.toml:16:12: paths.nfs_root: /srv/boot is also the TFTP root (paths.tftp_root): the TFTP root and the NFS root must be two folders, neither inside the other; give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\ntftp_root = \"/srv/boot\"\nnfs_root = \"/srv/boot/nfs\"",
+         "Ddcfile.toml:16:12: paths.nfs_root: /srv/boot/nfs is inside the TFTP root /srv/boot (paths.tftp_root): the TFTP root and the NFS root must be two folders, neither inside the other; give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\ndhcpd = \"out/tftp/dhcpd.conf\"",
+         "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/out/tftp/dhcpd.conf is inside the TFTP root /nonexistent/out/tftp (paths.tftp_root): a root holds only what ddc publishes there, and ddc deletes old generations from it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
+        ("[paths]\ntftp_root = \"out/dhcp\"",
+         "Ddcfile.toml:15:13: paths.tftp_root: /nonexistent/out/dhcp holds paths.dhcpd /nonexistent/out/dhcp/ddc.conf, where ddc writes by default: a root holds only what ddc publishes there, and ddc deletes old generations from it; move paths.tftp_root elsewhere, or set paths.dhcpd to a path outside it"),
+        ("[paths]\nnfs_root = \".\"",
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+        ("tasks_dir = \"out\"",
+         "Ddcfile.toml:1:13: tasks_dir: /nonexistent/out holds the TFTP root /nonexistent/out/tftp (paths.tftp_root), where ddc writes by default: ddc runs the step scripts and templates there as root and must never write over them; move tasks_dir elsewhere, or set paths.tftp_root to a path outside it (it also overlaps the NFS root (paths.nfs_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+        ("nodes_file = \"out/dhcp/ddc.conf\"",
+         "Ddcfile.toml:1:14: nodes_file: cannot read the node inventory /nonexistent/out/dhcp/ddc.conf: No such file or directory (os error 2)\n\
+          Ddcfile.toml:1:14: nodes_file: /nonexistent/out/dhcp/ddc.conf is also paths.dhcpd, where ddc writes by default: ddc would overwrite it; move nodes_file elsewhere, or set paths.dhcpd to a path outside it"),
+    ];
+    for (extra, want) in table {
+        let text = if extra.starts_with('[') {
+            format!("{BASE}\n{extra}\n")
+        } else {
+            format!("{extra}\n{BASE}")
+        };
+        assert_eq!(&errors(&text), want, "for {extra:?}");
+    }
+    // The rsyslog drop-in counts only when it is written.
+    let text = format!("{BASE}\n[paths]\nrsyslog = \"out/dhcp/ddc.conf\"\n");
+    assert!(parse_str(&text).is_ok());
+    let text = text.replacen(
+        "master = \"192.0.2.1\"",
+        "master = \"192.0.2.1\"\nsyslog = true",
+        1,
+    );
+    let e = errors(&text);
+    assert!(
+        e.starts_with(
+            "Ddcfile.toml:16:11: paths.rsyslog: /nonexistent/out/dhcp/ddc.conf is also paths.dhcpd"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn paths_overlap_through_symlinks_too() {
+    let d = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(d.path()).unwrap();
+    std::fs::create_dir_all(base.join("cache/state")).unwrap();
+    std::fs::create_dir_all(base.join("tasks")).unwrap();
+    std::os::unix::fs::symlink(base.join("cache"), base.join("out")).unwrap();
+    std::os::unix::fs::symlink(base.join("tasks"), base.join("scripts")).unwrap();
+    let parse_here = |text: &str| {
+        parse(text, "Ddcfile.toml", &base, &|| String::new())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    // The default roots and outputs are under out/, here a link to cache/.
+    let e = parse_here(BASE).unwrap_err();
+    let b = base.display();
+    assert_eq!(
+        e.lines().next().unwrap(),
+        format!("Ddcfile.toml: paths.tftp_root: {b}/out/tftp is inside the cache folder {b}/cache (through symlinks: {b}/cache/tftp and {b}/cache): the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.tftp_root a path of its own, like the default out/tftp")
+    );
+    let text = format!(
+        "{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
+    );
+    assert_eq!(
+        parse_here(&text).unwrap_err(),
+        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+    );
+    let text = text.replace("scripts/../tasks/x.sh", "scripts/x.sh");
+    assert_eq!(
+        parse_here(&text).unwrap_err(),
+        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+    );
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
+use super::paths::default_of;
 use super::rules::{DNS_DOMAIN, EXPORT_OPTIONS, INTERFACE};
 use super::Validator;
 use crate::config::model::{Cluster, Paths, Server, DEFAULT_EXPORT_OPTIONS};
@@ -59,18 +60,18 @@ impl Validator<'_> {
     pub(super) fn paths(&mut self, raw: RawPaths, base: &Path) -> Paths {
         let tftp_origin = raw.tftp_root.as_ref().map(|s| self.origin(s));
         let nfs_origin = raw.nfs_root.as_ref().map(|s| self.origin(s));
-        let mut get = |v: Option<Spanned<String>>, key: &str, default: &str| match v {
+        let mut get = |v: Option<Spanned<String>>, key: &str| match v {
             Some(s) => self.path(s, &format!("paths.{key}"), base),
-            None => base.join(default),
+            None => base.join(default_of(key)),
         };
         let paths = Paths {
-            tftp_root: get(raw.tftp_root, "tftp_root", "out/tftp"),
-            nfs_root: get(raw.nfs_root, "nfs_root", "out/nfsroot"),
-            exports: get(raw.exports, "exports", "out/exports.d/ddc.exports"),
-            ganesha: get(raw.ganesha, "ganesha", "out/ganesha/ddc.conf"),
-            dhcpd: get(raw.dhcpd, "dhcpd", "out/dhcp/ddc.conf"),
-            dnsmasq: get(raw.dnsmasq, "dnsmasq", "out/dnsmasq.d/ddc.conf"),
-            rsyslog: get(raw.rsyslog, "rsyslog", "out/rsyslog.d/ddc.conf"),
+            tftp_root: get(raw.tftp_root, "tftp_root"),
+            nfs_root: get(raw.nfs_root, "nfs_root"),
+            exports: get(raw.exports, "exports"),
+            ganesha: get(raw.ganesha, "ganesha"),
+            dhcpd: get(raw.dhcpd, "dhcpd"),
+            dnsmasq: get(raw.dnsmasq, "dnsmasq"),
+            rsyslog: get(raw.rsyslog, "rsyslog"),
         };
         // What may not appear in a path that goes into a kernel line
         // (nfsroot=HOST:PATH,OPTS), an export or a quoted config value.

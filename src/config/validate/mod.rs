@@ -9,9 +9,10 @@
 mod cluster;
 mod image;
 mod nodes;
+mod paths;
 mod rules;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,7 @@ pub(super) fn validate(
         file: file.to_string(),
         lines: Lines::new(text),
         errors: Vec::new(),
+        path_keys: HashMap::new(),
     };
     let cfg = v.config(raw, ddcfile, mirror_default);
     if v.errors.is_empty() {
@@ -53,6 +55,8 @@ struct Validator<'a> {
     file: String,
     lines: Lines<'a>,
     errors: Vec<ConfigError>,
+    /// Where each path key the Ddcfile sets was given.
+    path_keys: HashMap<String, Origin>,
 }
 
 impl Validator<'_> {
@@ -87,6 +91,7 @@ impl Validator<'_> {
         mirror_default: &dyn Fn() -> String,
     ) -> Option<Config> {
         let base_dir = ddcfile.parent().unwrap_or(Path::new("/"));
+        let syslog = raw.cluster.syslog.unwrap_or(false);
         let cluster = self.cluster(raw.cluster);
         let paths = self.paths(raw.paths, base_dir);
         let tasks_dir = match raw.tasks_dir {
@@ -102,19 +107,34 @@ impl Validator<'_> {
         });
         let server = self.server(raw.server, &declared);
         let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
-        if let Some(nodes_file) = raw.nodes_file {
-            let (path, more) = self.inventory(nodes_file, base_dir);
-            sources.push(path);
+        let mut nodes_file = None;
+        if let Some(raw_nodes_file) = raw.nodes_file {
+            let (path, more) = self.inventory(raw_nodes_file, base_dir);
+            sources.push(path.clone());
+            nodes_file = Some(path);
             inputs.extend(more);
         }
         let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
+        self.path_policy(&paths::Layout {
+            paths: &paths,
+            syslog,
+            file: &file,
+            nodes_file: nodes_file.as_deref(),
+            tasks_dir: &tasks_dir,
+            files: images
+                .values()
+                .filter_map(|i| Some((i.name.as_str(), i.files.as_deref()?)))
+                .collect(),
+            base_dir,
+        });
         Some(Config {
             file,
             base_dir: base_dir.to_path_buf(),
             tasks_dir,
+            nodes_file,
             cluster: cluster?,
             paths,
             server,
@@ -122,6 +142,29 @@ impl Validator<'_> {
             nodes,
             sources,
         })
+    }
+
+    /// Reports every overlap of the paths ddc writes (see `paths`), each at
+    /// the key the Ddcfile sets, or the Ddcfile as a whole.
+    fn path_policy(&mut self, layout: &paths::Layout) {
+        let found = paths::violations(layout, &|k| self.path_keys.contains_key(k));
+        for v in found {
+            let at = v
+                .keys
+                .iter()
+                .find_map(|k| Some((k, self.path_keys.get(k)?)));
+            let (key, origin) = match at {
+                Some((k, o)) => (k.clone(), o.clone()),
+                None => (
+                    v.keys.first().cloned().unwrap_or_default(),
+                    Origin {
+                        file: self.file.clone(),
+                        place: Place::File,
+                    },
+                ),
+            };
+            self.error(origin, key, v.message);
+        }
     }
 
     /// Reports `s` under `key` if it fails `rule`; true when it passes.
@@ -209,6 +252,7 @@ impl Validator<'_> {
     }
 
     fn path_value(&mut self, s: &Sourced<String>, key: &str, base_dir: &Path) -> PathBuf {
+        self.path_keys.insert(key.to_string(), s.origin.clone());
         self.check(s, key, &rules::PATH);
         base_dir.join(&s.value)
     }
@@ -250,4 +294,5 @@ pub(super) fn still_valid(cfg: &Config) -> bool {
         .values()
         .filter_map(|i| i.files.as_deref())
         .all(Path::is_dir)
+        && paths::violations(&paths::Layout::of(cfg), &|_| true).is_empty()
 }
