@@ -49,6 +49,10 @@ impl Validator<'_> {
         let union = self.choice(raw.union, &key("union"), |v| {
             format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
         });
+        if let Some(c) = &raw.cmdline {
+            let origin = self.origin(c);
+            self.cmdline_origins.insert(name.value.clone(), origin);
+        }
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
         let mirror = mirror.unwrap_or_else(mirror_default);

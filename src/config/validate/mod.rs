@@ -7,6 +7,8 @@
 //! none of them imports it.
 
 mod cluster;
+mod cmdline;
+mod exports;
 mod image;
 mod nodes;
 mod paths;
@@ -42,6 +44,7 @@ pub(super) fn validate(
         lines: Lines::new(text),
         errors: Vec::new(),
         path_keys: HashMap::new(),
+        cmdline_origins: HashMap::new(),
     };
     let cfg = v.config(raw, ddcfile, mirror_default);
     if v.errors.is_empty() {
@@ -57,6 +60,8 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     /// Where each path key the Ddcfile sets was given.
     path_keys: HashMap<String, Origin>,
+    /// Where each image's `cmdline` was given.
+    cmdline_origins: HashMap<String, Origin>,
 }
 
 impl Validator<'_> {
@@ -114,7 +119,11 @@ impl Validator<'_> {
             nodes_file = Some(path);
             inputs.extend(more);
         }
-        let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
+        let kernel_lines = cluster.as_ref().map(|c| {
+            let origins = std::mem::take(&mut self.cmdline_origins);
+            self.kernel_lines(c.master, &paths.nfs_root, &images, &origins)
+        });
+        let nodes = self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
