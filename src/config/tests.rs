@@ -222,6 +222,8 @@ fn outputs_never_overlap_inputs_the_cache_or_each_other() {
          "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/out/tftp/dhcpd.conf is inside the TFTP root /nonexistent/out/tftp (paths.tftp_root): a root holds only what ddc publishes there, and ddc deletes old generations from it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
         ("[paths]\ntftp_root = \"out/dhcp\"",
          "Ddcfile.toml:15:13: paths.tftp_root: /nonexistent/out/dhcp holds paths.dhcpd /nonexistent/out/dhcp/ddc.conf, where ddc writes by default: a root holds only what ddc publishes there, and ddc deletes old generations from it; move paths.tftp_root elsewhere, or set paths.dhcpd to a path outside it"),
+        ("[images.efi64]\nsuite = \"bookworm\"",
+         "Ddcfile.toml:14:9: images.efi64: ddc keeps the UEFI boot loader in the TFTP root's \"efi64\" folder, where this image's kernels would be published; choose another image name"),
         ("[paths]\nnfs_root = \".\"",
          "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
         ("tasks_dir = \"out\"",
