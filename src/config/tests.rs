@@ -569,6 +569,14 @@ fn export_options_map_onto_ganesha_or_are_refused() {
             anonymous_gid: Some(100),
         }
     );
+    // Kernel-only: ganesha names the file system itself.
+    for o in [
+        "ro,fsid=7",
+        "ro,fsid=0123456789abcdef0123456789abcdef",
+        "ro,sync,wdelay,hide",
+    ] {
+        assert!(parse_str(&with_options(o)).is_ok(), "{o}");
+    }
     // The kernel squashes root unless told otherwise: so does ganesha then.
     let g = parse_str(&with_options("ro,sync")).unwrap().server.ganesha;
     assert_eq!(
@@ -580,14 +588,15 @@ fn export_options_map_onto_ganesha_or_are_refused() {
         ("ro,rw", "\"ro,rw\" has both \"ro\" and \"rw\", which contradict each other; keep one"),
         ("ro,root_squash,no_root_squash", "\"ro,root_squash,no_root_squash\" has both \"root_squash\" and \"no_root_squash\", which contradict each other; keep one"),
         ("ro,subtree_check", "\"ro,subtree_check\" has \"subtree_check\": nfs-ganesha has no subtree check (its exports all work as no_subtree_check), so the two servers would differ; write no_subtree_check or remove it"),
-        ("ro,fsid=0", "\"ro,fsid=0\" has \"fsid=0\": ddc exports every generation with these options, and the kernel needs a different fsid for each export; remove it (ganesha and the kernel find the file system themselves)"),
+        ("ro,fsid=0", "\"ro,fsid=0\" has \"fsid=0\", which makes an export the NFSv4 root, and only one may be: ddc exports every generation with these options; remove it, or name the file system with a number from 1 (fsid=1)"),
+        ("ro,fsid=x", "\"ro,fsid=x\" has \"fsid=x\", which is neither a number nor a UUID of 32 hex digits; write it like fsid=1"),
         ("ro,crossmnt", "\"ro,crossmnt\" has \"crossmnt\": nfs-ganesha never crosses into a file system mounted below an export, and a generation has none; remove it"),
         ("ro,insecure_locks", "\"ro,insecure_locks\" has \"insecure_locks\": nfs-ganesha checks lock requests like any other and has no way to say otherwise; remove it"),
         ("ro,sec=krb5p", "\"ro,sec=krb5p\" has \"sec=krb5p\" without sys: the nodes' initramfs mounts the root with AUTH_SYS, so no node could boot; put sys in the list (like sec=sys:krb5p)"),
         ("ro,sec=sys:krb4", "\"ro,sec=sys:krb4\" has \"sec=sys:krb4\", and \"krb4\" is not a security flavor both servers know; use sys, krb5, krb5i or krb5p, separated by ':'"),
         ("ro,anonuid=x", "\"ro,anonuid=x\" has \"anonuid=x\", whose id is not a number from 0 to 4294967295; write it like anonuid=65534"),
         ("ro,,async", "\"ro,,async\" has \"\": an empty option between two commas; remove the extra comma"),
-        ("ro,no_root_sqash", "\"ro,no_root_sqash\" has \"no_root_sqash\", which nfs-ganesha has no counterpart for (or which is not an exports(5) option); remove it. ddc takes: ro, rw, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, sec=sys[:krb5:krb5i:krb5p], secure, async, sync, wdelay, no_wdelay, no_subtree_check, hide, secure_locks"),
+        ("ro,no_root_sqash", "\"ro,no_root_sqash\" has \"no_root_sqash\", which nfs-ganesha has no counterpart for (or which is not an exports(5) option); remove it. ddc takes: ro, rw, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, sec=sys[:krb5:krb5i:krb5p], secure, async, sync, wdelay, no_wdelay, no_subtree_check, hide, secure_locks, fsid=N"),
     ];
     for (options, want) in table {
         assert_eq!(

@@ -11,11 +11,12 @@
 //! | `sec=sys[:krb5:krb5i:krb5p]`           | `SecType = sys, krb5, …`        |
 //! | `secure`, `insecure`                   | `PrivilegedPort = true / false` |
 //! | `async`, `sync`, `wdelay`, `no_wdelay`, `no_subtree_check`, `hide`, `secure_locks`, `auth_nlm` | nothing to say: ganesha always works so, or the option has no effect on a read of a generation |
+//! | `fsid=N`, `fsid=UUID` (N from 1)       | nothing: ganesha names the file system itself |
 //!
 //! Refused: `subtree_check` (ganesha has none), `nohide` and `crossmnt`
 //! (ganesha never crosses into another file system), `insecure_locks` and
-//! `no_auth_nlm`, `fsid=` (one id for every generation's export), and
-//! anything else ganesha has no counterpart for.
+//! `no_auth_nlm`, `fsid=0` and `fsid=root` (the NFSv4 root, which only one
+//! export may be), and anything else ganesha has no counterpart for.
 
 use toml::Spanned;
 
@@ -26,7 +27,7 @@ use crate::config::model::{GaneshaOptions, DEFAULT_EXPORT_OPTIONS};
 const KEY: &str = "server.export_options";
 
 /// What ddc takes, for messages.
-const TAKEN: &str = "ro, rw, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, sec=sys[:krb5:krb5i:krb5p], secure, async, sync, wdelay, no_wdelay, no_subtree_check, hide, secure_locks";
+const TAKEN: &str = "ro, rw, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, sec=sys[:krb5:krb5i:krb5p], secure, async, sync, wdelay, no_wdelay, no_subtree_check, hide, secure_locks, fsid=N";
 
 /// Pairs of options that contradict each other.
 const OPPOSITES: &[(&str, &str)] = &[
@@ -136,6 +137,8 @@ fn ganesha_options(options: &str) -> Result<GaneshaOptions, Vec<String>> {
             anon_id(o, n, &mut g.anonymous_gid)
         } else if let Some(flavors) = o.strip_prefix("sec=") {
             sec_type(o, flavors, &mut g.sec_type)
+        } else if let Some(id) = o.strip_prefix("fsid=") {
+            fsid(o, id)
         } else {
             Some(refused(o))
         };
@@ -179,6 +182,27 @@ fn sec_type(option: &str, flavors: &str, to: &mut String) -> Option<String> {
     None
 }
 
+/// `fsid=`: how the kernel names the file system of the exports when it
+/// has no UUID or device of its own. Every generation lies on the NFS root's
+/// file system, so one number or UUID for all of them is right; ganesha
+/// finds the file system itself. `0` and `root` instead make an export the
+/// NFSv4 pseudo-root, which only one export may be.
+fn fsid(option: &str, id: &str) -> Option<String> {
+    if id == "0" || id == "root" {
+        return Some(format!(
+            "{option:?}, which makes an export the NFSv4 root, and only one may be: ddc exports every generation with these options; remove it, or name the file system with a number from 1 (fsid=1)"
+        ));
+    }
+    let number = id.parse::<u32>().is_ok_and(|n| n > 0);
+    let uuid = id.bytes().filter(u8::is_ascii_hexdigit).count() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'_');
+    (!number && !uuid).then(|| {
+        format!("{option:?}, which is neither a number nor a UUID of 32 hex digits; write it like fsid=1")
+    })
+}
+
 /// Why an option ddc cannot give ganesha is refused.
 fn refused(option: &str) -> String {
     let why = match option.split('=').next().unwrap_or_default() {
@@ -190,9 +214,6 @@ fn refused(option: &str) -> String {
         }
         "insecure_locks" | "no_auth_nlm" => {
             "nfs-ganesha checks lock requests like any other and has no way to say otherwise; remove it"
-        }
-        "fsid" => {
-            "ddc exports every generation with these options, and the kernel needs a different fsid for each export; remove it (ganesha and the kernel find the file system themselves)"
         }
         "" => "an empty option between two commas; remove the extra comma",
         _ => {
