@@ -397,6 +397,17 @@ pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<(), crate::error::Error
     let me = ddcfile.display().to_string();
     match fs::read_to_string(&owner) {
         Ok(o) if o.trim() == me => Ok(()),
+        // The cache's folder was copied or moved: its records name the
+        // original's files, which a build here would overwrite and remove.
+        Ok(o) if Path::new(o.trim()).parent() != dirs.root.parent() => {
+            Err(crate::error::NotStarted(format!(
+                "the cache {} was made for {}: this folder was copied or moved from there, and the cache's records name that folder's files, so a build here would write and delete there; remove the copied cache (`rm -r {}`) and build again (what was copied with it, like out/, is not known to the new cache: remove it too if it holds only old outputs)",
+                dirs.root.display(),
+                o.trim(),
+                dirs.root.display(),
+            ))
+            .into())
+        }
         Ok(o) => Err(crate::error::NotStarted(format!(
             "the cache {} belongs to {}, not {me}: give each Ddcfile a folder of its own (or `rm -r {}` if {} is gone)",
             dirs.root.display(),

@@ -178,6 +178,44 @@ fn dhcpd_accepts_the_dhcpd_fragment() {
     );
 }
 
+/// Hostnames that are dhcpd keywords, numbers to its lexer, or close to
+/// dnsmasq's keywords: dhcpd's grammar takes any of them as the name of a
+/// `host NAME {` declaration (it has no quoted form there: `host "x" {` is
+/// refused), and validation lets them through. dnsmasq's misreadings
+/// (`ignore`, `45m`) are refused by validation, not seen by --test.
+#[test]
+fn dhcpd_and_dnsmasq_take_hostnames_that_look_like_their_words() {
+    let names = [
+        "host", "group", "subnet", "deny", "include", "option", "1e5", "0x12", "9-a", "ignored",
+        "m",
+    ];
+    let mut ddcfile = DDCFILE.to_string();
+    for (i, name) in names.iter().enumerate() {
+        ddcfile.push_str(&format!(
+            "\n[[nodes]]\nhostname = \"{name}\"\nmac = \"52:54:00:00:01:{i:02x}\"\nip = \"192.0.2.{}\"\n",
+            100 + i
+        ));
+    }
+    let p = Project::with(&ddcfile);
+    p.build(&[]);
+    let (code, out) = dhcpd_check(&p, "dhcpd-test.conf", &p.path(DHCPD));
+    assert_eq!(
+        code,
+        0,
+        "dhcpd -t rejects:\n{out}\n--- {DHCPD}:\n{}",
+        p.read(DHCPD)
+    );
+    let (code, out) = dnsmasq_check(&p.path(DNSMASQ));
+    assert!(code == 0 && out.contains("syntax check OK"), "{out}");
+    for name in names {
+        assert!(
+            p.read(DHCPD).contains(&format!("host {name} {{\n")),
+            "{name}"
+        );
+        assert!(p.read(DNSMASQ).contains(&format!(",{name}\n")), "{name}");
+    }
+}
+
 #[test]
 fn dhcpd_check_fails_on_a_broken_fragment() {
     let p = cluster();
@@ -460,6 +498,49 @@ fn ganesha_exports_the_generated_export() {
     assert!(
         !list.split_whitespace().any(|w| w == name),
         "netns {name} left over:\n{list}"
+    );
+}
+
+#[test]
+fn ganesha_takes_the_export_options_the_kernel_gets() {
+    let options = "rw,root_squash,anonuid=1000,anongid=1001,sec=sys:krb5,sync,no_subtree_check";
+    let p = Project::with(&DDCFILE.replace(
+        "[server]\n",
+        &format!("[server]\nexport_options = \"{options}\"\n"),
+    ));
+    p.build(&[]);
+    assert!(
+        p.read(EXPORTS).contains(
+            "(rw,secure,root_squash,anonuid=1000,anongid=1001,sec=sys:krb5,sync,no_subtree_check)"
+        ),
+        "{}",
+        p.read(EXPORTS)
+    );
+    let conf = p.read(GANESHA);
+    for line in [
+        "    Squash = Root_Squash;\n",
+        "    SecType = sys, krb5;\n",
+        "    Anonymous_Uid = 1000;\n",
+        "    Anonymous_Gid = 1001;\n",
+        "        Access_Type = RW;\n",
+        "    PrivilegedPort = true;\n",
+    ] {
+        assert!(conf.contains(line), "no {line:?} in {GANESHA}:\n{conf}");
+    }
+    let root = export_paths(&conf).remove(0);
+    let ns = Netns::new("ganesha-opts");
+    ns.start_nfs(&p.path(GANESHA));
+    let shown = ns.showmount();
+    assert!(
+        lists(&shown, &root),
+        "ganesha does not export {root}:\n{shown}\n--- ganesha.log:\n{}",
+        ns.ganesha_log()
+    );
+    let problems = ns.export_problems();
+    assert!(
+        problems.is_empty(),
+        "ganesha complains about {GANESHA}:\n{}\n--- {GANESHA}:\n{conf}",
+        problems.join("\n")
     );
 }
 

@@ -25,6 +25,14 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
     let mut index = [None; 5];
     for (i, h) in headers.iter().enumerate() {
         match COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(h)) {
+            Some(c) if index[c].is_some() => {
+                return Err(format!(
+                    "{shown}: row 1: the header row names column {:?} twice (columns {} and {}), and only one would be read; keep one",
+                    COLUMNS[c],
+                    index[c].unwrap_or_default() + 1,
+                    i + 1
+                ))
+            }
             Some(c) => index[c] = Some(i),
             None => {
                 return Err(format!(

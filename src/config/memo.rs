@@ -1,5 +1,11 @@
 //! The validated config kept between runs (`cache/config.bin`, postcard),
-//! keyed by this binary and the fingerprint of every file it was read from.
+//! keyed by this binary, the Ddcfile's own location (its real path, device
+//! and inode) and the fingerprint of every file it was read from.
+//!
+//! The config holds absolute paths, all derived from the Ddcfile's folder: a
+//! copy of the folder (`cp -a A B`), or the folder moved, has the same bytes
+//! but another location, so it is validated again and every path derived
+//! from where it is now, never taken from where it was.
 //!
 //! Only a speed-up: imports the model, never the validator.
 
@@ -48,33 +54,65 @@ fn binary_id() -> String {
     format!("{}/{exe}", env!("CARGO_PKG_VERSION"))
 }
 
+/// Where a Ddcfile is: its real path, and the file itself (a copy is
+/// another file, even at a path that once named the original).
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct Location {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Location {
+    /// `ddcfile` is already the real path ([`super::ddcfile_path`]).
+    fn of(ddcfile: &Path) -> Option<Location> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(ddcfile).ok()?;
+        Some(Location {
+            path: ddcfile.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct CachedConfig {
     version: u32,
     binary: String,
+    ddcfile: Location,
     shown: String,
     fingerprint: [u8; 32],
     config: Config,
 }
 
-const CONFIG_CACHE_VERSION: u32 = 1;
+const CONFIG_CACHE_VERSION: u32 = 2;
 
-/// A config validated before from the very same files: parsing and
-/// validating a 10,000-node Ddcfile takes longer than a whole no-op build.
-pub(super) fn cached(path: &Path, shown: &str) -> Option<Config> {
+/// A config validated before from the very same files, for the Ddcfile at
+/// the very same place: parsing and validating a 10,000-node Ddcfile takes
+/// longer than a whole no-op build.
+pub(super) fn cached(path: &Path, ddcfile: &Path, shown: &str) -> Option<Config> {
     let bytes = std::fs::read(path).ok()?;
     let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
+    let here = Location::of(ddcfile)?;
     (c.version == CONFIG_CACHE_VERSION
         && c.binary == binary_id()
+        && c.ddcfile == here
+        && c.config.file == here.path
+        && Some(c.config.base_dir.as_path()) == here.path.parent()
         && c.shown == shown
         && c.fingerprint == sources_fingerprint(&c.config.sources))
     .then_some(c.config)
 }
 
-pub(super) fn remember(path: &Path, shown: &str, config: &Config) {
+pub(super) fn remember(path: &Path, ddcfile: &Path, shown: &str, config: &Config) {
+    let Some(ddcfile) = Location::of(ddcfile) else {
+        return;
+    };
     let c = CachedConfig {
         version: CONFIG_CACHE_VERSION,
         binary: binary_id(),
+        ddcfile,
         shown: shown.to_string(),
         fingerprint: sources_fingerprint(&config.sources),
         config: config.clone(),
@@ -83,5 +121,41 @@ pub(super) fn remember(path: &Path, shown: &str, config: &Config) {
         // Only a speed-up: a failure to write it changes nothing.
         // 0600: it holds root_password_hash, which the Ddcfile may keep private.
         let _ = crate::fsutil::atomic_write_mode(path, &bytes, false, 0o600);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config as `load` would make for the Ddcfile in `dir`.
+    fn config_in(dir: &Path) -> Config {
+        let text = "[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n";
+        std::fs::write(dir.join("Ddcfile.toml"), text).unwrap();
+        let dir = std::fs::canonicalize(dir).unwrap();
+        crate::config::parse(text, "Ddcfile.toml", &dir, &String::new).unwrap()
+    }
+
+    #[test]
+    fn a_copy_or_a_replaced_ddcfile_is_not_the_remembered_one() {
+        let a = tempfile::tempdir().unwrap();
+        let cfg = config_in(a.path());
+        let memo = a.path().join("config.bin");
+        remember(&memo, &cfg.file, "Ddcfile.toml", &cfg);
+        assert!(cached(&memo, &cfg.file, "Ddcfile.toml").is_some());
+        assert!(cached(&memo, &cfg.file, "./Ddcfile.toml").is_none());
+
+        // The same bytes, memo included, in another folder.
+        let b = tempfile::tempdir().unwrap();
+        config_in(b.path());
+        std::fs::copy(&memo, b.path().join("config.bin")).unwrap();
+        let b_file = std::fs::canonicalize(b.path().join("Ddcfile.toml")).unwrap();
+        assert!(cached(&b.path().join("config.bin"), &b_file, "Ddcfile.toml").is_none());
+
+        // The same path, another file (moved away, copied back).
+        let moved = a.path().join("moved.toml");
+        std::fs::rename(&cfg.file, &moved).unwrap();
+        std::fs::copy(&moved, &cfg.file).unwrap();
+        assert!(cached(&memo, &cfg.file, "Ddcfile.toml").is_none());
     }
 }

@@ -34,22 +34,29 @@ use origin::{line_col, ConfigError, Origin, Place};
 use raw::RawDdcfile;
 
 /// Loads and validates a Ddcfile and the inventory it names, or takes the
-/// config validated from the same bytes last time (`cache/config.bin`).
+/// config validated from the same bytes, at the same place, last time
+/// (`cache/config.bin`).
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let shown = path.display().to_string();
-    let cache = base_dir(path).join("cache/config.bin");
-    if let Some(c) = cached(&cache, &shown) {
-        return Ok(c);
+    let ddcfile = ddcfile_path(path);
+    let cache = folder_of(&ddcfile).join("cache/config.bin");
+    if let Some(c) = cached(&cache, &ddcfile, &shown) {
+        // What validation saw of the file system (folders, links) may have
+        // changed without any source file changing.
+        if validate::still_valid(&c) {
+            return Ok(c);
+        }
     }
-    let config = load_uncached(path)?;
+    let config = load_uncached(path, &ddcfile)?;
     if cache.parent().is_some_and(Path::is_dir) {
-        remember(&cache, &shown, &config);
+        remember(&cache, &ddcfile, &shown, &config);
     }
     Ok(config)
 }
 
-/// Loads and validates a Ddcfile and the inventory it names.
-fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
+/// Loads and validates a Ddcfile (`path` as given, `ddcfile` where it is)
+/// and the inventory it names.
+fn load_uncached(path: &Path, ddcfile: &Path) -> Result<Config, ConfigErrors> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -61,25 +68,59 @@ fn load_uncached(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the Ddcfile: {e} (use -f PATH to name another one)"),
         }])
     })?;
-    parse(&text, &display, &base_dir(path), &system_mirror)
+    parse_at(&text, &display, ddcfile, &system_mirror)
 }
 
-/// The folder of a Ddcfile, which relative paths start from.
-pub(crate) fn base_dir(ddcfile: &Path) -> PathBuf {
-    let dir = ddcfile
+/// Where a Ddcfile is: its absolute path with every symlink resolved, the
+/// file itself included, so that the same file reached another way (`-f` a
+/// link to it) is the same Ddcfile with the same folder and cache. A file
+/// that does not exist keeps its name in its folder's real path.
+pub(crate) fn ddcfile_path(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::canonicalize(&dir).unwrap_or(dir)
+    let dir = std::fs::canonicalize(&dir)
+        .or_else(|_| std::path::absolute(&dir))
+        .unwrap_or(dir);
+    dir.join(path.file_name().unwrap_or_default())
+}
+
+/// The folder of a Ddcfile, which relative paths and the cache start from.
+pub(crate) fn base_dir(ddcfile: &Path) -> PathBuf {
+    folder_of(&ddcfile_path(ddcfile))
+}
+
+fn folder_of(ddcfile: &Path) -> PathBuf {
+    ddcfile
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Parses and validates Ddcfile text; `mirror_default` gives the mirror to
-/// use when an image names none.
+/// use when an image names none. The Ddcfile is `file` in `base_dir`.
+#[cfg(test)]
 pub(crate) fn parse(
     text: &str,
     file: &str,
     base_dir: &Path,
+    mirror_default: &dyn Fn() -> String,
+) -> Result<Config, ConfigErrors> {
+    let name = Path::new(file).file_name().unwrap_or_default();
+    parse_at(text, file, &base_dir.join(name), mirror_default)
+}
+
+/// Parses and validates the text of the Ddcfile at `ddcfile` (absolute),
+/// shown as `file` in messages.
+fn parse_at(
+    text: &str,
+    file: &str,
+    ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
 ) -> Result<Config, ConfigErrors> {
     let raw: RawDdcfile = toml::from_str(text).map_err(|e| {
@@ -99,7 +140,7 @@ pub(crate) fn parse(
             message: toml_message(&e),
         }])
     })?;
-    validate::validate(raw, text, file, base_dir, mirror_default)
+    validate::validate(raw, text, file, ddcfile, mirror_default)
 }
 
 fn toml_message(e: &toml::de::Error) -> String {

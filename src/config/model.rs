@@ -18,6 +18,8 @@ pub struct Config {
     pub file: PathBuf,
     pub base_dir: PathBuf,
     pub tasks_dir: PathBuf,
+    /// The CSV inventory, if `nodes_file` names one.
+    pub nodes_file: Option<PathBuf>,
     pub cluster: Cluster,
     pub paths: Paths,
     pub server: Server,
@@ -54,6 +56,8 @@ pub struct Server {
     /// The kernel `exports` options, always with `secure` (or `insecure`
     /// when `allow_insecure_ports` is set).
     pub export_options: String,
+    /// The same options in nfs-ganesha's words.
+    pub ganesha: GaneshaOptions,
     /// Exports accept requests from unprivileged source ports, so that any
     /// process on the cluster network can claim any uid (AUTH_SYS).
     pub allow_insecure_ports: bool,
@@ -61,6 +65,19 @@ pub struct Server {
     pub dnsmasq_interface: Option<String>,
     /// The image that machines without an entry of their own boot, if any.
     pub default_entry: Option<String>,
+}
+
+/// `server.export_options` as nfs-ganesha's EXPORT block says them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaneshaOptions {
+    /// The CLIENT block's `Access_Type`: `RO` or `RW`.
+    pub access_type: String,
+    /// `Root_Squash`, `No_Root_Squash` or `All_Squash`.
+    pub squash: String,
+    /// `sys`, or the flavors of `sec=`, comma separated.
+    pub sec_type: String,
+    pub anonymous_uid: Option<u32>,
+    pub anonymous_gid: Option<u32>,
 }
 
 /// The union filesystem that puts a node's writable layer over the
@@ -135,6 +152,24 @@ impl Node {
     pub fn pxe_name(&self) -> String {
         format!("01-{}", self.mac.replace(':', "-"))
     }
+}
+
+/// The kernel arguments of a boot entry (its APPEND line): the NFS root
+/// `root` on `master`, then the image's and the node's own arguments.
+pub fn kernel_append(
+    master: Ipv4Addr,
+    root: &str,
+    image_cmdline: &str,
+    node_cmdline: &str,
+) -> String {
+    let mut s = format!("boot=nfs nfsroot={master}:{root},vers=3,tcp ip=dhcp ro");
+    for extra in [image_cmdline, node_cmdline] {
+        if !extra.trim().is_empty() {
+            s.push(' ');
+            s.push_str(extra.trim());
+        }
+    }
+    s
 }
 
 pub(crate) const DEFAULT_EXPORT_OPTIONS: &str = "ro,async,no_root_squash,no_subtree_check";

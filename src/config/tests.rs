@@ -195,3 +195,430 @@ proptest::proptest! {
         let _ = parse_str(&text);
     }
 }
+
+#[test]
+fn outputs_never_overlap_inputs_the_cache_or_each_other() {
+    // (appended to the base Ddcfile, or put before it for a top-level key) → exact message
+    let table: &[(&str, &str)] = &[
+        ("[paths]\ndhcpd = \"Ddcfile.toml\"",
+         "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
+        ("[paths]\nganesha = \"./out/../Ddcfile.toml\"",
+         "Ddcfile.toml:15:11: paths.ganesha: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.ganesha a path of its own, like the default out/ganesha/ddc.conf"),
+        ("[paths]\ndnsmasq = \"tasks/debootstrap.sh\"",
+         "Ddcfile.toml:15:11: paths.dnsmasq: /nonexistent/tasks/debootstrap.sh is inside the tasks folder /nonexistent/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
+        ("[paths]\nexports = \"cache/state/journal\"",
+         "Ddcfile.toml:15:11: paths.exports: /nonexistent/cache/state/journal is inside the cache folder /nonexistent/cache: the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.exports a path of its own, like the default out/exports.d/ddc.exports"),
+        ("[paths]\nnfs_root = \"cache/nfs\"",
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent/cache/nfs is inside the cache folder /nonexistent/cache: the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\nexports = \"out/a.conf\"\nganesha = \"out/a.conf\"",
+         "Ddcfile.toml:16:11: paths.ganesha: /nonexistent/out/a.conf is also paths.exports: one would overwrite the other; give paths.ganesha a path of its own, like the default out/ganesha/ddc.conf"),
+        ("[paths]\ndhcpd = \"out/x/ddc.conf\"\ndnsmasq = \"out/x\"",
+         "Ddcfile.toml:16:11: paths.dnsmasq: /nonexistent/out/x holds paths.dhcpd /nonexistent/out/x/ddc.conf: one would overwrite the other; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
+        ("[paths]\ntftp_root = \"/srv/boot\"\nnfs_root = \"/srv/boot\"",
+         "Ddcfile.toml:16:12: paths.nfs_root: /srv/boot is also the TFTP root (paths.tftp_root): the TFTP root and the NFS root must be two folders, neither inside the other; give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\ntftp_root = \"/srv/boot\"\nnfs_root = \"/srv/boot/nfs\"",
+         "Ddcfile.toml:16:12: paths.nfs_root: /srv/boot/nfs is inside the TFTP root /srv/boot (paths.tftp_root): the TFTP root and the NFS root must be two folders, neither inside the other; give paths.nfs_root a path of its own, like the default out/nfsroot"),
+        ("[paths]\ndhcpd = \"out/tftp/dhcpd.conf\"",
+         "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/out/tftp/dhcpd.conf is inside the TFTP root /nonexistent/out/tftp (paths.tftp_root): a root holds only what ddc publishes there, and ddc deletes old generations from it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
+        ("[paths]\ntftp_root = \"out/dhcp\"",
+         "Ddcfile.toml:15:13: paths.tftp_root: /nonexistent/out/dhcp holds paths.dhcpd /nonexistent/out/dhcp/ddc.conf, where ddc writes by default: a root holds only what ddc publishes there, and ddc deletes old generations from it; move paths.tftp_root elsewhere, or set paths.dhcpd to a path outside it"),
+        ("[images.efi64]\nsuite = \"bookworm\"",
+         "Ddcfile.toml:14:9: images.efi64: ddc keeps the UEFI boot loader in the TFTP root's \"efi64\" folder, where this image's kernels would be published; choose another image name"),
+        ("[paths]\nnfs_root = \".\"",
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+        ("tasks_dir = \"out\"",
+         "Ddcfile.toml:1:13: tasks_dir: /nonexistent/out holds the TFTP root /nonexistent/out/tftp (paths.tftp_root), where ddc writes by default: ddc runs the step scripts and templates there as root and must never write over them; move tasks_dir elsewhere, or set paths.tftp_root to a path outside it (it also overlaps the NFS root (paths.nfs_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+        ("nodes_file = \"out/dhcp/ddc.conf\"",
+         "Ddcfile.toml:1:14: nodes_file: cannot read the node inventory /nonexistent/out/dhcp/ddc.conf: No such file or directory (os error 2)\n\
+          Ddcfile.toml:1:14: nodes_file: /nonexistent/out/dhcp/ddc.conf is also paths.dhcpd, where ddc writes by default: ddc would overwrite it; move nodes_file elsewhere, or set paths.dhcpd to a path outside it"),
+    ];
+    for (extra, want) in table {
+        let text = if extra.starts_with('[') {
+            format!("{BASE}\n{extra}\n")
+        } else {
+            format!("{extra}\n{BASE}")
+        };
+        assert_eq!(&errors(&text), want, "for {extra:?}");
+    }
+    // The rsyslog drop-in counts only when it is written.
+    let text = format!("{BASE}\n[paths]\nrsyslog = \"out/dhcp/ddc.conf\"\n");
+    assert!(parse_str(&text).is_ok());
+    let text = text.replacen(
+        "master = \"192.0.2.1\"",
+        "master = \"192.0.2.1\"\nsyslog = true",
+        1,
+    );
+    let e = errors(&text);
+    assert!(
+        e.starts_with(
+            "Ddcfile.toml:16:11: paths.rsyslog: /nonexistent/out/dhcp/ddc.conf is also paths.dhcpd"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn paths_overlap_through_symlinks_too() {
+    let d = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(d.path()).unwrap();
+    std::fs::create_dir_all(base.join("cache/state")).unwrap();
+    std::fs::create_dir_all(base.join("tasks")).unwrap();
+    std::os::unix::fs::symlink(base.join("cache"), base.join("out")).unwrap();
+    std::os::unix::fs::symlink(base.join("tasks"), base.join("scripts")).unwrap();
+    let parse_here = |text: &str| {
+        parse(text, "Ddcfile.toml", &base, &|| String::new())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    // The default roots and outputs are under out/, here a link to cache/.
+    let e = parse_here(BASE).unwrap_err();
+    let b = base.display();
+    assert_eq!(
+        e.lines().next().unwrap(),
+        format!("Ddcfile.toml: paths.tftp_root: {b}/out/tftp is inside the cache folder {b}/cache (through symlinks: {b}/cache/tftp and {b}/cache): the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.tftp_root a path of its own, like the default out/tftp")
+    );
+    let text = format!(
+        "{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
+    );
+    assert_eq!(
+        parse_here(&text).unwrap_err(),
+        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+    );
+    let text = text.replace("scripts/../tasks/x.sh", "scripts/x.sh");
+    assert_eq!(
+        parse_here(&text).unwrap_err(),
+        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+    );
+}
+
+/// The Ddcfile with `to` for `from`, which it must contain.
+fn with(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from}");
+    BASE.replacen(from, to, 1)
+}
+
+const IMG: &str = "suite = \"bookworm\"";
+const NODE_IP: &str = "ip = \"192.0.2.11\"";
+
+#[test]
+fn values_the_daemons_or_the_kernel_would_misread() {
+    const NO_QUOTE: &str = "(dnsmasq has no way to quote it)";
+    let cmdline_1900 = "x".repeat(1900);
+    let table: Vec<(String, String)> = vec![
+        // dnsmasq reads these as keywords or lease times in dhcp-host lines.
+        (with("hostname = \"node01\"", "hostname = \"ignore\""),
+         format!("Ddcfile.toml:10:12: hostname: \"ignore\" is a keyword to dnsmasq: in this node's dhcp-host line it means \"ignore this machine\", so the node would never get an answer; choose another hostname {NO_QUOTE}")),
+        (with("hostname = \"node01\"", "hostname = \"Infinite\""),
+         format!("Ddcfile.toml:10:12: hostname: \"Infinite\" is a keyword to dnsmasq: in this node's dhcp-host line it is a lease time, so the node would get no hostname; choose another hostname {NO_QUOTE}")),
+        (with("hostname = \"node01\"", "hostname = \"12345\""),
+         format!("Ddcfile.toml:10:12: hostname: \"12345\" reads as a lease time to dnsmasq (digits, optionally ending in s, m, h, d or w): in this node's dhcp-host line it would set the lease, and the node would get no hostname; add a letter, like n12345 {NO_QUOTE}")),
+        (with("hostname = \"node01\"", "hostname = \"45m\""),
+         format!("Ddcfile.toml:10:12: hostname: \"45m\" reads as a lease time to dnsmasq (digits, optionally ending in s, m, h, d or w): in this node's dhcp-host line it would set the lease, and the node would get no hostname; add a letter, like n45m {NO_QUOTE}")),
+        // Networks that export the image to the world.
+        (with("network = \"192.0.2.0/24\"", "network = \"0.0.0.0/0\""),
+         "Ddcfile.toml:2:11: cluster.network: \"0.0.0.0/0\" is every IPv4 address: the image would be exported, and DHCP answers given, to the whole internet; give the cluster's own network, with a prefix of /8 or longer (like 10.0.0.0/16)".into()),
+        (with("network = \"192.0.2.0/24\"", "network = \"192.0.0.0/7\""),
+         "Ddcfile.toml:2:11: cluster.network: \"192.0.0.0/7\" spans 33554432 addresses, more than 10.0.0.0/8, the largest private range: the image would be exported to every one of them; give the cluster's own network, with a prefix of /8 or longer (like 10.0.0.0/16)".into()),
+        // The kernel's command line limit, for an image and for a node.
+        (with(IMG, &format!("{IMG}\ncmdline = \"{cmdline_1900}\"")),
+         "Ddcfile.toml:7:11: images.default.cmdline: the kernel command line of image default's boot entries would be 2095 bytes (195 of ddc's nfsroot=… and pxelinux's BOOT_IMAGE= and initrd=, 1900 of this cmdline); x86 kernels take at most 2047 bytes (COMMAND_LINE_SIZE 2048 with its final NUL) and drop the rest: shorten it by 48 bytes".into()),
+        (with(NODE_IP, &format!("{NODE_IP}\ncmdline = \"{cmdline_1900}\"")),
+         "Ddcfile.toml:13:11: cmdline: the kernel command line of node node01 would be 2095 bytes (194 of ddc's nfsroot=… and pxelinux's BOOT_IMAGE= and initrd=, 0 of images.default.cmdline, 1900 of this cmdline); x86 kernels take at most 2047 bytes (COMMAND_LINE_SIZE 2048 with its final NUL) and drop the rest: shorten this cmdline (or images.default.cmdline) by 48 bytes".into()),
+        // Weak checks made strict.
+        (with(IMG, "suite = \"..\""),
+         "Ddcfile.toml:6:9: images.default.suite: \"..\" is not a Debian suite or codename: write one like bookworm, trixie, stable or bookworm-backports (lowercase letters and digits, starting with a letter, in parts joined by '-' or '.')".into()),
+        (with(IMG, &format!("{IMG}\nmirror = \"http://\"")),
+         "Ddcfile.toml:7:10: images.default.mirror: \"http://\" is not a mirror URL: it names no host; write one like http://mirror.example/debian, https://… or file:/srv/debian-mirror".into()),
+        (with(IMG, &format!("{IMG}\nmirror = \"ftp://m.example/debian\"")),
+         "Ddcfile.toml:7:10: images.default.mirror: \"ftp://m.example/debian\" is not a mirror URL: it is not http://, https:// or file:; write one like http://mirror.example/debian, https://… or file:/srv/debian-mirror".into()),
+        (with(IMG, &format!("{IMG}\nmirror = \"http://m.example:0/debian\"")),
+         "Ddcfile.toml:7:10: images.default.mirror: \"http://m.example:0/debian\" is not a mirror URL: its port is not a number from 1 to 65535; write one like http://mirror.example/debian, https://… or file:/srv/debian-mirror".into()),
+        (with(IMG, &format!("{IMG}\nmirror = \"file://host/srv/mirror\"")),
+         "Ddcfile.toml:7:10: images.default.mirror: \"file://host/srv/mirror\" is not a mirror URL: a file: URL names a folder on this machine (file:/PATH or file:///PATH); write one like http://mirror.example/debian, https://… or file:/srv/debian-mirror".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"!\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: a leading '!' or '*' marks a locked password, not a hash; remove the key to leave root without a password (as the image has it), or give a hash: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"!$6$salt$x\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: a leading '!' or '*' marks a locked password, not a hash; remove the key to leave root without a password (as the image has it), or give a hash: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"$6$salt$short\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: starts like a sha512crypt hash but is not a whole one ($6$[rounds=N$]SALT$HASH, the salt 1 to 16 characters, the hash 86 of ./0-9A-Za-z); copy the whole hash, or make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"$y$j9T$salt$\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: starts like a yescrypt hash but is not a whole one ($y$PARAMS$SALT$HASH, the salt up to 86 and the hash 43 characters of ./0-9A-Za-z); copy the whole hash, or make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"$1$aoYW.yc6$2FOo73E6VWYRjrivoB0XM.\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: is hashed with md5crypt, which crypt(5) says should not be used for new passphrases, and every node's /etc/shadow can be read by root on any machine of the cluster network; make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(IMG, &format!("{IMG}\nroot_password_hash = \"abJnggxhB/yWI\"")),
+         "Ddcfile.toml:7:22: images.default.root_password_hash: is a DES-based crypt(3) hash or a plain password: never put a plain password here, and crypt(5) says DES-based hashes are too weak for new passphrases (every node's /etc/shadow can be read by root on any machine of the cluster network): make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`".into()),
+        (with(NODE_IP, &format!("{NODE_IP}\nimage = \"default@-\"")),
+         "Ddcfile.toml:13:9: image: \"default@-\": after '@' comes a generation: its number (1 to 9999, like 2 or 0002), its name (like 0002-1a2b3c4d5e6f) or 4 to 12 hex digits of its hash; `ddc generations default` lists them".into()),
+    ];
+    for (text, want) in &table {
+        assert_eq!(&errors(text), want);
+    }
+    // The same checks let these through.
+    for name in ["m", "n45m", "1e5", "ignored", "45mb", "node-1h"] {
+        let c = parse_str(&with(
+            "hostname = \"node01\"",
+            &format!("hostname = \"{name}\""),
+        ))
+        .unwrap();
+        assert_eq!(c.nodes[0].hostname, name);
+    }
+    for bad in ["Ignore", "IGNORE", "5", "10s", "2d", "1W", "0h"] {
+        assert!(
+            errors(&with(
+                "hostname = \"node01\"",
+                &format!("hostname = \"{bad}\"")
+            ))
+            .contains("dnsmasq"),
+            "{bad}"
+        );
+    }
+    assert!(parse_str(&with(
+        "network = \"192.0.2.0/24\"",
+        "network = \"192.0.0.0/8\""
+    ))
+    .is_ok());
+    assert!(parse_str(&with(
+        IMG,
+        &format!("{IMG}\ncmdline = \"{}\"", "x".repeat(1852))
+    ))
+    .is_ok());
+    assert!(parse_str(&with(
+        IMG,
+        &format!("{IMG}\ncmdline = \"{}\"", "x".repeat(1853))
+    ))
+    .is_err());
+    for suite in [
+        "bookworm",
+        "stable",
+        "bookworm-backports",
+        "trixie-proposed-updates",
+        "sid",
+    ] {
+        assert!(
+            parse_str(&with(IMG, &format!("suite = \"{suite}\""))).is_ok(),
+            "{suite}"
+        );
+    }
+    for suite in [
+        ".",
+        "-",
+        "bookworm-",
+        "-bookworm",
+        "Bookworm",
+        "12",
+        "a..b",
+        "a/b",
+    ] {
+        assert!(
+            errors(&with(IMG, &format!("suite = \"{suite}\""))).contains("suite"),
+            "{suite}"
+        );
+    }
+    for mirror in [
+        "http://mirror.example/debian",
+        "https://user@m.example:8443/debian/",
+        "http://[2001:db8::1]:8080/debian",
+        "http://192.0.2.1/debian",
+        "file:/srv/mirror",
+        "file:///srv/mirror",
+    ] {
+        assert!(
+            parse_str(&with(IMG, &format!("{IMG}\nmirror = \"{mirror}\""))).is_ok(),
+            "{mirror}"
+        );
+    }
+    for mirror in [
+        "http:///debian",
+        "https://:80/debian",
+        "http://m..example/",
+        "http://[zz]/",
+        "http://m.example:x/",
+        "file:",
+        "file:/",
+        "file:srv",
+        "http://m.example/a b",
+    ] {
+        assert!(
+            errors(&with(IMG, &format!("{IMG}\nmirror = \"{mirror}\""))).contains("mirror"),
+            "{mirror}"
+        );
+    }
+    let sha512 = format!("$6$saltsalt${}", "a".repeat(86));
+    // Made by libxcrypt's crypt_gensalt and crypt, and openssl passwd.
+    let made = [
+        "$y$j9T$YEMNU9fTM/O0jhp/Q0Xu6/$8P/5HSyTEnu778kaI8hHQYa.//HHYI79vMjhVe0/Dj1",
+        "$gy$j9T$82ZgWqHnLQxYFd3LIC/Y0.$SMgAI5Ofl6iPn1hl.sZLgAJ9t/xRRuXHS0faSnwedU2",
+        "$7$CU..../....wTz8lA9DfepVQWGwfLryf0$n8KCtyY1d12NCpqcATk32CAUIpuXgSS9ifa8Fkd/Vj0",
+        "$2b$05$.NM35A5vmU/xK8xmvBnY5eL63vECKs/EoktyDI00zwuUUQfqCtjF.",
+        "$6$RJ8t5HbxnJRAGh7.$wzKIqDEVjmBkdvmbzLif55RWMPQrqv8roNSxoiP9N9DValALmFV18IJRXxSSh0LosBtjC9tLujy7KFhGagWfr0",
+        "$6$a.b/c$0JAteT3PXgUvE4xwM5FkHXxs67KnAdpNUmULBQF4aLbH3DPyI/LcLqVugbHgkDBm5oOi1Gn21p3eQOb1W5l5p0",
+        "$5$k/G3E059iKnhtiln$yIaRfteBzhAeawWA6frr0t6UBRO33iASbA/B.r6tZvC",
+    ];
+    for h in made {
+        assert!(
+            parse_str(&with(IMG, &format!("{IMG}\nroot_password_hash = \"{h}\""))).is_ok(),
+            "{h}"
+        );
+    }
+    let hashes = [
+        format!("$y$j9T$F5Jx5fExrKuPp53xLKQ..1${}", "b".repeat(43)),
+        format!("$gy$j9T$salt${}", "c".repeat(43)),
+        format!("$7$CU..../....salt12345${}", "d".repeat(43)),
+        format!("$2b$12${}", "e".repeat(53)),
+        format!("$2y$04${}", "f".repeat(53)),
+        sha512.clone(),
+        format!("$6$rounds=5000$salt${}", "a".repeat(86)),
+        format!("$5$salt${}", "g".repeat(43)),
+    ];
+    for h in &hashes {
+        assert!(
+            parse_str(&with(IMG, &format!("{IMG}\nroot_password_hash = \"{h}\""))).is_ok(),
+            "{h}"
+        );
+    }
+    let bad_hashes = [
+        "*".to_string(),
+        "hunter2".into(),
+        format!("{sha512}x"),
+        format!("$6$saltsaltsaltsaltsalt${}", "a".repeat(86)),
+        format!("$6$rounds=x$salt${}", "a".repeat(86)),
+        format!("$2b$99${}", "e".repeat(53)),
+        format!("$1$saltsalt${}", "h".repeat(22)),
+        "$sha1$219774$t1ppjCg2El4UKNqmbunf$HHprTkVGDtDd5FLscRU7E0Q5TnCA".into(),
+        "$md5,rounds=70775$UwnCjNCY$$COWM/tzD0UmEMpQOtQC2b/".into(),
+        "$3$$8846f7eaee8fb117ad06bdd830b7586c".into(),
+        "_J9..salt1234567890".into(),
+        format!("$6$rounds=0100$salt${}", "a".repeat(86)),
+        format!("$6$sa lt${}", "a".repeat(86)),
+        format!("$6$sa;lt${}", "a".repeat(86)),
+        format!("$y$$salt${}", "b".repeat(43)),
+        "$6$$".into(),
+    ];
+    for h in &bad_hashes {
+        assert!(
+            errors(&with(IMG, &format!("{IMG}\nroot_password_hash = \"{h}\"")))
+                .contains("root_password_hash"),
+            "{h}"
+        );
+    }
+    for (pin, want) in [
+        ("2", "2"),
+        ("0002", "0002"),
+        ("abcd", "abcd"),
+        ("12345", "12345"),
+        ("0002-1A2B3C4D5E6F", "0002-1a2b3c4d5e6f"),
+        ("abcdef012345", "abcdef012345"),
+    ] {
+        let c = parse_str(&with(
+            NODE_IP,
+            &format!("{NODE_IP}\nimage = \"default@{pin}\""),
+        ))
+        .unwrap();
+        assert_eq!(c.nodes[0].pin.as_deref(), Some(want), "{pin}");
+    }
+    for pin in [
+        "",
+        "-",
+        "0",
+        "0000",
+        "abc",
+        "12345678901234",
+        "0002-1a2b",
+        "0000-1a2b3c4d5e6f",
+        "g123",
+        "2-",
+    ] {
+        assert!(
+            errors(&with(
+                NODE_IP,
+                &format!("{NODE_IP}\nimage = \"default@{pin}\"")
+            ))
+            .contains("after '@' comes a generation"),
+            "{pin:?}"
+        );
+    }
+}
+
+#[test]
+fn export_options_map_onto_ganesha_or_are_refused() {
+    let with_options = |o: &str| format!("{BASE}\n[server]\nexport_options = \"{o}\"\n");
+    let g = parse_str(BASE).unwrap().server.ganesha;
+    assert_eq!(
+        g,
+        GaneshaOptions {
+            access_type: "RO".into(),
+            squash: "No_Root_Squash".into(),
+            sec_type: "sys".into(),
+            anonymous_uid: None,
+            anonymous_gid: None,
+        }
+    );
+    let g = parse_str(&with_options(
+        "rw,all_squash,anonuid=1000,anongid=100,sec=sys:krb5i",
+    ))
+    .unwrap()
+    .server
+    .ganesha;
+    assert_eq!(
+        g,
+        GaneshaOptions {
+            access_type: "RW".into(),
+            squash: "All_Squash".into(),
+            sec_type: "sys, krb5i".into(),
+            anonymous_uid: Some(1000),
+            anonymous_gid: Some(100),
+        }
+    );
+    // Kernel-only: ganesha names the file system itself.
+    for o in [
+        "ro,fsid=7",
+        "ro,fsid=0123456789abcdef0123456789abcdef",
+        "ro,sync,wdelay,hide",
+    ] {
+        assert!(parse_str(&with_options(o)).is_ok(), "{o}");
+    }
+    // The kernel squashes root unless told otherwise: so does ganesha then.
+    let g = parse_str(&with_options("ro,sync")).unwrap().server.ganesha;
+    assert_eq!(
+        (g.access_type.as_str(), g.squash.as_str()),
+        ("RO", "Root_Squash")
+    );
+    let at = "Ddcfile.toml:15:18: server.export_options: ";
+    let table = [
+        ("ro,rw", "\"ro,rw\" has both \"ro\" and \"rw\", which contradict each other; keep one"),
+        ("ro,root_squash,no_root_squash", "\"ro,root_squash,no_root_squash\" has both \"root_squash\" and \"no_root_squash\", which contradict each other; keep one"),
+        ("ro,subtree_check", "\"ro,subtree_check\" has \"subtree_check\": nfs-ganesha has no subtree check (its exports all work as no_subtree_check), so the two servers would differ; write no_subtree_check or remove it"),
+        ("ro,fsid=0", "\"ro,fsid=0\" has \"fsid=0\", which makes an export the NFSv4 root, and only one may be: ddc exports every generation with these options; remove it, or name the file system with a number from 1 (fsid=1)"),
+        ("ro,fsid=x", "\"ro,fsid=x\" has \"fsid=x\", which is neither a number nor a UUID of 32 hex digits; write it like fsid=1"),
+        ("ro,crossmnt", "\"ro,crossmnt\" has \"crossmnt\": nfs-ganesha never crosses into a file system mounted below an export, and a generation has none; remove it"),
+        ("ro,insecure_locks", "\"ro,insecure_locks\" has \"insecure_locks\": nfs-ganesha checks lock requests like any other and has no way to say otherwise; remove it"),
+        ("ro,sec=krb5p", "\"ro,sec=krb5p\" has \"sec=krb5p\" without sys: the nodes' initramfs mounts the root with AUTH_SYS, so no node could boot; put sys in the list (like sec=sys:krb5p)"),
+        ("ro,sec=sys:krb4", "\"ro,sec=sys:krb4\" has \"sec=sys:krb4\", and \"krb4\" is not a security flavor both servers know; use sys, krb5, krb5i or krb5p, separated by ':'"),
+        ("ro,anonuid=x", "\"ro,anonuid=x\" has \"anonuid=x\", whose id is not a number from 0 to 4294967295; write it like anonuid=65534"),
+        ("ro,,async", "\"ro,,async\" has \"\": an empty option between two commas; remove the extra comma"),
+        ("ro,no_root_sqash", "\"ro,no_root_sqash\" has \"no_root_sqash\", which nfs-ganesha has no counterpart for (or which is not an exports(5) option); remove it. ddc takes: ro, rw, root_squash, no_root_squash, all_squash, no_all_squash, anonuid=N, anongid=N, sec=sys[:krb5:krb5i:krb5p], secure, async, sync, wdelay, no_wdelay, no_subtree_check, hide, secure_locks, fsid=N"),
+    ];
+    for (options, want) in table {
+        assert_eq!(
+            errors(&with_options(options)),
+            format!("{at}{want}"),
+            "{options}"
+        );
+    }
+}
+
+#[test]
+fn a_column_named_twice_in_the_inventory_header_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("nodes.csv"),
+        "hostname,mac,ip,MAC\nnode02,52:54:00:12:34:57,192.0.2.12,52:54:00:12:34:58\n",
+    )
+    .unwrap();
+    let text = format!("nodes_file = \"nodes.csv\"\n{BASE}");
+    let e = parse(&text, "Ddcfile.toml", d.path(), &String::new).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Ddcfile.toml:1:14: nodes_file: nodes.csv: row 1: the header row names column \"mac\" twice (columns 2 and 4), and only one would be read; keep one"
+    );
+}

@@ -157,6 +157,7 @@ fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         "exports": exports,
         "network": cfg.cluster.network.to_string(),
         "options": cfg.server.export_options,
+        "ganesha": cfg.server.ganesha,
         "privileged_port": !cfg.server.allow_insecure_ports,
         "master": cfg.cluster.master.to_string(),
     });

@@ -184,19 +184,9 @@ struct EntryContext<'a> {
 }
 
 /// The kernel arguments of an entry: the NFS root, then the image's and the
-/// node's own arguments.
+/// node's own arguments (the config's validation checks their length).
 pub(crate) fn append_line(cfg: &Config, root: &str, img: &Image, node_cmdline: &str) -> String {
-    let mut s = format!(
-        "boot=nfs nfsroot={}:{},vers=3,tcp ip=dhcp ro",
-        cfg.cluster.master, root
-    );
-    for extra in [img.cmdline.as_str(), node_cmdline] {
-        if !extra.trim().is_empty() {
-            s.push(' ');
-            s.push_str(extra.trim());
-        }
-    }
-    s
+    crate::config::kernel_append(cfg.cluster.master, root, &img.cmdline, node_cmdline)
 }
 
 /// The generation a boot entry points at: the node's pin, else `current`.

@@ -7,11 +7,17 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
-use super::rules::{DNS_DOMAIN, EXPORT_OPTIONS, INTERFACE};
+use super::paths::default_of;
+use super::rules::{DNS_DOMAIN, INTERFACE};
 use super::Validator;
-use crate::config::model::{Cluster, Paths, Server, DEFAULT_EXPORT_OPTIONS};
+use crate::config::model::{Cluster, Paths, Server};
 use crate::config::origin::{Origin, Place};
 use crate::config::raw::{RawCluster, RawPaths, RawServer};
+
+/// The shortest prefix of a cluster network: no private range (RFC 1918) is
+/// larger than a /8, and a shorter prefix takes in public address space of
+/// others, to whom the image would be exported.
+const MIN_PREFIX: u8 = 8;
 
 impl Validator<'_> {
     pub(super) fn cluster(&mut self, raw: RawCluster) -> Option<Cluster> {
@@ -41,12 +47,21 @@ impl Validator<'_> {
     fn network(&mut self, raw: Spanned<String>) -> Option<Ipv4Net> {
         let s = self.sourced(raw);
         let message = match s.value.parse::<Ipv4Net>() {
-            Ok(n) if n.network() == n.addr() => return Some(n),
-            Ok(n) => format!(
+            Ok(n) if n.network() != n.addr() => format!(
                 "{:?} has host bits set; write the network address, {}",
                 s.value,
                 n.trunc()
             ),
+            Ok(n) if n.prefix_len() == 0 => format!(
+                "{:?} is every IPv4 address: the image would be exported, and DHCP answers given, to the whole internet; give the cluster's own network, with a prefix of /{MIN_PREFIX} or longer (like 10.0.0.0/16)",
+                s.value
+            ),
+            Ok(n) if n.prefix_len() < MIN_PREFIX => format!(
+                "{:?} spans {} addresses, more than 10.0.0.0/8, the largest private range: the image would be exported to every one of them; give the cluster's own network, with a prefix of /{MIN_PREFIX} or longer (like 10.0.0.0/16)",
+                s.value,
+                1u64 << (32 - n.prefix_len())
+            ),
+            Ok(n) => return Some(n),
             Err(_) => format!(
                 "{:?} is not a network in CIDR form (expected like 192.0.2.0/24)",
                 s.value
@@ -59,18 +74,18 @@ impl Validator<'_> {
     pub(super) fn paths(&mut self, raw: RawPaths, base: &Path) -> Paths {
         let tftp_origin = raw.tftp_root.as_ref().map(|s| self.origin(s));
         let nfs_origin = raw.nfs_root.as_ref().map(|s| self.origin(s));
-        let mut get = |v: Option<Spanned<String>>, key: &str, default: &str| match v {
+        let mut get = |v: Option<Spanned<String>>, key: &str| match v {
             Some(s) => self.path(s, &format!("paths.{key}"), base),
-            None => base.join(default),
+            None => base.join(default_of(key)),
         };
         let paths = Paths {
-            tftp_root: get(raw.tftp_root, "tftp_root", "out/tftp"),
-            nfs_root: get(raw.nfs_root, "nfs_root", "out/nfsroot"),
-            exports: get(raw.exports, "exports", "out/exports.d/ddc.exports"),
-            ganesha: get(raw.ganesha, "ganesha", "out/ganesha/ddc.conf"),
-            dhcpd: get(raw.dhcpd, "dhcpd", "out/dhcp/ddc.conf"),
-            dnsmasq: get(raw.dnsmasq, "dnsmasq", "out/dnsmasq.d/ddc.conf"),
-            rsyslog: get(raw.rsyslog, "rsyslog", "out/rsyslog.d/ddc.conf"),
+            tftp_root: get(raw.tftp_root, "tftp_root"),
+            nfs_root: get(raw.nfs_root, "nfs_root"),
+            exports: get(raw.exports, "exports"),
+            ganesha: get(raw.ganesha, "ganesha"),
+            dhcpd: get(raw.dhcpd, "dhcpd"),
+            dnsmasq: get(raw.dnsmasq, "dnsmasq"),
+            rsyslog: get(raw.rsyslog, "rsyslog"),
         };
         // What may not appear in a path that goes into a kernel line
         // (nfsroot=HOST:PATH,OPTS), an export or a quoted config value.
@@ -121,7 +136,8 @@ impl Validator<'_> {
 
     pub(super) fn server(&mut self, raw: RawServer, images: &BTreeSet<String>) -> Server {
         let allow_insecure_ports = raw.allow_insecure_ports.unwrap_or(false);
-        let export_options = self.export_options(raw.export_options, allow_insecure_ports);
+        let (export_options, ganesha) =
+            self.export_options(raw.export_options, allow_insecure_ports);
         let dnsmasq_interface = self.optional(
             raw.dnsmasq_interface,
             "server.dnsmasq_interface",
@@ -134,59 +150,11 @@ impl Validator<'_> {
         });
         Server {
             export_options,
+            ganesha,
             allow_insecure_ports,
             dnsmasq_tftp: raw.dnsmasq_tftp.unwrap_or(true),
             dnsmasq_interface,
             default_entry,
         }
     }
-
-    fn export_options(
-        &mut self,
-        raw: Option<Spanned<String>>,
-        allow_insecure_ports: bool,
-    ) -> String {
-        const KEY: &str = "server.export_options";
-        let options = match raw.map(|s| self.sourced(s)) {
-            Some(s) => {
-                if self.check(&s, KEY, &EXPORT_OPTIONS)
-                    && !allow_insecure_ports
-                    && s.value.split(',').any(|o| o == "insecure")
-                {
-                    self.error(
-                        s.origin.clone(),
-                        KEY,
-                        format!(
-                            "{:?} has \"insecure\": it lets any unprivileged process on the cluster network claim uid 0 and read every file of the image (/etc/shadow, SSH host keys); remove it, or set server.allow_insecure_ports = true if you really mean it",
-                            s.value
-                        ),
-                    );
-                }
-                s.value
-            }
-            None => DEFAULT_EXPORT_OPTIONS.to_string(),
-        };
-        port_option(&options, allow_insecure_ports)
-    }
-}
-
-/// `options` with the source-port option said explicitly: `secure` (requests
-/// only from privileged ports, which only root on a client can use) unless
-/// insecure ports are allowed, then `insecure`.
-fn port_option(options: &str, allow_insecure_ports: bool) -> String {
-    let wanted = if allow_insecure_ports {
-        "insecure"
-    } else {
-        "secure"
-    };
-    let mut out: Vec<&str> = options
-        .split(',')
-        .filter(|o| *o != "secure" && *o != "insecure")
-        .collect();
-    let at = out
-        .iter()
-        .position(|o| *o == "ro" || *o == "rw")
-        .map_or(0, |i| i + 1);
-    out.insert(at, wanted);
-    out.join(",")
 }

@@ -13,6 +13,11 @@ use crate::config::model::Image;
 use crate::config::origin::Sourced;
 use crate::config::raw::{Choice, RawImage};
 
+/// What ddc itself puts at the top of the TFTP root besides an image's
+/// folder (recipes/bootloader.rs; `pxelinux.cfg` and the loaders have a dot,
+/// which no image name has): an image of that name would publish there.
+const TFTP_OWN: &[&str] = &["efi64"];
+
 impl Validator<'_> {
     /// The images without errors; `mirror_default` is asked only for images
     /// that name no mirror.
@@ -41,7 +46,18 @@ impl Validator<'_> {
     ) -> Option<Image> {
         let before = self.errors.len();
         let key = |k: &str| format!("images.{}.{}", name.value, k);
-        self.check(name, &format!("images.{}", name.value), &IMAGE_NAME);
+        if self.check(name, &format!("images.{}", name.value), &IMAGE_NAME)
+            && TFTP_OWN.contains(&name.value.as_str())
+        {
+            self.error(
+                name.origin.clone(),
+                format!("images.{}", name.value),
+                format!(
+                    "ddc keeps the UEFI boot loader in the TFTP root's {:?} folder, where this image's kernels would be published; choose another image name",
+                    name.value
+                ),
+            );
+        }
         let suite = self.sourced(raw.suite);
         self.check(&suite, &key("suite"), &SUITE);
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
@@ -49,6 +65,10 @@ impl Validator<'_> {
         let union = self.choice(raw.union, &key("union"), |v| {
             format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
         });
+        if let Some(c) = &raw.cmdline {
+            let origin = self.origin(c);
+            self.cmdline_origins.insert(name.value.clone(), origin);
+        }
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
         let mirror = mirror.unwrap_or_else(mirror_default);

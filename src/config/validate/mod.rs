@@ -7,11 +7,14 @@
 //! none of them imports it.
 
 mod cluster;
+mod cmdline;
+mod exports;
 mod image;
 mod nodes;
+mod paths;
 mod rules;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -27,21 +30,23 @@ use rules::Rule;
 #[cfg(test)]
 pub(super) use rules::is_dns_label;
 
-/// Validates a parsed Ddcfile (`text`, shown as `file`): the config, or
-/// every problem found in it and in the inventory it names.
+/// Validates a parsed Ddcfile (`text`, at `ddcfile`, shown as `file`): the
+/// config, or every problem found in it and in the inventory it names.
 pub(super) fn validate(
     raw: RawDdcfile,
     text: &str,
     file: &str,
-    base_dir: &Path,
+    ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
 ) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         file: file.to_string(),
         lines: Lines::new(text),
         errors: Vec::new(),
+        path_keys: HashMap::new(),
+        cmdline_origins: HashMap::new(),
     };
-    let cfg = v.config(raw, base_dir, mirror_default);
+    let cfg = v.config(raw, ddcfile, mirror_default);
     if v.errors.is_empty() {
         Ok(cfg.expect("a config without errors"))
     } else {
@@ -53,6 +58,10 @@ struct Validator<'a> {
     file: String,
     lines: Lines<'a>,
     errors: Vec<ConfigError>,
+    /// Where each path key the Ddcfile sets was given.
+    path_keys: HashMap<String, Origin>,
+    /// Where each image's `cmdline` was given.
+    cmdline_origins: HashMap<String, Origin>,
 }
 
 impl Validator<'_> {
@@ -83,9 +92,11 @@ impl Validator<'_> {
     fn config(
         &mut self,
         raw: RawDdcfile,
-        base_dir: &Path,
+        ddcfile: &Path,
         mirror_default: &dyn Fn() -> String,
     ) -> Option<Config> {
+        let base_dir = ddcfile.parent().unwrap_or(Path::new("/"));
+        let syslog = raw.cluster.syslog.unwrap_or(false);
         let cluster = self.cluster(raw.cluster);
         let paths = self.paths(raw.paths, base_dir);
         let tasks_dir = match raw.tasks_dir {
@@ -93,7 +104,7 @@ impl Validator<'_> {
             None => base_dir.join("tasks"),
         };
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
-        let file = base_dir.join(Path::new(&self.file).file_name().unwrap_or_default());
+        let file = ddcfile.to_path_buf();
         let mut sources = vec![file.clone()];
         let mut mirror_cache: Option<String> = None;
         let images = self.images(raw.images, base_dir, &mut || {
@@ -101,19 +112,38 @@ impl Validator<'_> {
         });
         let server = self.server(raw.server, &declared);
         let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
-        if let Some(nodes_file) = raw.nodes_file {
-            let (path, more) = self.inventory(nodes_file, base_dir);
-            sources.push(path);
+        let mut nodes_file = None;
+        if let Some(raw_nodes_file) = raw.nodes_file {
+            let (path, more) = self.inventory(raw_nodes_file, base_dir);
+            sources.push(path.clone());
+            nodes_file = Some(path);
             inputs.extend(more);
         }
-        let nodes = self.nodes(inputs, cluster.as_ref(), &declared);
+        let kernel_lines = cluster.as_ref().map(|c| {
+            let origins = std::mem::take(&mut self.cmdline_origins);
+            self.kernel_lines(c.master, &paths.nfs_root, &images, &origins)
+        });
+        let nodes = self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
+        self.path_policy(&paths::Layout {
+            paths: &paths,
+            syslog,
+            file: &file,
+            nodes_file: nodes_file.as_deref(),
+            tasks_dir: &tasks_dir,
+            files: images
+                .values()
+                .filter_map(|i| Some((i.name.as_str(), i.files.as_deref()?)))
+                .collect(),
+            base_dir,
+        });
         Some(Config {
             file,
             base_dir: base_dir.to_path_buf(),
             tasks_dir,
+            nodes_file,
             cluster: cluster?,
             paths,
             server,
@@ -121,6 +151,29 @@ impl Validator<'_> {
             nodes,
             sources,
         })
+    }
+
+    /// Reports every overlap of the paths ddc writes (see `paths`), each at
+    /// the key the Ddcfile sets, or the Ddcfile as a whole.
+    fn path_policy(&mut self, layout: &paths::Layout) {
+        let found = paths::violations(layout, &|k| self.path_keys.contains_key(k));
+        for v in found {
+            let at = v
+                .keys
+                .iter()
+                .find_map(|k| Some((k, self.path_keys.get(k)?)));
+            let (key, origin) = match at {
+                Some((k, o)) => (k.clone(), o.clone()),
+                None => (
+                    v.keys.first().cloned().unwrap_or_default(),
+                    Origin {
+                        file: self.file.clone(),
+                        place: Place::File,
+                    },
+                ),
+            };
+            self.error(origin, key, v.message);
+        }
     }
 
     /// Reports `s` under `key` if it fails `rule`; true when it passes.
@@ -208,6 +261,7 @@ impl Validator<'_> {
     }
 
     fn path_value(&mut self, s: &Sourced<String>, key: &str, base_dir: &Path) -> PathBuf {
+        self.path_keys.insert(key.to_string(), s.origin.clone());
         self.check(s, key, &rules::PATH);
         base_dir.join(&s.value)
     }
@@ -239,4 +293,15 @@ fn image_list(images: &BTreeSet<String>) -> String {
     } else {
         images.iter().cloned().collect::<Vec<_>>().join(", ")
     }
+}
+
+/// Whether what validation found on the file system still holds for a
+/// config validated earlier (the memo): if not, the Ddcfile is validated
+/// again and the problem reported with its position.
+pub(super) fn still_valid(cfg: &Config) -> bool {
+    cfg.images
+        .values()
+        .filter_map(|i| i.files.as_deref())
+        .all(Path::is_dir)
+        && paths::violations(&paths::Layout::of(cfg), &|_| true).is_empty()
 }

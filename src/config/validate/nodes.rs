@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::rules::{CMDLINE, HOSTNAME};
+use super::cmdline::KernelLines;
+use super::rules::{CMDLINE, DNSMASQ_NAME, HOSTNAME};
 use super::{image_list, Validator};
 use crate::config::inventory;
 use crate::config::model::{Cluster, Node};
@@ -59,12 +60,15 @@ impl Validator<'_> {
         inputs: Vec<NodeInput>,
         cluster: Option<&Cluster>,
         images: &BTreeSet<String>,
+        kernel_lines: Option<&KernelLines>,
     ) -> Vec<Node> {
         let mut nodes = Vec::with_capacity(inputs.len());
         let mut taken = Taken::default();
         for n in inputs {
             let before = self.errors.len();
-            if self.check(&n.hostname, "hostname", &HOSTNAME) {
+            if self.check(&n.hostname, "hostname", &HOSTNAME)
+                && self.check(&n.hostname, "hostname", &DNSMASQ_NAME)
+            {
                 let lower = n.hostname.value.to_ascii_lowercase();
                 let shown = format!("{:?}", n.hostname.value);
                 self.check_unique(
@@ -82,7 +86,11 @@ impl Validator<'_> {
                 None => (self.default_image(&n.origin, images), None),
             };
             let cmdline = n.cmdline.map(|c| {
-                self.check(&c, "cmdline", &CMDLINE);
+                if self.check(&c, "cmdline", &CMDLINE) {
+                    if let Some(lines) = kernel_lines {
+                        self.node_kernel_line(lines, &n.hostname.value, &image, &c);
+                    }
+                }
                 c.value
             });
             if self.errors.len() == before {
@@ -174,20 +182,29 @@ impl Validator<'_> {
         (name.to_string(), pin)
     }
 
+    /// A pin as `generations::resolve` reads it: a number (1 to 9999), a
+    /// whole name (`0002-1a2b3c4d5e6f`) or 4 to 12 hex digits of a hash.
     fn pin(&mut self, i: &Sourced<String>, generation: &str) -> Option<String> {
-        let ok = !generation.is_empty()
-            && generation.len() <= 17
-            && generation
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b'-');
-        if ok {
-            return Some(generation.to_ascii_lowercase());
+        let g = generation.to_ascii_lowercase();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+        let number = digits(&g) && g.len() <= 4 && g.parse::<u32>().is_ok_and(|n| n >= 1);
+        let name = g.len() == 17
+            && g.is_ascii()
+            && digits(&g[..4])
+            && &g[..4] != "0000"
+            && g.as_bytes()[4] == b'-'
+            && hex(&g[5..]);
+        let hash_prefix = (4..=12).contains(&g.len()) && hex(&g) && !(digits(&g) && g.len() <= 4);
+        if number || name || hash_prefix {
+            return Some(g);
         }
+        let image = i.value.split('@').next().unwrap_or_default();
         self.error(
             i.origin.clone(),
             "image",
             format!(
-                "{:?}: after '@' comes a generation: its number (2), its name (0002-1a2b3c4d5e6f) or a hash prefix; `ddc generations` lists them",
+                "{:?}: after '@' comes a generation: its number (1 to 9999, like 2 or 0002), its name (like 0002-1a2b3c4d5e6f) or 4 to 12 hex digits of its hash; `ddc generations {image}` lists them",
                 i.value
             ),
         );
