@@ -228,3 +228,42 @@ fn overlapping_outputs_and_roots_are_refused() {
         "is inside the TFTP root",
     );
 }
+
+/// `nodes_file` naming a device or a FIFO: a clear error at once, never a
+/// build that eats the memory or hangs.
+#[test]
+fn a_nodes_file_that_is_no_file_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("nodes.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for target in ["/dev/zero".to_string(), fifo.display().to_string()] {
+        let p = common::Project::new();
+        p.edit(
+            "Ddcfile.toml",
+            "tasks_dir = \"tasks\"",
+            &format!("tasks_dir = \"tasks\"\nnodes_file = \"{target}\""),
+        );
+        let mut child = p
+            .command(&["build", "-n"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A hang detector, not a speed check.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{target}: {err}");
+        assert!(err.contains("not a regular file"), "{target}: {err}");
+    }
+}

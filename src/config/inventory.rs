@@ -13,11 +13,12 @@ const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline"];
 
 /// Reads the inventory; `shown` is the name to print in messages.
 pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
+    let bytes = super::read::read_bounded(path)
+        .map_err(|e| format!("cannot read the node inventory {}: {e}", path.display()))?;
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
-        .from_path(path)
-        .map_err(|e| format!("cannot read the node inventory {}: {e}", path.display()))?;
+        .from_reader(&bytes[..]);
     let headers = reader
         .headers()
         .map_err(|e| format!("{shown}: cannot read the header row: {e}"))?

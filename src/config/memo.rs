@@ -32,7 +32,7 @@ fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
                 .unwrap_or_default();
             names.sort();
             h.update(names.join("\n").as_bytes());
-        } else if let Ok(bytes) = std::fs::read(p) {
+        } else if let Ok(bytes) = super::read::read_bounded(p) {
             h.update(blake3::hash(&bytes).as_bytes());
         } else {
             h.update(b"(missing)");

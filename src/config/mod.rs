@@ -18,6 +18,7 @@ mod mirror;
 mod model;
 mod origin;
 mod raw;
+mod read;
 mod validate;
 
 #[cfg(test)]
@@ -58,7 +59,9 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// and the inventory it names.
 fn load_uncached(path: &Path, ddcfile: &Path) -> Result<Config, ConfigErrors> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read::read_bounded(path)
+        .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()));
+    let text = text.map_err(|e| {
         ConfigErrors(vec![ConfigError {
             origin: Origin {
                 file: display.clone(),
