@@ -79,6 +79,12 @@ impl MountGuard {
         lowers: &[PathBuf],
         upper: Option<(&Path, &Path)>,
     ) -> Result<Self> {
+        // The layers are folders of the cache: one that became a link is
+        // refused, never mounted from wherever it points.
+        let upper_dirs = upper.iter().flat_map(|(u, w)| [*u, *w]);
+        for dir in lowers.iter().map(PathBuf::as_path).chain(upper_dirs) {
+            crate::fsutil::Folder::open(dir)?;
+        }
         let mut opts = format!(
             "lowerdir={}",
             lowers
@@ -94,7 +100,9 @@ impl MountGuard {
                 escape_opt(work)
             ));
         }
-        std::fs::create_dir_all(target)?;
+        // The mount point is replaced by the overlay's root, whose mode is
+        // the layers'.
+        crate::fsutil::make_dir_mode(target, 0o755)?;
         let flags = if upper.is_some() {
             MsFlags::empty()
         } else {
