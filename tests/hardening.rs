@@ -1,10 +1,10 @@
 //! Hardening of ddc's own folders, driven by the binary (issue 10): links
 //! planted in the cache or the output folders are refused, never written
-//! or deleted through.
+//! or deleted through; paths inside an image are resolved inside the image.
 
 mod common;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use common::{Project, Run};
@@ -183,4 +183,109 @@ fn outputs_are_never_deleted_through_a_link() {
         "{}",
         r.stderr
     );
+}
+
+/// The master's folder an image's `/boot` points at: a kernel and an initrd
+/// only root may read.
+fn master_boot() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["vmlinuz-6.6.6", "initrd.img-6.6.6"] {
+        let p = d.path().join(f);
+        std::fs::write(&p, "MASTER SECRET\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    d
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    common::kill_loop::snapshot(dir)
+        .into_iter()
+        .filter(|(_, v)| String::from_utf8_lossy(v).contains(needle))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Class 5: an image whose `/boot` is a link to a folder of the master
+/// (absolute, or relative with enough `..` to leave the image) publishes
+/// nothing of that folder: paths in the image resolve inside the image.
+#[test]
+fn an_image_boot_link_never_reaches_the_master() {
+    let master = master_boot();
+    let depth = "../".repeat(40);
+    let outside = master.path().display().to_string();
+    for link in [outside.clone(), format!("{depth}{}", &outside[1..])] {
+        let p = Project::new();
+        p.write(
+            "tasks/initramfs.sh",
+            &format!("#!/bin/sh\nset -eu\nrm -rf \"$DDC_ROOTFS/boot\"\nln -s '{link}' \"$DDC_ROOTFS/boot\"\n"),
+        );
+        let r = p.ddc(&["build"]);
+        assert_eq!(r.code, 1, "{link}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("has no boot/vmlinuz-VERSION")
+                && r.stderr.contains("inside the image"),
+            "{link}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            files_containing(&p.path("out"), "MASTER SECRET"),
+            Vec::<String>::new(),
+            "{link}: the master's files reached the outputs"
+        );
+        assert!(!p.path("out/tftp/default").exists(), "{link}");
+    }
+    for f in ["vmlinuz-6.6.6", "initrd.img-6.6.6"] {
+        let m = std::fs::metadata(master.path().join(f)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+/// Class 5: a link inside the image that stays inside it is resolved there,
+/// as the node would: `/boot -> /realboot` publishes the image's own kernel.
+#[test]
+fn an_image_boot_link_inside_the_image_is_resolved_inside_it() {
+    let p = Project::new();
+    p.write(
+        "tasks/initramfs.sh",
+        "#!/bin/sh\nset -eu\nmkdir -p \"$DDC_ROOTFS/realboot\"\necho kernel > \"$DDC_ROOTFS/realboot/vmlinuz-6.1.0-test\"\n\
+         echo initrd > \"$DDC_ROOTFS/realboot/initrd.img-6.1.0-test\"\nrm -rf \"$DDC_ROOTFS/boot\"\nln -s /realboot \"$DDC_ROOTFS/boot\"\n",
+    );
+    p.build(&[]);
+    let gen = generation(&p);
+    assert_eq!(
+        p.read(&format!("out/tftp/default/{gen}/vmlinuz")),
+        "kernel\n"
+    );
+}
+
+/// Class 5: a chroot step's mount points are folders of the image, opened
+/// without following a link: an image whose `/dev` links to a folder of the
+/// master is refused, and nothing is mounted outside the image.
+#[test]
+fn a_chroot_mount_point_that_links_out_of_the_image_is_refused() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts in a chroot: run it as root"
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let p = Project::new();
+    p.edit(
+        "tasks/debootstrap.sh",
+        "set -eu",
+        &format!(
+            "set -eu\nmkdir -p \"$DDC_ROOTFS\"\nln -s '{}' \"$DDC_ROOTFS/dev\"",
+            outside.path().display()
+        ),
+    );
+    p.edit("tasks/packages.sh", "set -eu", "# ddc: chroot\nset -eu");
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("refusing to mount on") && r.stderr.contains("symlink in the image"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(common::mounts_under(outside.path()), Vec::<String>::new());
+    assert_eq!(entries(outside.path()), Vec::<String>::new());
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use super::image::{image_dir, lower_layers, staging_mode, Staging, Step};
@@ -106,14 +106,42 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
 /// The kernel and initrd a generation boots: the newest version in the
 /// image's `/boot` that has both, as regular files.
 struct Kernel {
-    /// The image's `/boot`.
+    /// The image's `/boot`, opened inside the image.
     boot: OwnedFd,
     version: String,
 }
 
-/// Opens `rel` in the image whose root is `root`.
+/// Opens `rel` in the image whose root is `root` as the node would see it:
+/// links are resolved against the image's root, never the master's, so
+/// none leads out of the image (`openat2` with `RESOLVE_IN_ROOT`). On a
+/// kernel without openat2, a link on the way is refused instead.
 fn open_in_image(root: BorrowedFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
-    rfs::openat(root, rel, flags | OFlags::CLOEXEC, Mode::empty())
+    let flags = flags | OFlags::CLOEXEC;
+    match rfs::openat2(
+        root,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Err(Errno::NOSYS) | Err(Errno::PERM) => {}
+        r => return r,
+    }
+    let mut names: Vec<&str> = rel.split('/').filter(|n| !n.is_empty()).collect();
+    let last = names.pop().unwrap_or(".");
+    let mut dir: Option<OwnedFd> = None;
+    for n in names {
+        let at = dir.as_ref().map_or(root, |d| d.as_fd());
+        let next = rfs::openat(
+            at,
+            n,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        dir = Some(next);
+    }
+    let at = dir.as_ref().map_or(root, |d| d.as_fd());
+    rfs::openat(at, last, flags | OFlags::NOFOLLOW, Mode::empty())
 }
 
 /// Finds the kernel in the image at `root` (the folder ddc built it in).
@@ -131,16 +159,22 @@ fn find_kernel(root: &Path, image: &str) -> Result<Kernel> {
     match (boot, version) {
         (Some(boot), Some(version)) => Ok(Kernel { boot, version }),
         _ => {
-            bail!(
-                "the image {image} has no boot/vmlinuz-VERSION with a matching boot/initrd.img-VERSION; add a kernel (linux-image-amd64) to images.{image}.packages"
-            )
+            const MISSING: &str =
+                "has no boot/vmlinuz-VERSION with a matching boot/initrd.img-VERSION";
+            // A /boot that is a link says where it was looked for.
+            match top.read_link("boot") {
+                Some(to) => bail!(
+                    "the image {image} {MISSING}: its /boot is a symbolic link to {}, which ddc resolves inside the image, as a node would (never on the master); make /boot a folder of the image, or a link to one inside it",
+                    to.display()
+                ),
+                None => bail!(
+                    "the image {image} {MISSING}; add a kernel (linux-image-amd64) to images.{image}.packages"
+                ),
+            }
         }
     }
 }
 
-/// The newest kernel version in the folder `boot` that has an initrd, both
-/// regular files: a link in the image could name a file of the master,
-/// which publish would copy into the TFTP root.
 fn newest_kernel(boot: BorrowedFd) -> Option<String> {
     let entries = fsutil::list(boot).ok()?;
     let regular = |name: &str| {
