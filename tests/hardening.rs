@@ -1,11 +1,12 @@
-//! Hardening of ddc's own folders, driven by the binary (issue 10): links
-//! planted in the cache or the output folders are refused, never written
-//! or deleted through; paths inside an image are resolved inside the image.
+//! Hardening of ddc's own folders, driven by the binary (issue 10, classes
+//! 4 to 6): links planted in the cache or the output folders are refused,
+//! never written or deleted through; paths inside an image are resolved
+//! inside the image; what ddc creates has its own mode whatever the umask.
 
 mod common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{Project, Run};
 
@@ -288,4 +289,85 @@ fn a_chroot_mount_point_that_links_out_of_the_image_is_refused() {
     );
     assert_eq!(common::mounts_under(outside.path()), Vec::<String>::new());
     assert_eq!(entries(outside.path()), Vec::<String>::new());
+}
+
+/// The entries under `dir` (following no link) whose mode lets the group or
+/// others write, with their modes.
+fn writable_by_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = std::fs::symlink_metadata(&d).unwrap();
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        if m.permissions().mode() & 0o022 != 0 {
+            out.push((d.clone(), m.permissions().mode() & 0o7777));
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out
+}
+
+fn mode(p: &Project, rel: &str) -> u32 {
+    std::fs::symlink_metadata(p.path(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Class 6: under `umask 000`, nothing ddc creates is group or world
+/// writable, and each kind of file and folder has its documented mode.
+#[test]
+fn the_callers_umask_does_not_change_what_ddc_creates() {
+    let p = Project::new();
+    // Twice: the second writes the config cache (cache/config.bin).
+    for _ in 0..2 {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$DDC\" build")
+            .env("DDC", env!("CARGO_BIN_EXE_ddc"))
+            .current_dir(p.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut bad = writable_by_others(&p.path("cache"));
+    bad.extend(writable_by_others(&p.path("out")));
+    assert_eq!(bad, Vec::<(PathBuf, u32)>::new(), "group or world writable");
+    let gen = generation(&p);
+    for (rel, want) in [
+        ("cache", 0o700),
+        ("cache/state", 0o700),
+        ("cache/logs", 0o700),
+        ("cache/trees", 0o700),
+        ("cache/images", 0o700),
+        ("cache/debs", 0o755),
+        ("cache/lock", 0o600),
+        ("cache/ddcfile", 0o600),
+        ("cache/config.bin", 0o600),
+        ("cache/state/records.bin", 0o600),
+        ("cache/logs/publish:default.log", 0o600),
+        ("cache/images/default/initramfs", 0o755),
+        ("out", 0o755),
+        ("out/tftp", 0o755),
+        ("out/tftp/pxelinux.cfg", 0o755),
+        ("out/tftp/pxelinux.cfg/01-52-54-00-12-34-56", 0o644),
+        ("out/tftp/default", 0o755),
+        (&format!("out/tftp/default/{gen}") as &str, 0o755),
+        (&format!("out/tftp/default/{gen}/vmlinuz") as &str, 0o644),
+        ("out/nfsroot", 0o755),
+        ("out/nfsroot/default", 0o755),
+        (&format!("out/nfsroot/default/{gen}") as &str, 0o755),
+        ("out/dhcp", 0o755),
+        ("out/dhcp/ddc.conf", 0o644),
+        ("out/exports.d/ddc.exports", 0o644),
+    ] {
+        assert_eq!(mode(&p, rel), want, "{rel}: {:o}", mode(&p, rel));
+    }
 }
