@@ -7,7 +7,7 @@
 //! folded into a new snapshot written atomically (write, fsync, rename).
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -17,7 +17,11 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::{Fingerprint, StatStamp, TreeStamp};
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_write_mode, make_dir, open_file, own, remove_path, Open};
+
+/// The mode of the files ddc keeps in its cache (see `fsutil`: its folders
+/// are 0700): records, trees, the lock, the build mark and the owner.
+const FILE_MODE: u32 = 0o600;
 
 /// One output of a finished task.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -119,7 +123,11 @@ pub struct CacheDirs {
 }
 
 impl CacheDirs {
+    /// The cache at `root`, declared one of ddc's own folders: nothing in
+    /// it is written or deleted through a link, and what ddc creates in it
+    /// is for root only (folders 0700, files 0600).
     pub fn new(root: PathBuf) -> Self {
+        own(&root, crate::fsutil::CACHE_DIR_MODE);
         CacheDirs { root }
     }
     pub fn state(&self) -> PathBuf {
@@ -267,10 +275,8 @@ impl State {
         records.sort_by(|a, b| a.task.cmp(&b.task));
         let mut out = SNAPSHOT_MAGIC.to_vec();
         out.extend(postcard::to_stdvec(&records).context("cannot encode the records")?);
-        atomic_write(&dirs.state().join("records.bin"), &out, true)?;
-        let journal = dirs.state().join("journal.jsonl");
-        if journal.exists() {
-            fs::remove_file(&journal)?;
+        atomic_write_mode(&dirs.state().join("records.bin"), &out, true, FILE_MODE)?;
+        if remove_path(&dirs.state().join("journal.jsonl"))? {
             crate::fsutil::fsync_dir(&dirs.state())?;
         }
         Ok(())
@@ -283,7 +289,7 @@ pub fn load_tree(path: &Path) -> Option<TreeStamp> {
 }
 
 pub fn save_tree(path: &Path, t: &TreeStamp) -> Result<()> {
-    atomic_write(path, &serde_json::to_vec(t)?, true)
+    atomic_write_mode(path, &serde_json::to_vec(t)?, true, FILE_MODE)
 }
 
 /// Appends records to the journal from a writer thread, fsyncing once per
@@ -297,13 +303,7 @@ pub struct Journal {
 
 impl Journal {
     pub fn open(dirs: &CacheDirs) -> Result<Self> {
-        fs::create_dir_all(dirs.state())?;
-        let path = dirs.state().join("journal.jsonl");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut f = open_file(&dirs.state().join("journal.jsonl"), Open::Append, FILE_MODE)?;
         let direct = std::sync::Mutex::new(f.try_clone()?);
         let (tx, rx) = mpsc::channel::<String>();
         let thread = std::thread::spawn(move || -> Result<()> {
@@ -373,21 +373,19 @@ impl Journal {
 /// Marks a build as running until [`end_build`]: a build that finds the
 /// mark was killed, and sweeps what its atomic writes left (returns true).
 pub fn begin_build(dirs: &CacheDirs) -> Result<bool> {
-    fs::create_dir_all(dirs.state())?;
+    make_dir(&dirs.state())?;
     let mark = dirs.state().join("building");
-    let killed = mark.exists();
+    let killed = fs::symlink_metadata(&mark).is_ok();
     // Not an atomic write: its temporary file could be what a kill leaves.
-    fs::write(&mark, std::process::id().to_string())
+    open_file(&mark, Open::Truncate, FILE_MODE)?
+        .write_all(std::process::id().to_string().as_bytes())
         .with_context(|| format!("cannot write {}", mark.display()))?;
     Ok(killed)
 }
 
 /// The build ended (finished, failed or interrupted, not killed).
 pub fn end_build(dirs: &CacheDirs) -> Result<()> {
-    match fs::remove_file(dirs.state().join("building")) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
+    remove_path(&dirs.state().join("building")).map(drop)
 }
 
 /// Makes sure the cache belongs to this Ddcfile: two Ddcfiles in one folder
@@ -416,7 +414,12 @@ pub fn claim(dirs: &CacheDirs, ddcfile: &Path) -> Result<(), crate::error::Error
             o.trim()
         ))
         .into()),
-        Err(_) => Ok(atomic_write(&owner, format!("{me}\n").as_bytes(), true)?),
+        Err(_) => Ok(atomic_write_mode(
+            &owner,
+            format!("{me}\n").as_bytes(),
+            true,
+            FILE_MODE,
+        )?),
     }
 }
 
@@ -433,16 +436,8 @@ impl Lock {
         no_wait: bool,
         say: &dyn Fn(String),
     ) -> Result<Lock, crate::error::Error> {
-        fs::create_dir_all(&dirs.root)
-            .with_context(|| format!("cannot create {}", dirs.root.display()))?;
         let path = dirs.root.join("lock");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut f = open_file(&path, Open::Keep, FILE_MODE)?;
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -547,7 +542,7 @@ mod tests {
         j.record(&rec("b"));
         j.forget("a");
         j.close().unwrap();
-        let mut f = OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(dirs.state().join("journal.jsonl"))
             .unwrap();

@@ -7,8 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
+use rustix::io::Errno;
 
 /// Mounts that are undone, in reverse order, on drop.
 #[derive(Default)]
@@ -39,8 +43,10 @@ impl MountGuard {
             ("dev", "/dev", None, MsFlags::MS_BIND),
             ("dev/pts", "/dev/pts", None, MsFlags::MS_BIND),
         ] {
-            let target = g.target(&root, rel)?;
-            mount(Some(source), &target, fstype, flags, none)
+            let (target, fd) = target(&root, rel)?;
+            // Mounted on the folder opened, not on a path looked up again.
+            let at = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            mount(Some(source), &at, fstype, flags, none)
                 .with_context(|| format!("cannot mount {source} on {}", target.display()))?;
             g.mounts.push(target.clone());
             if flags.contains(MsFlags::MS_BIND) {
@@ -51,35 +57,18 @@ impl MountGuard {
         Ok(g)
     }
 
-    /// A mount point inside `root`, refusing a symlink that would lead out.
-    fn target(&self, root: &Path, rel: &str) -> Result<PathBuf> {
-        let t = root.join(rel);
-        match std::fs::symlink_metadata(&t) {
-            Ok(m) if m.file_type().is_symlink() => bail!(
-                "refusing to mount on {}: it is a symlink in the image",
-                t.display()
-            ),
-            Ok(m) if !m.is_dir() => bail!("refusing to mount on {}: not a folder", t.display()),
-            Ok(_) => {}
-            Err(_) => std::fs::create_dir_all(&t)
-                .with_context(|| format!("cannot create {}", t.display()))?,
-        }
-        let real = std::fs::canonicalize(&t)?;
-        if !real.starts_with(root) {
-            bail!(
-                "refusing to mount on {}: it leads out of the image",
-                t.display()
-            );
-        }
-        Ok(real)
-    }
-
     /// Mounts an overlay of `lowers` (topmost first) with an optional upper.
     pub fn overlay(
         target: &Path,
         lowers: &[PathBuf],
         upper: Option<(&Path, &Path)>,
     ) -> Result<Self> {
+        // The layers are folders of the cache: one that became a link is
+        // refused, never mounted from wherever it points.
+        let upper_dirs = upper.iter().flat_map(|(u, w)| [*u, *w]);
+        for dir in lowers.iter().map(PathBuf::as_path).chain(upper_dirs) {
+            crate::fsutil::Folder::open(dir)?;
+        }
         let mut opts = format!(
             "lowerdir={}",
             lowers
@@ -95,7 +84,9 @@ impl MountGuard {
                 escape_opt(work)
             ));
         }
-        std::fs::create_dir_all(target)?;
+        // The mount point is replaced by the overlay's root, whose mode is
+        // the layers'.
+        crate::fsutil::make_dir_mode(target, 0o755)?;
         let flags = if upper.is_some() {
             MsFlags::empty()
         } else {
@@ -139,6 +130,59 @@ impl Drop for MountGuard {
             let _ = writeln!(std::io::stderr(), "ddc: {e:#}");
         }
     }
+}
+
+/// A mount point inside the image at `root` (a real path), opened: each
+/// name below `root` is opened with `O_NOFOLLOW` (created 0755 if missing),
+/// so a link in the image is refused, never followed out of it.
+fn target(root: &Path, rel: &str) -> Result<(PathBuf, OwnedFd)> {
+    let mut fd = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io)
+    .with_context(|| format!("cannot open {}", root.display()))?;
+    let mut path = root.to_path_buf();
+    for name in rel.split('/') {
+        path.push(name);
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let next = match rfs::openat(&fd, name, flags, Mode::empty()) {
+            Err(Errno::NOENT) => {
+                match rfs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => {
+                        return Err(io(e))
+                            .with_context(|| format!("cannot create {}", path.display()))
+                    }
+                }
+                rfs::openat(&fd, name, flags, Mode::empty())
+            }
+            r => r,
+        };
+        fd = match next {
+            Ok(f) => f,
+            // O_NOFOLLOW|O_DIRECTORY on a link gives ELOOP or ENOTDIR.
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                let link = rfs::statat(&fd, name, rfs::AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                    rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink
+                });
+                if link {
+                    bail!(
+                        "refusing to mount on {}: it is a symlink in the image",
+                        path.display()
+                    )
+                }
+                bail!("refusing to mount on {}: not a folder", path.display())
+            }
+            Err(e) => return Err(io(e)).with_context(|| format!("cannot open {}", path.display())),
+        };
+    }
+    Ok((path, fd))
+}
+
+fn io(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
 fn escape_opt(p: &Path) -> String {

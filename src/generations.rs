@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
+use crate::fsutil;
 
 /// One published generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,19 +78,18 @@ pub fn current(nfs_root: &Path, image: &str) -> Option<String> {
     nfs_root.join(image).join(&name).is_dir().then_some(name)
 }
 
-/// Points `current` at a generation, atomically (a new link renamed over the old).
+/// Points `current` at a generation, atomically (a new link renamed over the
+/// old). The image's folder and the generation are reached without
+/// following a link (`fsutil`: the nfs_root is one of ddc's own folders).
 pub fn set_current(nfs_root: &Path, image: &str, generation: &str) -> Result<()> {
-    let dir = nfs_root.join(image);
-    if !dir.join(generation).is_dir() {
+    fsutil::own(nfs_root, fsutil::DIR_MODE);
+    let dir = fsutil::Folder::open(&nfs_root.join(image))?;
+    if !dir.has_dir(generation)? {
         bail!("{image} has no generation {generation}");
     }
-    let tmp = dir.join(".current.ddc-tmp");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(generation, &tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    std::fs::rename(&tmp, pointer(nfs_root, image))
+    dir.symlink(Path::new(generation), "current")
         .with_context(|| format!("cannot switch {}", pointer(nfs_root, image).display()))?;
-    crate::fsutil::fsync_dir(&dir)
+    dir.sync()
 }
 
 /// The content hash of a generation, `HASH` of `NNNN-HASH`: the same
@@ -365,6 +365,9 @@ pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), String
 
 /// What `gc` deletes (or would, with `dry_run`): lines to print.
 pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
+    // Deleted without following a link below them.
+    fsutil::own(&cfg.paths.nfs_root, fsutil::DIR_MODE);
+    fsutil::own(&cfg.paths.tftp_root, fsutil::DIR_MODE);
     let keep_set = protected(cfg, keep);
     let mut lines = Vec::new();
     let mut freed = 0u64;
@@ -387,9 +390,9 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
                     human(own)
                 ));
             } else {
-                crate::fsutil::safe_remove_dir_all(&root)?;
-                crate::fsutil::remove_path(&crate::manifest::path_of(&root))?;
-                crate::fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
+                fsutil::safe_remove_dir_all(&root)?;
+                fsutil::remove_path(&crate::manifest::path_of(&root))?;
+                fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
                 lines.push(format!("deleted {image}/{} (freed {})", g.name, human(own)));
             }
         }

@@ -23,6 +23,10 @@ mod template;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
+    // Every file and folder ddc creates gets an explicit mode (fsutil); the
+    // steps' scripts create the image with this umask, whatever the
+    // caller's (which no task key includes).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let cli = match cli::parse() {
         Ok(c) => c,
         Err(code) => return code,

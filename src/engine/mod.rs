@@ -18,12 +18,13 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cache::{self, CacheDirs, Journal, Record, State};
 use crate::config::Config;
 use crate::error::{Error, NotStarted};
 use crate::fingerprint::{CacheKey, Fingerprint, Input};
+use crate::fsutil;
 use crate::graph::Graph;
 use crate::process::Cancel;
 use crate::recipes::{DepResult, LateMemo, RunCtx, TaskSpec};
@@ -122,12 +123,27 @@ pub(crate) fn cache_dirs_at(base_dir: &Path) -> CacheDirs {
     CacheDirs::new(base_dir.join("cache"))
 }
 
+/// The mode of task logs: a step's output may show what it configured.
+const LOG_MODE: u32 = 0o600;
+
+/// Declares ddc's own folders besides the cache (see `fsutil`): the TFTP
+/// root, the nfs_root and the folder of each server config file. Nothing
+/// below them is written or deleted through a link.
+pub(crate) fn own_folders(cfg: &Config) {
+    let p = &cfg.paths;
+    fsutil::own(&p.tftp_root, fsutil::DIR_MODE);
+    fsutil::own(&p.nfs_root, fsutil::DIR_MODE);
+    for file in [&p.exports, &p.ganesha, &p.dhcpd, &p.dnsmasq, &p.rsyslog] {
+        if let Some(dir) = file.parent() {
+            fsutil::own(dir, fsutil::DIR_MODE);
+        }
+    }
+}
+
 /// Heavy tasks write their log as they go; cheap tasks only get a file if
 /// they fail.
 fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
-    std::fs::create_dir_all(dirs.logs())?;
-    let p = dirs.log(task);
-    File::create(&p).with_context(|| format!("cannot create {}", p.display()))
+    fsutil::open_file(&dirs.log(task), fsutil::Open::Truncate, LOG_MODE)
 }
 
 /// The last `n` lines of a log, read from its end (a step's log can be
@@ -135,7 +151,7 @@ fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
 fn tail(path: &Path, n: usize) -> Vec<String> {
     use std::io::{Read, Seek, SeekFrom};
     const WINDOW: u64 = 64 * 1024;
-    let Ok(mut f) = File::open(path) else {
+    let Ok(mut f) = fsutil::open_no_follow(path) else {
         return Vec::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -312,11 +328,9 @@ impl Engine<'_> {
             }
             Err(e) => {
                 let log = self.dirs.log(spec.id.as_str());
-                let _ = File::options()
-                    .append(true)
-                    .create(true)
-                    .open(&log)
-                    .and_then(|mut f| writeln!(f, "ddc: {} failed: {e:#}", spec.id));
+                if let Ok(mut f) = fsutil::open_file(&log, fsutil::Open::Append, LOG_MODE) {
+                    let _ = writeln!(f, "ddc: {} failed: {e:#}", spec.id);
+                }
                 let mut o = Outcome::said(TaskState::Failed, format!("{e:#}"));
                 o.log = Some(log);
                 o
@@ -512,6 +526,7 @@ pub(crate) fn build(
 ) -> Result<BuildReport, Error> {
     let start = Instant::now();
     let dirs = cache_dirs(cfg);
+    own_folders(cfg);
     let wanted = graph.closure(&opts.targets)?;
     let mut state = prepare(cfg, graph, opts, &events, state, &wanted)?;
     tracing::debug!(

@@ -144,7 +144,7 @@ impl Sweep {
             }
             if let Some(old) = state.records.remove(t) {
                 for n in 0..old.outputs.len() {
-                    let _ = std::fs::remove_file(dirs.tree(t, n));
+                    let _ = remove_path(&dirs.tree(t, n));
                 }
             }
         }
@@ -171,20 +171,9 @@ pub(crate) fn temp_files(state: &State, dirs: &CacheDirs, outputs: bool) -> Vec<
     folders.extend([dirs.root.clone(), dirs.state(), dirs.root.join("trees")]);
     folders.sort();
     folders.dedup();
-    let mut removed = Vec::new();
-    for dir in folders {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let temp = crate::fsutil::is_stale_temp(&e.file_name().to_string_lossy());
-            if temp
-                && e.file_type().is_ok_and(|t| t.is_file())
-                && std::fs::remove_file(e.path()).is_ok()
-            {
-                removed.push(e.path());
-            }
-        }
-    }
-    removed
+    // A folder reached through a link is skipped: nothing is deleted there.
+    folders
+        .iter()
+        .flat_map(|d| crate::fsutil::remove_stale_temps(d))
+        .collect()
 }

@@ -12,7 +12,7 @@ use crate::config::{Config, Image};
 /// Where syslinux.efi finds its entries: a link to the BIOS entries.
 const EFI_ENTRIES_LINK: &str = "efi64/pxelinux.cfg";
 use crate::fingerprint::{hash_file, Input};
-use crate::fsutil::atomic_write;
+use crate::fsutil::{self, atomic_write, Folder};
 
 pub(crate) struct Bootloader;
 
@@ -115,21 +115,23 @@ fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
     }
     // syslinux.efi looks for its entries in pxelinux.cfg/ beside itself: one
     // link serves it the BIOS entries, so each node's entry is one file.
+    // Made and replaced in efi64/, never followed (fsutil).
+    let tftp = Folder::make(&ctx.cfg.paths.tftp_root)?;
+    tftp.make_dir("pxelinux.cfg", fsutil::DIR_MODE)?;
+    let efi = tftp.make_dir("efi64", fsutil::DIR_MODE)?;
     let link = ctx.cfg.paths.tftp_root.join(EFI_ENTRIES_LINK);
     let target = Path::new("../pxelinux.cfg");
-    std::fs::create_dir_all(ctx.cfg.paths.tftp_root.join("pxelinux.cfg"))?;
-    if std::fs::read_link(&link).ok().as_deref() != Some(target) {
-        if link.is_dir() && std::fs::read_dir(&link).is_ok_and(|mut d| d.next().is_some()) {
-            anyhow::bail!(
-                "{} is a folder with files in it; ddc makes it a link to ../pxelinux.cfg so UEFI nodes find their entries: move your files into pxelinux.cfg/ and remove it",
-                link.display()
-            );
+    if efi.read_link("pxelinux.cfg").as_deref() != Some(target) {
+        if let Some(dir) = efi.sub_dir("pxelinux.cfg").ok().flatten() {
+            if !dir.entries()?.is_empty() {
+                anyhow::bail!(
+                    "{} is a folder with files in it; ddc makes it a link to ../pxelinux.cfg so UEFI nodes find their entries: move your files into pxelinux.cfg/ and remove it",
+                    link.display()
+                );
+            }
         }
-        crate::fsutil::remove_path(&link)?;
-        let tmp = ctx.cfg.paths.tftp_root.join("efi64/.pxelinux.cfg.ddc-tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp)?;
-        std::fs::rename(&tmp, &link)?;
+        efi.remove("pxelinux.cfg")?;
+        efi.symlink(target, "pxelinux.cfg")?;
     }
     out.files.push(link);
     Ok(out)

@@ -24,8 +24,12 @@ use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Subject, TaskS
 use crate::chroot::MountGuard;
 use crate::config::{Config, Image};
 use crate::fingerprint::{scan_tree, Fingerprint, Input};
-use crate::fsutil::safe_remove_dir_all;
+use crate::fsutil::{self, safe_remove_dir_all, Folder};
 use crate::process::run_logged;
+
+/// The mode of a step's working tree: it becomes the image's `/` (and the
+/// published generation's folder), which everyone on a node must reach.
+const IMAGE_ROOT_MODE: u32 = 0o755;
 
 /// How a step's working tree is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -343,17 +347,19 @@ fn working_tree(
     let work = dir.join(format!("{}.work", step.name()));
     let merged = dir.join(format!("{}.root", step.name()));
     if step == Step::Debootstrap {
-        std::fs::create_dir_all(staging)?;
+        fsutil::make_dir_mode(staging, IMAGE_ROOT_MODE)?;
         return Ok((staging.to_path_buf(), None));
     }
     if staging_mode() == Staging::Layers {
-        std::fs::create_dir_all(staging)?;
-        std::fs::create_dir_all(&work)?;
+        fsutil::make_dir_mode(staging, IMAGE_ROOT_MODE)?;
+        fsutil::make_dir(&work)?;
         let overlay =
             MountGuard::overlay(&merged, &lower_layers(dir, step), Some((staging, &work)))?;
         return Ok((merged, Some(overlay)));
     }
     let prev = dir.join(Step::ALL[step.index() - 1].name());
+    // `cp -a` would copy a link as a link, and the step write through it.
+    Folder::open(&prev)?;
     writeln!(
         ctx.log,
         "ddc: copying {} to {}",
@@ -389,7 +395,9 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
     for leftover in [&staging, &work] {
         safe_remove_dir_all(leftover)?;
     }
-    std::fs::create_dir_all(ctx.cache_dir.join("debs"))?;
+    // 0755, not the cache's 0700: the steps bind-mount it as apt's archive
+    // folder, where apt downloads as its own user (_apt).
+    fsutil::make_dir_mode(&ctx.cache_dir.join("debs"), 0o755)?;
     let (rootfs, overlay) = working_tree(ctx, &dir, step, &staging)?;
     let guard = if script.chroot {
         Some(MountGuard::chroot(&rootfs)?)
@@ -426,9 +434,12 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
     }
     result?;
     safe_remove_dir_all(&work)?;
-    let _ = std::fs::remove_dir(&merged);
-    safe_remove_dir_all(&out)?;
-    std::fs::rename(&staging, &out).with_context(|| format!("cannot commit {}", out.display()))?;
+    let _ = fsutil::remove_empty_dir(&merged);
+    let folder = Folder::open(&dir)?;
+    folder.remove(step.name())?;
+    folder
+        .rename(format!("{}.staging", step.name()), step.name())
+        .with_context(|| format!("cannot commit {}", out.display()))?;
     Ok(Produced {
         dirs: vec![out],
         layered: true,

@@ -4,17 +4,20 @@
 //! `current` moves to it in one rename. A rebuild to identical content
 //! publishes nothing new.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 use super::image::{image_dir, lower_layers, staging_mode, Staging, Step};
 use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Subject, TaskSpec};
 use crate::chroot::MountGuard;
 use crate::config::{Config, Image};
-use crate::fsutil::{atomic_write, safe_remove_dir_all};
+use crate::fsutil::{self, Folder};
 use crate::generations;
 use crate::process::run_logged;
 
@@ -100,24 +103,117 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
     out
 }
 
-/// The newest kernel version in `root/boot` that has an initrd.
-pub(crate) fn find_kernel(root: &Path) -> Option<String> {
-    let boot = root.join("boot");
-    let mut versions: Vec<String> = std::fs::read_dir(&boot)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let v = name.strip_prefix("vmlinuz-")?.to_string();
-            // Regular files only: a symlink in the image could name a file
-            // of the master, which publish would copy into the TFTP root.
-            let regular = |p: PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
-            (regular(boot.join(&name)) && regular(boot.join(format!("initrd.img-{v}"))))
-                .then_some(v)
+/// The kernel and initrd a generation boots: the newest version in the
+/// image's `/boot` that has both, as regular files.
+struct Kernel {
+    /// The image's `/boot`, opened inside the image.
+    boot: OwnedFd,
+    version: String,
+}
+
+/// Opens `rel` in the image whose root is `root` as the node would see it:
+/// links are resolved against the image's root, never the master's, so
+/// none leads out of the image (`openat2` with `RESOLVE_IN_ROOT`). On a
+/// kernel without openat2, a link on the way is refused instead.
+fn open_in_image(root: BorrowedFd, rel: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC;
+    match rfs::openat2(
+        root,
+        rel,
+        flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Err(Errno::NOSYS) | Err(Errno::PERM) => {}
+        r => return r,
+    }
+    let mut names: Vec<&str> = rel.split('/').filter(|n| !n.is_empty()).collect();
+    let last = names.pop().unwrap_or(".");
+    let mut dir: Option<OwnedFd> = None;
+    for n in names {
+        let at = dir.as_ref().map_or(root, |d| d.as_fd());
+        let next = rfs::openat(
+            at,
+            n,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        dir = Some(next);
+    }
+    let at = dir.as_ref().map_or(root, |d| d.as_fd());
+    rfs::openat(at, last, flags | OFlags::NOFOLLOW, Mode::empty())
+}
+
+/// Finds the kernel in the image at `root` (the folder ddc built it in).
+fn find_kernel(root: &Path, image: &str) -> Result<Kernel> {
+    let top = Folder::open(root)?;
+    let boot = match open_in_image(top.fd(), "boot", OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(fd) => Some(fd),
+        Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => None,
+        Err(e) => {
+            return Err(std::io::Error::from_raw_os_error(e.raw_os_error()))
+                .with_context(|| format!("cannot open /boot in the image {image}"))
+        }
+    };
+    let version = boot.as_ref().and_then(|b| newest_kernel(b.as_fd()));
+    match (boot, version) {
+        (Some(boot), Some(version)) => Ok(Kernel { boot, version }),
+        _ => {
+            const MISSING: &str =
+                "has no boot/vmlinuz-VERSION with a matching boot/initrd.img-VERSION";
+            // A /boot that is a link says where it was looked for.
+            match top.read_link("boot") {
+                Some(to) => bail!(
+                    "the image {image} {MISSING}: its /boot is a symbolic link to {}, which ddc resolves inside the image, as a node would (never on the master); make /boot a folder of the image, or a link to one inside it",
+                    to.display()
+                ),
+                None => bail!(
+                    "the image {image} {MISSING}; add a kernel (linux-image-amd64) to images.{image}.packages"
+                ),
+            }
+        }
+    }
+}
+
+fn newest_kernel(boot: BorrowedFd) -> Option<String> {
+    let entries = fsutil::list(boot).ok()?;
+    let regular = |name: &str| {
+        rfs::statat(boot, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    };
+    let mut versions: Vec<String> = entries
+        .into_iter()
+        .filter(|(_, kind)| *kind == FileType::RegularFile)
+        .filter_map(|(name, _)| {
+            let v = name.to_str()?.strip_prefix("vmlinuz-")?.to_string();
+            regular(&format!("initrd.img-{v}")).then_some(v)
         })
         .collect();
     versions.sort_by_key(|v| version_key(v));
     versions.pop()
+}
+
+impl Kernel {
+    /// The bytes of `boot/NAME-VERSION`, a regular file of the image.
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let file = format!("{name}-{}", self.version);
+        let fd = rfs::openat(
+            &self.boot,
+            file.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| std::io::Error::from_raw_os_error(e.raw_os_error()))
+        .with_context(|| format!("cannot open boot/{file} in the image"))?;
+        let mut f = std::fs::File::from(fd);
+        if !f.metadata()?.is_file() {
+            bail!("boot/{file} in the image is not a regular file");
+        }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read boot/{file} in the image"))?;
+        Ok(bytes)
+    }
 }
 
 fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
@@ -140,20 +236,20 @@ fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
     let result = publish_from(ctx, image, &source, &content);
     if let Some(v) = view {
         v.release()?;
-        let _ = std::fs::remove_dir(&merged);
+        let _ = fsutil::remove_empty_dir(&merged);
     }
     result
 }
 
+/// Refuses a link where publish writes, before rsync runs: `--delete`
+/// through a generation folder that became a link would empty the folder
+/// it points at. The image's folder in the nfs_root and the kernel folder
+/// in the TFTP root are reached without following a link (`fsutil`).
 fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let version = find_kernel(source).with_context(|| {
-        format!(
-            "the image {image} has no boot/vmlinuz-VERSION with a matching boot/initrd.img-VERSION; add a kernel (linux-image-amd64) to images.{image}.packages"
-        )
-    })?;
-    let base = cfg.paths.nfs_root.join(image);
-    std::fs::create_dir_all(&base)?;
+    let kernel = find_kernel(source, image)?;
+    let base_path = cfg.paths.nfs_root.join(image);
+    let base = Folder::make(&base_path)?;
     let gens = generations::list(&cfg.paths.nfs_root, image);
     let existing = gens
         .iter()
@@ -166,43 +262,52 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             gens.last().map(|g| g.seq + 1).unwrap_or(1)
         ),
     };
-    let root = base.join(&generation);
+    let root = base_path.join(&generation);
     // Share unchanged files with the generation nodes boot now, else the newest.
     let previous = generations::current(&cfg.paths.nfs_root, image)
-        .map(|g| base.join(g))
         .into_iter()
-        .chain(gens.iter().rev().map(|g| base.join(&g.name)))
-        .find(|g| *g != root && g.is_dir());
+        .chain(gens.iter().rev().map(|g| g.name.clone()))
+        .find(|g| *g != generation && base.has_dir(g).unwrap_or(false))
+        .map(|g| base_path.join(g));
+    let tftp_rel = format!("{image}/{generation}");
+    let tftp_path = cfg.paths.tftp_root.join(&tftp_rel);
+    // Only checked here (a link on the way is refused); made after rsync.
+    Folder::find(&tftp_path)?;
     // Publish into a staging folder (or repair an existing generation in
     // place), sharing unchanged files with the previous generation by hard links.
-    let target = if root.is_dir() {
-        root.clone()
+    let in_place = base.has_dir(&generation)?;
+    let target_name = if in_place {
+        generation.clone()
     } else {
-        let staging = base.join(format!(".{generation}.staging"));
-        safe_remove_dir_all(&staging)?;
+        let staging = format!(".{generation}.staging");
+        base.remove(&staging)?;
         staging
     };
+    let target = base_path.join(&target_name);
     let mut cmd = Command::new("rsync");
     cmd.args(["-aH", "--numeric-ids", "--delete"]);
+    if in_place {
+        // A repair: a hand edit may keep a file's size and mtime second.
+        cmd.arg("--checksum");
+    }
     if let Some(p) = &previous {
         cmd.arg(format!("--link-dest={}", p.display()));
     }
     cmd.arg(format!("{}/", source.display())).arg(&target);
     writeln!(ctx.log, "ddc: publishing {} as {}", image, root.display())?;
     run_logged(&mut cmd, ctx.log, ctx.cancel)?;
-    let tftp_rel = format!("{image}/{generation}");
-    let (kernel, initrd) = boot_files(source, &cfg.paths.tftp_root.join(&tftp_rel), &version)?;
+    let (kernel_path, initrd_path) = boot_files(&kernel, &tftp_path)?;
     // rsync does not fsync: make the tree durable before `current` can name it.
-    let dir = std::fs::File::open(&target)?;
-    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
-        .with_context(|| format!("cannot sync {}", target.display()))?;
-    if target != root {
-        crate::fsutil::fsync_dir(&base)?;
-        std::fs::rename(&target, &root)
+    base.sub_dir(&target_name)?
+        .with_context(|| format!("rsync did not create {}", target.display()))?
+        .sync_fs()?;
+    if !in_place {
+        base.sync()?;
+        base.rename(&target_name, &generation)
             .with_context(|| format!("cannot commit {}", root.display()))?;
-        crate::fsutil::fsync_dir(&base)?;
+        base.sync()?;
     }
-    if !root.is_dir() {
+    if !base.has_dir(&generation)? {
         bail!("internal error: {} was not published", root.display());
     }
     let manifest = crate::manifest::Manifest::scan(&root)?;
@@ -227,7 +332,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     Ok(Produced {
         warnings,
         scanned: vec![(root.clone(), manifest.tree)],
-        files: vec![kernel, initrd],
+        files: vec![kernel_path, initrd_path],
         dirs: vec![root.clone()],
         layered: false,
         facts: serde_json::json!({
@@ -235,20 +340,19 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             "root": root.display().to_string(),
             "kernel": format!("{tftp_rel}/vmlinuz"),
             "initrd": format!("{tftp_rel}/initrd.img"),
-            "kernel_version": version,
+            "kernel_version": kernel.version,
         }),
     })
 }
 
-/// Copies the image's kernel and initrd into `dir` of the TFTP root.
-fn boot_files(source: &Path, dir: &Path, version: &str) -> Result<(PathBuf, PathBuf)> {
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initrd.img");
-    for (to, from) in [(&kernel, "vmlinuz"), (&initrd, "initrd.img")] {
-        let bytes = std::fs::read(source.join(format!("boot/{from}-{version}")))?;
-        atomic_write(to, &bytes, true)?;
+/// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:
+/// the TFTP server reads them as another user).
+fn boot_files(kernel: &Kernel, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let folder = Folder::make(dir)?;
+    for name in ["vmlinuz", "initrd.img"] {
+        folder.write(name, &kernel.read(name)?, true, 0o644)?;
     }
-    Ok((kernel, initrd))
+    Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
 }
 
 /// One warning line about the secret-bearing files of a new generation;
@@ -297,6 +401,8 @@ mod tests {
         ] {
             std::fs::write(b.join(f), "").unwrap();
         }
-        assert_eq!(find_kernel(d.path()).as_deref(), Some("6.1.0-10-amd64"));
+        let k = find_kernel(d.path(), "default").unwrap();
+        assert_eq!(k.version, "6.1.0-10-amd64");
+        assert_eq!(k.read("vmlinuz").unwrap(), b"");
     }
 }
