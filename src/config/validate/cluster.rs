@@ -70,6 +70,7 @@ impl Validator<'_> {
             ganesha: get(raw.ganesha, "ganesha", "out/ganesha/ddc.conf"),
             dhcpd: get(raw.dhcpd, "dhcpd", "out/dhcp/ddc.conf"),
             dnsmasq: get(raw.dnsmasq, "dnsmasq", "out/dnsmasq.d/ddc.conf"),
+            dnsmasq_hosts: get(raw.dnsmasq_hosts, "dnsmasq_hosts", "out/dnsmasq/ddc.hosts"),
             rsyslog: get(raw.rsyslog, "rsyslog", "out/rsyslog.d/ddc.conf"),
         };
         // What may not appear in a path that goes into a kernel line
