@@ -54,6 +54,8 @@ pub struct Summary {
     pub stale: usize,
     pub seconds: f64,
     pub dry_run: bool,
+    /// The daemons made to read their new config, and how (`dnsmasq (SIGHUP)`).
+    pub applied: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +143,9 @@ fn summary_line(s: &Summary) -> String {
             line.push_str(&format!(", {} skipped", s.skipped));
         }
         line.push_str(&format!(" in {:.2}s", s.seconds));
+        if !s.applied.is_empty() {
+            line.push_str(&format!("; applied: {}", s.applied.join(", ")));
+        }
         line
     }
 }
@@ -230,5 +235,26 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
     }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_lists_what_was_applied() {
+        let mut s = Summary {
+            ran: 3,
+            cached: 10,
+            seconds: 0.25,
+            ..Default::default()
+        };
+        assert_eq!(summary_line(&s), "ddc: 3 ran, 10 cached, 0 failed in 0.25s");
+        s.applied = vec!["dnsmasq (SIGHUP)".into(), "nfs-ganesha (SIGHUP)".into()];
+        assert_eq!(
+            summary_line(&s),
+            "ddc: 3 ran, 10 cached, 0 failed in 0.25s; applied: dnsmasq (SIGHUP), nfs-ganesha (SIGHUP)"
+        );
     }
 }

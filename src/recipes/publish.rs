@@ -234,6 +234,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             "initrd": format!("{tftp_rel}/initrd.img"),
             "kernel_version": version,
         }),
+        ..Default::default()
     })
 }
 

@@ -52,6 +52,7 @@ pub fn project(nodes: usize) -> Project {
         "tasks_dir = \"tasks\"\nnodes_file = \"nodes.csv\"\n\n[cluster]\nnetwork = \"10.0.0.0/16\"\nmaster = \"10.0.0.1\"\n\n\
          [paths]\ntftp_root = \"out/tftp\"\nnfs_root = \"out/nfsroot\"\nexports = \"out/exports\"\nganesha = \"out/ganesha.conf\"\n\
          dhcpd = \"out/dhcpd.conf\"\ndnsmasq = \"out/dnsmasq.conf\"\n\n\
+         [apply]\ndnsmasq = \"off\"\ndhcpd = \"off\"\nnfs = \"off\"\nrsyslog = \"off\"\n\n\
          [images.default]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n",
     );
     p.write("nodes.csv", &inventory(nodes, 0));
