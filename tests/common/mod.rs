@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kill_loop;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
