@@ -79,23 +79,9 @@ fn open_up(p: &Project) {
 const CSV: &str = "hostname,mac,ip\nnode01,52:54:00:12:34:56,192.0.2.11\n";
 const MAC2: &str = "52:54:00:12:34:57";
 
-#[test]
-fn dnsmasq_answers_a_node_added_to_the_csv_with_nobody_restarting_it() {
-    require("dnsmasq", "dnsmasq-base");
-    let ns = Netns::new("dns");
-    let pidfile = ns.dir().join("dnsmasq/dnsmasq.pid");
-    let p = Project::with(&ddcfile(
-        "dnsmasq",
-        &pidfile,
-        "nodes_file = \"nodes.csv\"\n",
-    ));
-    open_up(&p);
-    p.write("nodes.csv", CSV);
-    let (main, hosts) = (
-        p.path("out/dnsmasq.d/ddc.conf"),
-        p.path("out/dnsmasq/ddc.hosts"),
-    );
-
+/// The first builds: nothing runs dnsmasq yet, so its task fails with the
+/// checked config installed; dnsmasq started from it, the next build passes.
+fn first_builds(ns: &Netns, p: &Project, main: &Path) {
     // Nothing runs dnsmasq yet: its task fails, the checked config is installed.
     let r = p.ddc(&["build"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
@@ -122,6 +108,81 @@ fn dnsmasq_answers_a_node_added_to_the_csv_with_nobody_restarting_it() {
         "{}",
         r.stdout
     );
+}
+
+/// A template dnsmasq rejects, and a third node: nothing is installed, the
+/// task fails with dnsmasq's own words, and dnsmasq keeps serving.
+fn a_rejected_template_changes_nothing(
+    ns: &Netns,
+    p: &Project,
+    host: &str,
+    started: (i32, u64),
+    pidfile: &Path,
+) {
+    let (main, hosts) = (
+        p.path("out/dnsmasq.d/ddc.conf"),
+        p.path("out/dnsmasq/ddc.hosts"),
+    );
+    let main_before = std::fs::read_to_string(&main).unwrap();
+    let hosts_before = std::fs::read_to_string(&hosts).unwrap();
+    p.edit(
+        "tasks/templates/dnsmasq.conf.j2",
+        "dhcp-match=",
+        "dhcp-no-such-option=1\ndhcp-match=",
+    );
+    p.write(
+        "nodes.csv",
+        &format!("{CSV}node02,{MAC2},192.0.2.12\nnode03,52:54:00:12:34:58,192.0.2.13\n"),
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("error: apply:dnsmasq failed: dnsmasq rejects the new config, which is not installed (the old one stays in place): dnsmasq: bad option at line"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&main).unwrap(), main_before);
+    assert_eq!(std::fs::read_to_string(&hosts).unwrap(), hosts_before);
+    assert_eq!(
+        ns.lease(host, MAC2).as_deref(),
+        Some("ip=192.0.2.12 hostname=node02"),
+        "the old config no longer serves"
+    );
+    assert_eq!(
+        ns.lease(host, "52:54:00:12:34:58"),
+        None,
+        "node03 was applied"
+    );
+    assert_eq!(process(pidfile), started);
+
+    // The next build tries again: still rejected, still not installed.
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("dnsmasq: bad option at line"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn dnsmasq_answers_a_node_added_to_the_csv_with_nobody_restarting_it() {
+    require("dnsmasq", "dnsmasq-base");
+    let ns = Netns::new("dns");
+    let pidfile = ns.dir().join("dnsmasq/dnsmasq.pid");
+    let p = Project::with(&ddcfile(
+        "dnsmasq",
+        &pidfile,
+        "nodes_file = \"nodes.csv\"\n",
+    ));
+    open_up(&p);
+    p.write("nodes.csv", CSV);
+    let (main, hosts) = (
+        p.path("out/dnsmasq.d/ddc.conf"),
+        p.path("out/dnsmasq/ddc.hosts"),
+    );
+
+    first_builds(&ns, &p, &main);
     let started = process(&pidfile);
     let host = ns.host("192.0.2.250/24");
     assert_eq!(ns.lease(&host, MAC2), None, "node02 is not in the CSV yet");
@@ -165,48 +226,7 @@ fn dnsmasq_answers_a_node_added_to_the_csv_with_nobody_restarting_it() {
     );
     assert_eq!(process(&pidfile), started);
 
-    // A template dnsmasq rejects, and a third node: nothing is installed,
-    // the task fails with dnsmasq's own words, dnsmasq keeps serving.
-    let main_before = std::fs::read_to_string(&main).unwrap();
-    let hosts_before = std::fs::read_to_string(&hosts).unwrap();
-    p.edit(
-        "tasks/templates/dnsmasq.conf.j2",
-        "dhcp-match=",
-        "dhcp-no-such-option=1\ndhcp-match=",
-    );
-    p.write(
-        "nodes.csv",
-        &format!("{CSV}node02,{MAC2},192.0.2.12\nnode03,52:54:00:12:34:58,192.0.2.13\n"),
-    );
-    let r = p.ddc(&["build"]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stderr.contains("error: apply:dnsmasq failed: dnsmasq rejects the new config, which is not installed (the old one stays in place): dnsmasq: bad option at line"),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(std::fs::read_to_string(&main).unwrap(), main_before);
-    assert_eq!(std::fs::read_to_string(&hosts).unwrap(), hosts_before);
-    assert_eq!(
-        ns.lease(&host, MAC2).as_deref(),
-        Some("ip=192.0.2.12 hostname=node02"),
-        "the old config no longer serves"
-    );
-    assert_eq!(
-        ns.lease(&host, "52:54:00:12:34:58"),
-        None,
-        "node03 was applied"
-    );
-    assert_eq!(process(&pidfile), started);
-
-    // The next build tries again: still rejected, still not installed.
-    let r = p.ddc(&["build"]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("dnsmasq: bad option at line"),
-        "{}",
-        r.stderr
-    );
+    a_rejected_template_changes_nothing(&ns, &p, &host, started, &pidfile);
 }
 
 /// The generation `current` points at, as a path.

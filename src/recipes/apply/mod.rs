@@ -343,12 +343,19 @@ fn run_apply(d: Daemon, ctx: &mut RunCtx) -> Result<Produced> {
     }
     let way = reach::resolve(d, d.reach(cfg), ctx.log)?;
     check::check(d, &files, way.must_check(), ctx.log)?;
+    let mut restart = false;
     for f in files
         .iter()
         .filter(|f| f.current.as_deref() != Some(&f.bytes[..]))
     {
         atomic_write(&f.installed, &f.bytes, true)?;
         writeln!(ctx.log, "ddc: installed {}", f.installed.display())?;
+        restart |= f.role.read_at_start();
+    }
+    if let reach::Way::Unmanaged = way {
+        // The user reloads it: say how, for what this build installed.
+        out.notes.push(reach::unmanaged_note(d, restart));
+        return Ok(out);
     }
     let hashes: Hashes = files
         .iter()
@@ -356,15 +363,11 @@ fn run_apply(d: Daemon, ctx: &mut RunCtx) -> Result<Produced> {
         .collect();
     let done = reach::reload(d, &way, &changed, &mut state, &hashes, ctx.log);
     state.save(&state_path)?;
-    match done? {
-        reach::Done::Applied(how) => {
-            writeln!(ctx.log, "ddc: applied {how}")?;
-            state.applied = hashes;
-            state.pending = None;
-            state.save(&state_path)?;
-            out.applied = Some(how);
-        }
-        reach::Done::Note(n) => out.notes.push(n),
-    }
+    let how = done?;
+    writeln!(ctx.log, "ddc: applied {how}")?;
+    state.applied = hashes;
+    state.pending = None;
+    state.save(&state_path)?;
+    out.applied = Some(how);
     Ok(out)
 }

@@ -41,14 +41,6 @@ impl Way {
     }
 }
 
-/// How an apply ended when it did not fail.
-pub(super) enum Done {
-    /// Said in the summary line: `dnsmasq (SIGHUP)`.
-    Applied(String),
-    /// Installed, nothing reloaded: a note for the user.
-    Note(String),
-}
-
 /// A process, told from a later one that reuses its pid by its start time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct ProcId {
@@ -177,6 +169,7 @@ fn first_active(units: &[&str], log: &mut File) -> Result<Option<String>> {
 
 /// Makes the daemon read its installed config, `changed` being the files
 /// it may not serve yet; `state.pending` is updated for the caller to save.
+/// Says how, for the summary line: `dnsmasq (SIGHUP)`.
 pub(super) fn reload(
     d: Daemon,
     way: &Way,
@@ -184,17 +177,17 @@ pub(super) fn reload(
     state: &mut State,
     hashes: &Hashes,
     log: &mut File,
-) -> Result<Done> {
+) -> Result<String> {
     let restart = changed.iter().any(|r| r.read_at_start());
     match way {
-        Way::Unmanaged => Ok(Done::Note(unmanaged_note(d, restart))),
+        Way::Unmanaged => bail!("internal error: reload of an unmanaged {}", d.key()),
         Way::Exportfs => {
             let exportfs = program("exportfs").context("exportfs is not installed")?;
             let (ok, out) = run_logged(Command::new(exportfs).arg("-ra"), log)?;
             if !ok {
                 bail!("exportfs -ra failed: {}", out.trim());
             }
-            Ok(Done::Applied("kernel NFS (exportfs -ra)".into()))
+            Ok("kernel NFS (exportfs -ra)".into())
         }
         Way::Systemd(unit) => systemd(d, unit, restart, log),
         Way::Pidfile(p) => pidfile(d, p, restart, state, hashes),
@@ -216,7 +209,7 @@ pub(super) fn unmanaged_note(d: Daemon, restart: bool) -> String {
     }
 }
 
-fn systemd(d: Daemon, unit: &str, restart: bool, log: &mut File) -> Result<Done> {
+fn systemd(d: Daemon, unit: &str, restart: bool, log: &mut File) -> Result<String> {
     if !is_active(unit, log)? {
         bail!(
             "{unit} is not active (systemctl is-active {unit}): start it; the checked config is installed and it reads it when it starts"
@@ -232,10 +225,7 @@ fn systemd(d: Daemon, unit: &str, restart: bool, log: &mut File) -> Result<Done>
     if !ok {
         bail!("systemctl {verb} {unit} failed: {}", out.trim());
     }
-    Ok(Done::Applied(format!(
-        "{} (systemctl {verb} {unit})",
-        d.key()
-    )))
+    Ok(format!("{} (systemctl {verb} {unit})", d.key()))
 }
 
 fn pidfile(
@@ -244,17 +234,13 @@ fn pidfile(
     restart: bool,
     state: &mut State,
     hashes: &Hashes,
-) -> Result<Done> {
+) -> Result<String> {
     let now = process_of(d, path)?;
     if restart {
         let pending = state.pending.take().filter(|p| p.hashes == *hashes);
         if let (Some(p), Some(now)) = (&pending, now) {
             if p.under != Some(now) {
-                return Ok(Done::Applied(format!(
-                    "{} (read it at start, pid {})",
-                    label(d),
-                    now.pid
-                )));
+                return Ok(format!("{} (read it at start, pid {})", label(d), now.pid));
             }
         }
         let under = pending.map_or(now, |p| p.under);
@@ -275,7 +261,7 @@ fn pidfile(
         bail!(not_running(d, path));
     };
     signal_hup(d, path, now)?;
-    Ok(Done::Applied(format!("{} (SIGHUP)", label(d))))
+    Ok(format!("{} (SIGHUP)", label(d)))
 }
 
 fn not_running(d: Daemon, path: &Path) -> String {
