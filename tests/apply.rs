@@ -490,3 +490,49 @@ fn a_dry_run_says_which_daemons_would_be_reloaded_and_why() {
     assert!(!r.stdout.contains("apply:rsyslog"), "{}", r.stdout);
     assert!(s.systemctl_calls().is_empty(), "a dry run asked systemd");
 }
+
+#[test]
+fn a_hosts_line_dnsmasq_rejects_is_named_by_its_line_in_the_hosts_file() {
+    let s = Setup::new("dnsmasq = { pidfile = \"dnsmasq.pid\" }\ndhcpd = \"off\"\nnfs = \"off\"\nrsyslog = \"off\"");
+    // 1,500 nodes: the hosts file is checked in blocks of 1,000 lines.
+    let mut csv = String::from("hostname,mac,ip\n");
+    for i in 0..1500 {
+        csv.push_str(&format!(
+            "n{i:04},52:54:01:00:{:02x}:{:02x},192.0.{}.{}\n",
+            i >> 8,
+            i & 0xff,
+            3 + i / 250,
+            1 + i % 250
+        ));
+    }
+    s.p.write("nodes.csv", &csv);
+    s.p.edit(
+        "Ddcfile.toml",
+        "tasks_dir = \"tasks\"",
+        "tasks_dir = \"tasks\"\nnodes_file = \"nodes.csv\"",
+    );
+    s.p.edit(
+        "Ddcfile.toml",
+        "network = \"192.0.2.0/24\"",
+        "network = \"192.0.0.0/16\"",
+    );
+    s.p.edit(
+        "Ddcfile.toml",
+        "master  = \"192.0.2.1\"",
+        "master  = \"192.0.0.1\"",
+    );
+    s.p.edit(
+        "tasks/templates/dnsmasq-hosts.j2",
+        "{% endfor %}",
+        "{% endfor %}\n52:54:00:aa:bb:cc,192.0.9.9,bad name\n",
+    );
+    let r = s.ddc(&["build"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    // 2 comment lines, node01 from the Ddcfile, 1,500 from the CSV, then it.
+    let want = format!(
+        "apply:dnsmasq failed: dnsmasq rejects the new config, which is not installed (the old one stays in place): dnsmasq: bad DHCP host name at line 1504 of {}",
+        s.p.path("cache/staged/dnsmasq/hosts").display()
+    );
+    assert!(r.stderr.contains(&want), "{want}\n{}", r.stderr);
+    assert!(!s.p.path("out/dnsmasq/ddc.hosts").exists());
+}
