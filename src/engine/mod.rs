@@ -168,8 +168,6 @@ struct Engine<'a> {
     batched: Mutex<Vec<Finished>>,
     results: Vec<OnceLock<TaskResult>>,
     new_records: Mutex<Vec<Record>>,
-    /// The daemons made to read their new config, and how.
-    applied: Mutex<Vec<String>>,
     dry_run: bool,
     /// With `no_deps`: the tasks that may run; the others use their records.
     targets: Option<Vec<bool>>,
@@ -369,12 +367,9 @@ impl Engine<'_> {
         for w in &produced.warnings {
             self.send(Event::Note(format!("warning: {}: {w}", spec.id)));
         }
-        for n in &produced.notes {
-            self.send(Event::Note(n.clone()));
-        }
-        if let Some(a) = &produced.applied {
-            self.applied.lock().expect("applied").push(a.clone());
-        }
+        let said = produced.notes.iter().cloned().map(Event::Note);
+        said.chain(produced.applied.clone().map(Event::Applied))
+            .for_each(|e| self.send(e));
         let seconds = start.elapsed().as_secs_f64();
         let mut rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
         if !spec.recipe().keeps_outputs() {
@@ -541,7 +536,6 @@ pub(crate) fn build(
         batched: Mutex::new(Vec::new()),
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
-        applied: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
         targets,
     };
@@ -550,8 +544,6 @@ pub(crate) fn build(
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
-    let mut applied = engine.applied.into_inner().expect("applied");
-    applied.sort();
     let sweep = sweep::Sweep::plan(cfg, graph, &state, &new_records);
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
@@ -578,8 +570,7 @@ pub(crate) fn build(
     for n in notes {
         let _ = events.send(Event::Note(n));
     }
-    let mut summary = summarize(&results, opts.dry_run, start);
-    summary.applied = applied;
+    let summary = summarize(&results, opts.dry_run, start);
     // 10,000 records take milliseconds to free: the process ends soon and
     // the kernel frees them at once.
     std::mem::forget(state);
