@@ -87,6 +87,7 @@ fn scenario(nodes: usize, csv: bool) -> (Row, tempfile::TempDir) {
     }
     text.push_str(
         "\n[cluster]\nnetwork = \"10.0.0.0/16\"\nmaster = \"10.0.0.1\"\n\n\
+         [apply]\ndnsmasq = \"off\"\ndhcpd = \"off\"\nnfs = \"off\"\nrsyslog = \"off\"\n\n\
          [images.default]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\ncmdline = \"console=ttyS0\"\n",
     );
     let mut inventory = String::from("hostname,mac,ip\n");

@@ -30,6 +30,9 @@ pub enum Event {
     Batch(Vec<Finished>),
     /// A line for the user that is not about one task.
     Note(String),
+    /// A daemon a task made read its new config, and how (`dnsmasq
+    /// (SIGHUP)`): listed in the summary line.
+    Applied(String),
     Summary(Summary),
 }
 
@@ -126,7 +129,8 @@ fn plain_line(f: &Finished, verbose: bool) -> Option<String> {
     }
 }
 
-fn summary_line(s: &Summary) -> String {
+/// The summary, and the daemons made to read their new config.
+fn summary_line(s: &Summary, applied: &[String]) -> String {
     if s.dry_run {
         format!(
             "ddc: dry run: {} would run, {} cached ({:.2}s)",
@@ -141,6 +145,9 @@ fn summary_line(s: &Summary) -> String {
             line.push_str(&format!(", {} skipped", s.skipped));
         }
         line.push_str(&format!(" in {:.2}s", s.seconds));
+        if !applied.is_empty() {
+            line.push_str(&format!("; applied: {}", applied.join(", ")));
+        }
         line
     }
 }
@@ -149,6 +156,7 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
     let stdout = std::io::stdout();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut running: Vec<String> = Vec::new();
+    let mut applied: Vec<String> = Vec::new();
     let events = rx.into_iter().flat_map(|ev| match ev {
         Event::Batch(v) => v.into_iter().map(Event::Finished).collect::<Vec<_>>(),
         other => vec![other],
@@ -218,12 +226,14 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
             (_, Event::Note(n)) => {
                 let _ = writeln!(std::io::stderr(), "ddc: {n}");
             }
+            (_, Event::Applied(a)) => applied.push(a),
             (_, Event::Batch(_)) => unreachable!("batches are flattened above"),
             (m, Event::Summary(s)) => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
                 }
-                let line = summary_line(&s);
+                applied.sort();
+                let line = summary_line(&s, &applied);
                 if m == Mode::Json {
                     let _ = writeln!(std::io::stderr(), "{line}");
                 } else {
@@ -234,5 +244,29 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
     }
     if let Some(b) = bar.take() {
         b.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_lists_what_was_applied() {
+        let s = Summary {
+            ran: 3,
+            cached: 10,
+            seconds: 0.25,
+            ..Default::default()
+        };
+        assert_eq!(
+            summary_line(&s, &[]),
+            "ddc: 3 ran, 10 cached, 0 failed in 0.25s"
+        );
+        let applied = ["dnsmasq (SIGHUP)".into(), "nfs-ganesha (SIGHUP)".into()];
+        assert_eq!(
+            summary_line(&s, &applied),
+            "ddc: 3 ran, 10 cached, 0 failed in 0.25s; applied: dnsmasq (SIGHUP), nfs-ganesha (SIGHUP)"
+        );
     }
 }

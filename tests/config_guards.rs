@@ -62,8 +62,8 @@ fn a_copied_cluster_folder_never_builds_the_original() {
         .path("out/tftp/pxelinux.cfg/01-52-54-00-ab-cd-ef")
         .exists());
     assert!(b
-        .read("out/dnsmasq.d/ddc.conf")
-        .contains("dhcp-host=52:54:00:ab:cd:ef,192.0.2.12,node02"));
+        .read("out/dnsmasq/ddc.hosts")
+        .contains("52:54:00:ab:cd:ef,192.0.2.12,node02"));
     assert_eq!(snapshot(&a.path("out")), a_out, "B's build wrote into A");
     assert_eq!(a.build(&[]), Vec::<String>::new());
 }

@@ -64,8 +64,8 @@ fn mac_change_reruns_that_node_and_dhcp_and_moves_the_entry() {
         .path("out/tftp/efi64/pxelinux.cfg/01-52-54-00-12-34-57")
         .exists());
     assert!(p
-        .read("out/dnsmasq.d/ddc.conf")
-        .contains("dhcp-host=52:54:00:ab:cd:ef,192.0.2.12,node02"));
+        .read("out/dnsmasq/ddc.hosts")
+        .contains("\n52:54:00:ab:cd:ef,192.0.2.12,node02\n"));
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn hostname_change_writes_the_entry_under_its_new_task_and_keeps_the_file() {
     p.edit("Ddcfile.toml", "\"node02\"", "\"node02b\"");
     assert_eq!(p.build(&[]), strs(&["dhcp", "pxe:node02b"]));
     assert!(p.read(ENTRY2).contains("node02b"));
-    assert!(p.read("out/dnsmasq.d/ddc.conf").contains(",node02b\n"));
+    assert!(p.read("out/dnsmasq/ddc.hosts").contains(",node02b\n"));
     assert_eq!(p.build(&[]), Vec::<String>::new());
 }
 

@@ -32,6 +32,7 @@ exports   = "out/exports.d/ddc.exports"
 ganesha   = "out/ganesha/ddc.conf"
 dhcpd     = "out/dhcp/ddc.conf"
 dnsmasq   = "out/dnsmasq.d/ddc.conf"
+dnsmasq_hosts = "out/dnsmasq/ddc.hosts"
 rsyslog   = "out/rsyslog.d/ddc.conf"
 
 [server]
@@ -59,10 +60,18 @@ ip       = "192.0.2.12"
 hostname = "node03"
 mac      = "52:54:00:12:34:58"
 ip       = "192.0.2.13"
+
+# Never the host's daemons: tests/apply.rs runs its own.
+[apply]
+dnsmasq = "off"
+dhcpd   = "off"
+nfs     = "off"
+rsyslog = "off"
 "#;
 
 const DHCPD: &str = "out/dhcp/ddc.conf";
 const DNSMASQ: &str = "out/dnsmasq.d/ddc.conf";
+const DNSMASQ_HOSTS: &str = "out/dnsmasq/ddc.hosts";
 const EXPORTS: &str = "out/exports.d/ddc.exports";
 const GANESHA: &str = "out/ganesha/ddc.conf";
 const RSYSLOG: &str = "out/rsyslog.d/ddc.conf";
@@ -212,7 +221,10 @@ fn dhcpd_and_dnsmasq_take_hostnames_that_look_like_their_words() {
             p.read(DHCPD).contains(&format!("host {name} {{\n")),
             "{name}"
         );
-        assert!(p.read(DNSMASQ).contains(&format!(",{name}\n")), "{name}");
+        assert!(
+            p.read(DNSMASQ_HOSTS).contains(&format!(",{name}\n")),
+            "{name}"
+        );
     }
 }
 
@@ -665,6 +677,7 @@ fn snapshot_dhcpd() {
 fn snapshot_dnsmasq() {
     let p = cluster();
     insta::assert_snapshot!("dnsmasq", redact(&p, &p.read(DNSMASQ)));
+    insta::assert_snapshot!("dnsmasq_hosts", redact(&p, &p.read(DNSMASQ_HOSTS)));
 }
 
 #[test]
@@ -797,7 +810,7 @@ fn insecure_export_options_are_refused_unless_allowed() {
     let run = p.ddc(&["build"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("Ddcfile.toml:21:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
+        run.stderr.contains("Ddcfile.toml:22:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
         "{}",
         run.stderr
     );

@@ -25,6 +25,8 @@ pub struct Config {
     pub server: Server,
     pub images: BTreeMap<String, Image>,
     pub nodes: Vec<Node>,
+    /// How ddc makes the running daemons read the configs it wrote.
+    pub apply: Apply,
     /// The files this config was read from (the Ddcfile, the inventory, the
     /// master's apt sources when a mirror was taken from them).
     pub sources: Vec<PathBuf>,
@@ -48,6 +50,9 @@ pub struct Paths {
     pub ganesha: PathBuf,
     pub dhcpd: PathBuf,
     pub dnsmasq: PathBuf,
+    /// dnsmasq's `dhcp-hostsfile` (the nodes), reread on SIGHUP; never in
+    /// the folder of `dnsmasq`, which dnsmasq may read as config.
+    pub dnsmasq_hosts: PathBuf,
     pub rsyslog: PathBuf,
 }
 
@@ -170,6 +175,29 @@ pub fn kernel_append(
         }
     }
     s
+}
+
+/// How ddc makes a daemon read the config it installed (a key of `[apply]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reach {
+    /// Through systemd when the daemon's usual unit is active; otherwise the
+    /// checked config is installed and the user is told to reload it.
+    Auto,
+    /// `systemctl` on this unit, or on the daemon's usual one.
+    Systemd(Option<String>),
+    /// Signals the process whose pid this file holds.
+    Pidfile(PathBuf),
+    /// Not applied: the config is written in place, unchecked, as before.
+    Off,
+}
+
+/// The `[apply]` table: one [`Reach`] a daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Apply {
+    pub dnsmasq: Reach,
+    pub dhcpd: Reach,
+    pub nfs: Reach,
+    pub rsyslog: Reach,
 }
 
 pub(crate) const DEFAULT_EXPORT_OPTIONS: &str = "ro,async,no_root_squash,no_subtree_check";

@@ -47,6 +47,8 @@ pub(super) struct RawDdcfile {
     pub(super) images: BTreeMap<Spanned<String>, RawImage>,
     #[serde(default)]
     pub(super) nodes: Vec<RawNode>,
+    #[serde(default)]
+    pub(super) apply: RawApply,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +71,7 @@ pub(super) struct RawPaths {
     pub(super) ganesha: Option<Spanned<String>>,
     pub(super) dhcpd: Option<Spanned<String>>,
     pub(super) dnsmasq: Option<Spanned<String>>,
+    pub(super) dnsmasq_hosts: Option<Spanned<String>>,
     pub(super) rsyslog: Option<Spanned<String>>,
 }
 
@@ -108,4 +111,17 @@ pub(super) struct RawNode {
     pub(super) ip: Spanned<String>,
     pub(super) image: Option<Spanned<String>>,
     pub(super) cmdline: Option<Spanned<String>>,
+}
+
+/// `[apply]`: how ddc reaches each daemon. A value is a string (`"auto"`,
+/// `"systemd"`, `"off"`) or a table (`{ systemd = "UNIT" }`, `{ pidfile =
+/// "PATH" }`), so it is read as any TOML value and sorted out by the
+/// validator, with its position.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApply {
+    pub(super) dnsmasq: Option<Spanned<toml::Value>>,
+    pub(super) dhcpd: Option<Spanned<toml::Value>>,
+    pub(super) nfs: Option<Spanned<toml::Value>>,
+    pub(super) rsyslog: Option<Spanned<toml::Value>>,
 }

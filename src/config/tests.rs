@@ -225,9 +225,9 @@ fn outputs_never_overlap_inputs_the_cache_or_each_other() {
         ("[images.efi64]\nsuite = \"bookworm\"",
          "Ddcfile.toml:14:9: images.efi64: ddc keeps the UEFI boot loader in the TFTP root's \"efi64\" folder, where this image's kernels would be published; choose another image name"),
         ("[paths]\nnfs_root = \".\"",
-         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq, paths.dnsmasq_hosts)"),
         ("tasks_dir = \"out\"",
-         "Ddcfile.toml:1:13: tasks_dir: /nonexistent/out holds the TFTP root /nonexistent/out/tftp (paths.tftp_root), where ddc writes by default: ddc runs the step scripts and templates there as root and must never write over them; move tasks_dir elsewhere, or set paths.tftp_root to a path outside it (it also overlaps the NFS root (paths.nfs_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq)"),
+         "Ddcfile.toml:1:13: tasks_dir: /nonexistent/out holds the TFTP root /nonexistent/out/tftp (paths.tftp_root), where ddc writes by default: ddc runs the step scripts and templates there as root and must never write over them; move tasks_dir elsewhere, or set paths.tftp_root to a path outside it (it also overlaps the NFS root (paths.nfs_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq, paths.dnsmasq_hosts)"),
         ("nodes_file = \"out/dhcp/ddc.conf\"",
          "Ddcfile.toml:1:14: nodes_file: cannot read the node inventory /nonexistent/out/dhcp/ddc.conf: No such file or directory (os error 2)\n\
           Ddcfile.toml:1:14: nodes_file: /nonexistent/out/dhcp/ddc.conf is also paths.dhcpd, where ddc writes by default: ddc would overwrite it; move nodes_file elsewhere, or set paths.dhcpd to a path outside it"),
@@ -278,16 +278,16 @@ fn paths_overlap_through_symlinks_too() {
         format!("Ddcfile.toml: paths.tftp_root: {b}/out/tftp is inside the cache folder {b}/cache (through symlinks: {b}/cache/tftp and {b}/cache): the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.tftp_root a path of its own, like the default out/tftp")
     );
     let text = format!(
-        "{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
+        "{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndnsmasq_hosts = \"h/ddc.hosts\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
     );
     assert_eq!(
         parse_here(&text).unwrap_err(),
-        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+        format!("Ddcfile.toml:21:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
     );
     let text = text.replace("scripts/../tasks/x.sh", "scripts/x.sh");
     assert_eq!(
         parse_here(&text).unwrap_err(),
-        format!("Ddcfile.toml:20:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+        format!("Ddcfile.toml:21:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
     );
 }
 

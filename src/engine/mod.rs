@@ -396,6 +396,9 @@ impl Engine<'_> {
         for w in &produced.warnings {
             self.send(Event::Note(format!("warning: {}: {w}", spec.id)));
         }
+        let said = produced.notes.iter().cloned().map(Event::Note);
+        said.chain(produced.applied.clone().map(Event::Applied))
+            .for_each(|e| self.send(e));
         let seconds = start.elapsed().as_secs_f64();
         let mut rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
         if !spec.recipe().keeps_outputs() {
@@ -572,7 +575,7 @@ pub(crate) fn build(
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
-    let sweep = sweep::Sweep::plan(graph, &state, &new_records);
+    let sweep = sweep::Sweep::plan(cfg, graph, &state, &new_records);
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
     } else {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::cache::{CacheDirs, Journal, Record, State};
+use crate::config::Config;
 use crate::fsutil::{remove_path, shown};
 use crate::graph::Graph;
 use crate::recipes::Kind;
@@ -28,7 +29,15 @@ pub(crate) struct Sweep {
 
 impl Sweep {
     /// Compares the recorded outputs with the graph and this build's records.
-    pub(crate) fn plan(graph: &Graph, state: &State, new_records: &[Record]) -> Sweep {
+    /// What a task of the graph declares it writes is never removed, recorded
+    /// or not: a file whose owner moved to a task that failed this time (the
+    /// dnsmasq config, from `dhcp` to `apply:dnsmasq`) stays in place.
+    pub(crate) fn plan(
+        cfg: &Config,
+        graph: &Graph,
+        state: &State,
+        new_records: &[Record],
+    ) -> Sweep {
         let new: HashMap<&str, &Record> =
             new_records.iter().map(|r| (r.task.as_str(), r)).collect();
         let current: Vec<&Record> = graph
@@ -80,6 +89,14 @@ impl Sweep {
                 }
             }
             sweep.forget.push(task.clone());
+        }
+        if !sweep.removals.is_empty() {
+            let declared: HashSet<PathBuf> = graph
+                .tasks
+                .iter()
+                .flat_map(|t| t.recipe().outputs(t, cfg))
+                .collect();
+            sweep.removals.retain(|(_, p)| !declared.contains(p));
         }
         sweep.removals.sort();
         sweep.removals.dedup();

@@ -1,9 +1,13 @@
 //! `dhcp`: a host entry per node for ISC dhcpd and for dnsmasq, with the
-//! BIOS and UEFI boot file names.
+//! BIOS and UEFI boot file names. dnsmasq's hosts go to its hosts file
+//! (`dhcp-hostsfile`, reread on SIGHUP), its main config holds the rest.
+//! Each file is written in place, or, when ddc applies that daemon's config
+//! (`[apply]`), as a candidate that `apply:DAEMON` checks and installs.
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::apply::{destination, staging, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
@@ -17,7 +21,11 @@ impl Recipe for Dhcp {
     }
 
     fn templates(&self) -> &'static [&'static str] {
-        &["templates/dhcpd.conf.j2", "templates/dnsmasq.conf.j2"]
+        &[
+            "templates/dhcpd.conf.j2",
+            "templates/dnsmasq.conf.j2",
+            "templates/dnsmasq-hosts.j2",
+        ]
     }
 
     fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
@@ -27,6 +35,12 @@ impl Recipe for Dhcp {
         inputs.push(Planner::value("server", &cfg.server));
         inputs.push(Planner::value("paths.dhcpd", &cfg.paths.dhcpd));
         inputs.push(Planner::value("paths.dnsmasq", &cfg.paths.dnsmasq));
+        inputs.push(Planner::value(
+            "paths.dnsmasq_hosts",
+            &cfg.paths.dnsmasq_hosts,
+        ));
+        inputs.push(staging(cfg, Daemon::Dhcpd));
+        inputs.push(staging(cfg, Daemon::Dnsmasq));
         inputs.push(Planner::value("paths.tftp_root", &cfg.paths.tftp_root));
         inputs.push(Input {
             name: "nodes".into(),
@@ -43,7 +57,7 @@ impl Recipe for Dhcp {
     }
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
-        vec![cfg.paths.dhcpd.clone(), cfg.paths.dnsmasq.clone()]
+        FILES.iter().map(|(_, r)| destination(cfg, *r)).collect()
     }
 
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
@@ -97,17 +111,23 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
         "tftp": cfg.server.dnsmasq_tftp,
         "tftp_root": cfg.paths.tftp_root.display().to_string(),
         "interface": cfg.server.dnsmasq_interface,
+        "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
     });
     let mut out = Produced::default();
-    for (tpl, path) in [
-        ("templates/dhcpd.conf.j2", &cfg.paths.dhcpd),
-        ("templates/dnsmasq.conf.j2", &cfg.paths.dnsmasq),
-    ] {
+    for (tpl, role) in FILES {
         let text = ctx.templates.render(tpl, &data)?;
-        atomic_write(path, text.as_bytes(), true)?;
-        out.files.push(path.clone());
+        let path = destination(cfg, role);
+        atomic_write(&path, text.as_bytes(), true)?;
+        out.files.push(path);
     }
     Ok(out)
 }
+
+/// Each template and the file it renders.
+const FILES: [(&str, Role); 3] = [
+    ("templates/dhcpd.conf.j2", Role::Dhcpd),
+    ("templates/dnsmasq.conf.j2", Role::DnsmasqMain),
+    ("templates/dnsmasq-hosts.j2", Role::DnsmasqHosts),
+];

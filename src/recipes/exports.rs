@@ -1,12 +1,13 @@
 //! `exports`: the NFS exports of every kept generation of every image, for
 //! the kernel server (`exports.d`) and nfs-ganesha, with export ids that stay
-//! the same from build to build.
+//! the same from build to build; in place, or as candidates for `apply:nfs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::apply::{destination, staging, Daemon, Role};
 use super::{Kind, LateMemo, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
@@ -35,6 +36,7 @@ impl Recipe for Exports {
         ));
         inputs.push(Planner::value("paths.exports", &cfg.paths.exports));
         inputs.push(Planner::value("paths.ganesha", &cfg.paths.ganesha));
+        inputs.push(staging(cfg, Daemon::Nfs));
         let mut publish: Vec<(&str, usize)> = p.publish_tasks().into_iter().collect();
         publish.sort();
         let deps = publish.into_iter().map(|(_, i)| i).collect();
@@ -64,8 +66,8 @@ impl Recipe for Exports {
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
         vec![
-            cfg.paths.exports.clone(),
-            cfg.paths.ganesha.clone(),
+            destination(cfg, Role::Exports),
+            destination(cfg, Role::Ganesha),
             ids_file(cfg),
         ]
     }
@@ -162,13 +164,14 @@ fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         "master": cfg.cluster.master.to_string(),
     });
     let mut out = Produced::default();
-    for (tpl, path) in [
-        ("templates/exports.j2", &cfg.paths.exports),
-        ("templates/ganesha.conf.j2", &cfg.paths.ganesha),
+    for (tpl, role) in [
+        ("templates/exports.j2", Role::Exports),
+        ("templates/ganesha.conf.j2", Role::Ganesha),
     ] {
         let text = ctx.templates.render(tpl, &data)?;
-        atomic_write(path, text.as_bytes(), true)?;
-        out.files.push(path.clone());
+        let path = destination(cfg, role);
+        atomic_write(&path, text.as_bytes(), true)?;
+        out.files.push(path);
     }
     let ids_path = ids_file(cfg);
     atomic_write(&ids_path, &serde_json::to_vec_pretty(&ids)?, true)?;

@@ -7,6 +7,7 @@
 //! they know nothing of the engine that decides when they run, the cache
 //! that records them, or the commands.
 
+mod apply;
 mod bootloader;
 mod dhcp;
 mod exports;
@@ -67,12 +68,13 @@ pub(crate) enum Kind {
     Exports,
     Dhcp,
     Rsyslog,
+    Apply,
 }
 
 impl Kind {
     /// In the order their tasks are planned: an image's tasks, then the
     /// cluster's, each after the kinds it depends on.
-    pub(crate) const ALL: [Kind; 11] = [
+    pub(crate) const ALL: [Kind; 12] = [
         Kind::Debootstrap,
         Kind::Packages,
         Kind::Configure,
@@ -84,6 +86,7 @@ impl Kind {
         Kind::Exports,
         Kind::Dhcp,
         Kind::Rsyslog,
+        Kind::Apply,
     ];
 
     /// The registry: the recipe of each kind.
@@ -100,6 +103,7 @@ impl Kind {
             Kind::Exports => &exports::Exports,
             Kind::Dhcp => &dhcp::Dhcp,
             Kind::Rsyslog => &rsyslog::Rsyslog,
+            Kind::Apply => &apply::Apply,
         }
     }
 
@@ -311,6 +315,11 @@ pub(crate) struct Produced {
     /// Trees of `dirs` the action has just scanned (publish's manifest):
     /// their hashes are reused rather than computed again.
     pub(crate) scanned: Vec<(PathBuf, crate::fingerprint::TreeStamp)>,
+    /// Lines for the user, printed as notes when the task finishes.
+    pub(crate) notes: Vec<String>,
+    /// A daemon made to read its new config, and how: `dnsmasq (SIGHUP)`,
+    /// listed in the build's summary line.
+    pub(crate) applied: Option<String>,
 }
 
 /// What late inputs read once per build: each image's current generation

@@ -342,6 +342,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             "initrd": format!("{tftp_rel}/initrd.img"),
             "kernel_version": kernel.version,
         }),
+        ..Default::default()
     })
 }
 

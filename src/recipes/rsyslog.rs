@@ -1,8 +1,10 @@
 //! `rsyslog`: the master's rsyslog drop-in that receives the nodes' logs
-//! (only with `cluster.syslog = true`).
+//! (only with `cluster.syslog = true`); in place, or as the candidate that
+//! `apply:rsyslog` checks and installs.
 
 use anyhow::Result;
 
+use super::apply::{destination, staging, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fsutil::atomic_write;
@@ -27,6 +29,7 @@ impl Recipe for Rsyslog {
         inputs.push(Planner::value("cluster.network", &cfg.cluster.network));
         inputs.push(Planner::value("cluster.master", &cfg.cluster.master));
         inputs.push(Planner::value("paths.rsyslog", &cfg.paths.rsyslog));
+        inputs.push(staging(cfg, Daemon::Rsyslog));
         p.push(Planner::task(
             Kind::Rsyslog,
             None,
@@ -38,7 +41,7 @@ impl Recipe for Rsyslog {
     }
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
-        vec![cfg.paths.rsyslog.clone()]
+        vec![destination(cfg, Role::Rsyslog)]
     }
 
     fn run(&self, _task: &TaskSpec, ctx: &mut RunCtx) -> Result<Produced> {
@@ -53,9 +56,10 @@ fn run_rsyslog(ctx: &mut RunCtx) -> Result<Produced> {
         "master": cfg.cluster.master.to_string(),
     });
     let text = ctx.templates.render("templates/rsyslog.conf.j2", &data)?;
-    atomic_write(&cfg.paths.rsyslog, text.as_bytes(), true)?;
+    let path = destination(cfg, Role::Rsyslog);
+    atomic_write(&path, text.as_bytes(), true)?;
     Ok(Produced {
-        files: vec![cfg.paths.rsyslog.clone()],
+        files: vec![path],
         ..Default::default()
     })
 }

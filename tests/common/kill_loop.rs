@@ -52,6 +52,7 @@ pub fn project(nodes: usize) -> Project {
         "tasks_dir = \"tasks\"\nnodes_file = \"nodes.csv\"\n\n[cluster]\nnetwork = \"10.0.0.0/16\"\nmaster = \"10.0.0.1\"\n\n\
          [paths]\ntftp_root = \"out/tftp\"\nnfs_root = \"out/nfsroot\"\nexports = \"out/exports\"\nganesha = \"out/ganesha.conf\"\n\
          dhcpd = \"out/dhcpd.conf\"\ndnsmasq = \"out/dnsmasq.conf\"\n\n\
+         [apply]\ndnsmasq = \"off\"\ndhcpd = \"off\"\nnfs = \"off\"\nrsyslog = \"off\"\n\n\
          [images.default]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n",
     );
     p.write("nodes.csv", &inventory(nodes, 0));
@@ -106,6 +107,9 @@ pub fn run(nodes: usize, kills: usize, seed: u64) -> Outcome {
     p.build(&[]);
     let full_build = start.elapsed();
     let mut rng = Lcg(seed);
+    // The kill points lie within the shortest build seen so far: a machine
+    // busy at the start must not make most builds finish before their kill.
+    let mut estimate = full_build;
     let mut outcome = Outcome {
         killed: 0,
         finished_before_kill: 0,
@@ -113,16 +117,18 @@ pub fn run(nodes: usize, kills: usize, seed: u64) -> Outcome {
     };
     for round in 2..kills + 2 {
         p.write("nodes.csv", &inventory(nodes, round));
+        let started = Instant::now();
         let mut child = p
             .command(&["build"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let wait = rng.below(full_build.as_micros() as u64 * 6 / 5);
+        let wait = rng.below(estimate.as_micros() as u64 * 9 / 10);
         std::thread::sleep(Duration::from_micros(wait));
         if child.try_wait().unwrap().is_some() {
             outcome.finished_before_kill += 1;
+            estimate = estimate.min(started.elapsed());
         } else {
             child.kill().unwrap();
             outcome.killed += 1;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kill_loop;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,6 +39,14 @@ ip       = "192.0.2.11"
 hostname = "node02"
 mac      = "52:54:00:12:34:57"
 ip       = "192.0.2.12"
+
+# The tests never reach the host's daemons ("auto" would, through systemd):
+# tests/apply.rs covers [apply] with daemons of its own.
+[apply]
+dnsmasq = "off"
+dhcpd   = "off"
+nfs     = "off"
+rsyslog = "off"
 "#;
 
 pub struct Project {

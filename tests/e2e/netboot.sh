@@ -13,8 +13,14 @@
 #   nb_start_nfs NS EXPORT_CONF         rpcbind + ganesha.nfsd; EXPORT_CONF holds
 #                                       the EXPORT { ... } block(s)
 #   nb_reload_nfs NS EXPORT_CONF PATH   new EXPORT file, SIGHUP, wait for PATH
+#   nb_link_nfs_exports EXPORT_CONF     the running ganesha's EXPORT file becomes
+#                                       EXPORT_CONF itself (a link): who rewrites
+#                                       it and sends SIGHUP decides what is served
 #   nb_start_dnsmasq NS CONF            dnsmasq -C CONF (pid/log/lease files are
 #                                       added here; CONF must not set them)
+#
+# Pid files, for whoever signals the daemons (ddc's [apply] pidfile mode):
+# ganesha $NB_DIR/nfs/run/ganesha/ganesha.pid, dnsmasq $NB_DIR/dnsmasq/dnsmasq.pid.
 #   nb_boot_bios NS TAP MAC LOG         QEMU, SeaBIOS + iPXE on e1000, -boot n
 #   nb_boot_uefi NS TAP MAC LOG         QEMU, OVMF + its own PXE on virtio-net
 #   nb_wait_for LOG REGEX TIMEOUT       wait until a line of LOG matches REGEX
@@ -257,6 +263,16 @@ nb_reload_nfs() {
     done
     _nb_die "ganesha did not export $want after SIGHUP (see $d/ganesha.log)"
     return 1
+}
+
+# nb_link_nfs_exports EXPORT_CONF: the EXPORT file the running ganesha
+# includes becomes a link to EXPORT_CONF, so that a program that replaces
+# EXPORT_CONF and sends SIGHUP (ddc build with [apply] nfs = { pidfile =
+# ... }) decides what ganesha serves, with no copy by hand.
+nb_link_nfs_exports() {
+    local exp=${1:?usage: nb_link_nfs_exports EXPORT_CONF}
+    [ -r "$exp" ] || { _nb_die "no export file $exp"; return 1; }
+    ln -sfn "$(readlink -f "$exp")" "$NB_DIR/nfs/export.conf"
 }
 
 # nb_start_dnsmasq NS CONF

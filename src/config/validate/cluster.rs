@@ -85,6 +85,7 @@ impl Validator<'_> {
             ganesha: get(raw.ganesha, "ganesha"),
             dhcpd: get(raw.dhcpd, "dhcpd"),
             dnsmasq: get(raw.dnsmasq, "dnsmasq"),
+            dnsmasq_hosts: get(raw.dnsmasq_hosts, "dnsmasq_hosts"),
             rsyslog: get(raw.rsyslog, "rsyslog"),
         };
         // What may not appear in a path that goes into a kernel line

@@ -1,11 +1,13 @@
 //! Validation: turns the raw TOML and the inventory's rows into the model,
 //! collecting every problem with its position instead of stopping at the
 //! first. `cluster` checks the [cluster], [paths] and [server] tables, `image`
-//! the images, `nodes` the nodes; `rules` says what single values may be.
+//! the images, `nodes` the nodes, `apply` the [apply] table; `rules` says
+//! what single values may be.
 //!
 //! Imports the layers below it (origin, raw, model, inventory, mirror);
 //! none of them imports it.
 
+mod apply;
 mod cluster;
 mod cmdline;
 mod exports;
@@ -98,7 +100,10 @@ impl Validator<'_> {
         let base_dir = ddcfile.parent().unwrap_or(Path::new("/"));
         let syslog = raw.cluster.syslog.unwrap_or(false);
         let cluster = self.cluster(raw.cluster);
+        let hosts_origin = raw.paths.dnsmasq_hosts.as_ref().map(|s| self.origin(s));
         let paths = self.paths(raw.paths, base_dir);
+        self.check_hosts_file(&paths, hosts_origin);
+        let apply = self.apply(raw.apply, base_dir);
         let tasks_dir = match raw.tasks_dir {
             Some(t) => self.path(t, "tasks_dir", base_dir),
             None => base_dir.join("tasks"),
@@ -149,6 +154,7 @@ impl Validator<'_> {
             server,
             images,
             nodes,
+            apply,
             sources,
         })
     }

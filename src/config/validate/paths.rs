@@ -103,6 +103,7 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("ganesha", "out/ganesha/ddc.conf"),
     ("dhcpd", "out/dhcp/ddc.conf"),
     ("dnsmasq", "out/dnsmasq.d/ddc.conf"),
+    ("dnsmasq_hosts", "out/dnsmasq/ddc.hosts"),
     ("rsyslog", "out/rsyslog.d/ddc.conf"),
 ];
 
@@ -167,6 +168,7 @@ fn spots(l: &Layout) -> Vec<Spot> {
         writer("ganesha", "", Role::Output, &p.ganesha),
         writer("dhcpd", "", Role::Output, &p.dhcpd),
         writer("dnsmasq", "", Role::Output, &p.dnsmasq),
+        writer("dnsmasq_hosts", "", Role::Output, &p.dnsmasq_hosts),
     ];
     if l.syslog {
         v.push(writer("rsyslog", "", Role::Output, &p.rsyslog));
