@@ -103,6 +103,13 @@ pub(crate) enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// List the step scripts and templates and where each comes from
+    /// (built in, or the Ddcfile's tasks_dir, whose files replace them).
+    Tasks {
+        /// Write the built-in files into DIR for editing (never overwrites).
+        #[arg(long, value_name = "DIR")]
+        eject: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,5 +214,6 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             },
         ),
         Command::Clean { tasks, no_wait } => commands::clean::run(file, &tasks, no_wait),
+        Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
     }
 }

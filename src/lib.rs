@@ -18,6 +18,7 @@ mod render;
 mod reporter;
 mod scheduler;
 mod secrets;
+mod tasks_dir;
 mod template;
 
 /// Runs the command line and returns the process exit code.

@@ -7,7 +7,9 @@
 //! to the reporter without printing; it must not import the commands.
 
 mod key;
+mod log;
 mod preflight;
+mod readable;
 mod record;
 mod sweep;
 
@@ -18,7 +20,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cache::{self, CacheDirs, Journal, Record, State};
 use crate::config::Config;
@@ -30,6 +32,8 @@ use crate::recipes::{DepResult, LateMemo, RunCtx, TaskSpec};
 use crate::reporter::{Event, Finished, Summary, TaskState};
 use crate::scheduler::{self, Skip};
 use crate::template::Templates;
+
+use log::{open_log, tail};
 
 pub(crate) use key::StaleReason;
 
@@ -119,39 +123,6 @@ pub(crate) fn cache_dirs_at(base_dir: &Path) -> CacheDirs {
     CacheDirs::new(base_dir.join("cache"))
 }
 
-/// Heavy tasks write their log as they go; cheap tasks only get a file if
-/// they fail.
-fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
-    std::fs::create_dir_all(dirs.logs())?;
-    let p = dirs.log(task);
-    File::create(&p).with_context(|| format!("cannot create {}", p.display()))
-}
-
-/// The last `n` lines of a log, read from its end (a step's log can be
-/// gigabytes: only its last 64 KiB are read).
-fn tail(path: &Path, n: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    const WINDOW: u64 = 64 * 1024;
-    let Ok(mut f) = File::open(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(WINDOW);
-    let mut bytes = Vec::new();
-    if f.seek(SeekFrom::Start(start)).is_err() || f.take(WINDOW).read_to_end(&mut bytes).is_err() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // cut in the middle
-    }
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
-}
-
 /// Everything a build needs, shared by the worker threads.
 struct Engine<'a> {
     cfg: &'a Config,
@@ -169,6 +140,8 @@ struct Engine<'a> {
     results: Vec<OnceLock<TaskResult>>,
     new_records: Mutex<Vec<Record>>,
     dry_run: bool,
+    /// Outputs a dry run could not read.
+    unreadable: readable::Unreadable,
     /// With `no_deps`: the tasks that may run; the others use their records.
     targets: Option<Vec<bool>>,
 }
@@ -261,7 +234,8 @@ impl Engine<'_> {
         let judge = key::Judge {
             dirs: self.dirs,
             base_dir: &self.cfg.base_dir,
-            tasks_dir: &self.cfg.tasks_dir,
+            files: &self.graph.files,
+            unreadable: self.dry_run.then_some(&self.unreadable),
         };
         let old = self.state.records.get(spec.id.as_str());
         let outcome = match judge.staleness(spec, old, key, &inputs) {
@@ -401,6 +375,18 @@ fn prepare(
             cfg.file.display()
         ));
     }
+    let state = match state {
+        Some(s) if s.is_current(&dirs) => s,
+        _ => readable::load_state(&dirs, opts.dry_run, &note)?,
+    };
+    // Everything the build needs is checked before it touches anything.
+    if !opts.no_deps {
+        match preflight::preflight(cfg, graph, &state, wanted, opts.dry_run) {
+            Some(p) if opts.dry_run => note(format!("ddc build would not start: {p}")),
+            Some(p) => return Err(NotStarted(p).into()),
+            None => {}
+        }
+    }
     if !opts.dry_run {
         for m in crate::chroot::unmount_leftovers(&dirs.root) {
             note(format!(
@@ -409,10 +395,6 @@ fn prepare(
             ));
         }
     }
-    let state = match state {
-        Some(s) if s.is_current(&dirs) => s,
-        _ => State::load(&dirs)?,
-    };
     if !opts.dry_run {
         cache::claim(&dirs, &cfg.file)?;
         let killed = cache::begin_build(&dirs)?;
@@ -421,12 +403,6 @@ fn prepare(
                 "removed {}, left by a ddc that was killed",
                 p.display()
             ));
-        }
-        if !opts.no_deps {
-            let problems = preflight::preflight(cfg, graph, &state, wanted);
-            if !problems.is_empty() {
-                return Err(NotStarted(problems.join("\n")).into());
-            }
         }
     }
     Ok(state)
@@ -504,7 +480,7 @@ pub(crate) fn build(
         state.records.len(),
         start.elapsed()
     );
-    let templates = Templates::load(&cfg.tasks_dir)?;
+    let templates = Templates::load(&graph.files)?;
     let journal = if opts.dry_run {
         None
     } else {
@@ -534,6 +510,7 @@ pub(crate) fn build(
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
+        unreadable: Default::default(),
         targets,
     };
     execute(&engine, opts, &wanted);
@@ -541,6 +518,9 @@ pub(crate) fn build(
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
+    if let Some(n) = engine.unreadable.note() {
+        let _ = events.send(Event::Note(n));
+    }
     let sweep = sweep::Sweep::plan(graph, &state, &new_records);
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
@@ -572,25 +552,4 @@ pub(crate) fn build(
     // the kernel frees them at once.
     std::mem::forget(state);
     Ok(BuildReport { results, summary })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tail_of_a_large_log_is_read_from_its_end() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("big.log");
-        let mut text = String::new();
-        for i in 0..100_000 {
-            text.push_str(&format!("line {i}\n"));
-        }
-        std::fs::write(&p, &text).unwrap();
-        let t = tail(&p, 3);
-        assert_eq!(t, ["line 99997", "line 99998", "line 99999"]);
-        std::fs::write(&p, "a\nb\n").unwrap();
-        assert_eq!(tail(&p, 15), ["a", "b"]);
-        assert!(tail(&d.path().join("missing"), 3).is_empty());
-    }
 }

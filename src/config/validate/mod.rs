@@ -88,10 +88,7 @@ impl Validator<'_> {
     ) -> Option<Config> {
         let cluster = self.cluster(raw.cluster);
         let paths = self.paths(raw.paths, base_dir);
-        let tasks_dir = match raw.tasks_dir {
-            Some(t) => self.path(t, "tasks_dir", base_dir),
-            None => base_dir.join("tasks"),
-        };
+        let tasks_dir = raw.tasks_dir.map(|t| self.path(t, "tasks_dir", base_dir));
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
         let file = base_dir.join(Path::new(&self.file).file_name().unwrap_or_default());
         let mut sources = vec![file.clone()];
