@@ -10,6 +10,7 @@ pub(crate) mod clean;
 pub(crate) mod gc;
 pub(crate) mod generations;
 pub(crate) mod graph;
+pub(crate) mod init;
 pub(crate) mod rollback;
 pub(crate) mod tasks;
 
