@@ -137,12 +137,25 @@ pub fn isolated(program: &str) -> Command {
     cmd
 }
 
+/// The program a command runs, as messages name it: the one [`isolated`]
+/// wraps, not `unshare`.
+fn shown_program(cmd: &Command) -> String {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    if program != "unshare" {
+        return program;
+    }
+    let mut args = cmd.get_args().skip_while(|a| *a != "--").skip(1);
+    args.next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or(program)
+}
+
 /// Runs a command with its output appended to `log`; fails on a non-zero exit.
 pub fn run_logged(cmd: &mut Command, log: &File, cancel: &Cancel) -> Result<()> {
     if cancel.is_cancelled() {
         bail!("cancelled");
     }
-    let program = cmd.get_program().to_string_lossy().into_owned();
+    let program = shown_program(cmd);
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log.try_clone()?)
