@@ -98,6 +98,24 @@ fn lsinitramfs(root: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Overrides the init-bottom hook in a tasks_dir that holds nothing else.
+fn override_the_hook(d: &Path) {
+    let hook = d.join("tasks/initramfs/ddc-union");
+    let text = std::fs::read_to_string(repo().join("tasks/initramfs/ddc-union")).unwrap();
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(
+        &hook,
+        text.replacen("PREREQ=\"\"", "# edited by the test\nPREREQ=\"\"", 1),
+    )
+    .unwrap();
+    let with_less = std::fs::read_to_string(d.join("Ddcfile.toml")).unwrap();
+    std::fs::write(
+        d.join("Ddcfile.toml"),
+        format!("tasks_dir = \"tasks\"\n{with_less}"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     if !wanted() {
@@ -212,20 +230,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     // The init-bottom hook overridden in tasks_dir, its only file:
     // initramfs and publish rerun, and the boot entries and exports follow
     // the new generation; no earlier step reruns.
-    let hook = d.join("tasks/initramfs/ddc-union");
-    let text = std::fs::read_to_string(repo().join("tasks/initramfs/ddc-union")).unwrap();
-    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
-    std::fs::write(
-        &hook,
-        text.replacen("PREREQ=\"\"", "# edited by the test\nPREREQ=\"\"", 1),
-    )
-    .unwrap();
-    let with_less = std::fs::read_to_string(d.join("Ddcfile.toml")).unwrap();
-    std::fs::write(
-        d.join("Ddcfile.toml"),
-        format!("tasks_dir = \"tasks\"\n{with_less}"),
-    )
-    .unwrap();
+    override_the_hook(d);
     let edit = build(d);
     let mut image_side: Vec<String> = edit
         .ran
