@@ -21,7 +21,9 @@ use crate::fsutil::{atomic_write_mode, make_dir, open_file, own, remove_path, Op
 
 /// The mode of the files ddc keeps in its cache (see `fsutil`: its folders
 /// are 0700): records, trees, the lock, the build mark and the owner.
-const FILE_MODE: u32 = 0o600;
+/// Records, journal, trees, lock: readable, so that read-only commands work
+/// for any user; never writable by others.
+const FILE_MODE: u32 = 0o644;
 
 /// One output of a finished task.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

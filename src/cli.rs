@@ -1,6 +1,7 @@
 //! The command line: clap definitions, and dispatch to `commands`, one
 //! function per subcommand. Owns parsing and nothing else: no command's
-//! work happens here. May import `commands`, `error` and `render` (for the
+//! work happens here. May import `commands`, `docs` (the man page and
+//! completions made from these definitions), `error` and `render` (for the
 //! graph format); nothing else.
 
 use std::path::PathBuf;
@@ -15,7 +16,12 @@ use crate::render;
 #[command(
     name = "ddc",
     version,
-    about = "Builds and keeps up to date everything a diskless Debian cluster boots from"
+    about = "Builds and keeps up to date everything a diskless Debian cluster boots from",
+    long_about = "Builds and keeps up to date everything a diskless Debian cluster boots from: \
+the worker root file system (exported read-only over NFS), its initramfs, the PXE \
+entries, the NFS exports and the DHCP configs, as a graph of tasks cached by the hash \
+of their inputs, all from one file, Ddcfile.toml. `ddc init` writes one for this \
+master; `ddc build -n` shows what would run and why; `sudo ddc build` builds."
 )]
 pub(crate) struct Cli {
     /// The Ddcfile to use.
@@ -61,11 +67,15 @@ pub(crate) enum Command {
     },
     /// Show the task graph and each task's state against the cache.
     Graph {
+        /// text (one line per task), dot (Graphviz) or json.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// List each image's generations: age, size, which nodes boot them.
-    Generations { image: Option<String> },
+    Generations {
+        /// Only this image.
+        image: Option<String>,
+    },
     /// Make an earlier generation current (the previous one by default) and
     /// rewrite the boot entries; nothing is rebuilt.
     Rollback(Switch),
@@ -98,25 +108,62 @@ pub(crate) enum Command {
         /// Show what would be deleted.
         #[arg(short = 'n', long)]
         dry_run: bool,
+        /// Fail instead of waiting when another ddc holds the cache.
         #[arg(long)]
         no_wait: bool,
     },
     /// Forget the cache (all, or the named tasks and their dependents).
     Clean {
+        /// Task ids or kinds; none is all.
         tasks: Vec<String>,
+        /// Fail instead of waiting when another ddc holds the cache.
         #[arg(long)]
         no_wait: bool,
     },
+    /// Write a commented Ddcfile.toml for this master and an example
+    /// nodes.csv into DIR (never overwrites).
+    Init {
+        /// The cluster's folder, made if missing.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the completion script of a shell (bash: save it as
+    /// /usr/share/bash-completion/completions/ddc).
+    Completions {
+        /// bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, ddc(1), in roff (man -l <(ddc man) shows it).
+    Man,
+    /// List the step scripts and templates and where each comes from
+    /// (built in, or the Ddcfile's tasks_dir, whose files replace them).
+    Tasks {
+        /// Write the built-in files into DIR for editing (never overwrites).
+        #[arg(long, value_name = "DIR")]
+        eject: Option<PathBuf>,
+    },
+}
+
+/// The shells ddc writes completions for.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// The arguments of `rollback` and `rollforward`.
 #[derive(Args)]
 pub(crate) struct Switch {
+    /// The image (a name under [images]).
     image: String,
     /// Its name, number or hash prefix (`ddc generations` lists them).
     generation: Option<String>,
+    /// One JSON object per task per line on stdout.
     #[arg(long)]
     json: bool,
+    /// Fail instead of waiting when another ddc holds the cache.
     #[arg(long)]
     no_wait: bool,
 }
@@ -228,5 +275,18 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             },
         ),
         Command::Clean { tasks, no_wait } => commands::clean::run(file, &tasks, no_wait),
+        Command::Init { dir } => commands::init::run(&dir),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            crate::docs::completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => crate::docs::man(&mut std::io::stdout())
+            .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write the man page: {e}"))),
+        Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
     }
 }

@@ -41,8 +41,11 @@ use rustix::io::Errno;
 /// writer's pid, `-`, and random letters.
 pub const TEMP_PREFIX: &str = ".ddc-tmp-";
 
-/// The mode of what ddc creates in its cache: nothing there is for others.
-pub const CACHE_DIR_MODE: u32 = 0o700;
+/// The mode of the folders ddc creates in its cache: others may read them
+/// (`ddc graph` and `build -n` work for any user who can read the cluster's
+/// folder); what holds secrets is a file of mode 0600 (logs, the config
+/// cache). Never writable by others.
+pub const CACHE_DIR_MODE: u32 = 0o755;
 /// The mode of the folders ddc creates elsewhere (TFTP root, nfs_root,
 /// server config folders): daemons running as other users read them.
 pub const DIR_MODE: u32 = 0o755;

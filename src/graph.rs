@@ -13,7 +13,8 @@ use anyhow::{bail, Result};
 
 use crate::config::Config;
 use crate::error::NotStarted;
-use crate::recipes::{intern, Kind, Planner, Scope, TaskId, TaskSpec};
+use crate::recipes::{intern, Kind, Planner, Scope, Staging, TaskId, TaskSpec};
+use crate::tasks_dir::TasksDir;
 
 /// A dependency's output hash is a key input named `dep:ID`.
 pub(crate) const DEP_PREFIX: &str = "dep:";
@@ -25,11 +26,14 @@ pub(crate) struct Graph {
     /// The key input name of each task as a dependency (`dep:packages:default`).
     pub(crate) dep_name: Vec<Cow<'static, str>>,
     pub(crate) index: HashMap<TaskId, usize>,
+    /// The tasks folder's files, as the keys hashed them (templates render from it).
+    pub(crate) files: TasksDir,
 }
 
-/// Builds the graph for a config.
-pub(crate) fn build(cfg: &Config) -> Result<Graph> {
-    let mut p = Planner::new(cfg);
+/// Builds the graph for a config; image steps stage their trees as
+/// `staging` says (part of their keys).
+pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
+    let mut p = Planner::new(cfg, staging)?;
     for img in cfg.images.values() {
         for kind in Kind::ALL {
             if kind.recipe().scope() == Scope::Image {
@@ -42,7 +46,7 @@ pub(crate) fn build(cfg: &Config) -> Result<Graph> {
             kind.recipe().plan(&mut p, None)?;
         }
     }
-    let tasks = p.tasks;
+    let Planner { tasks, files, .. } = p;
     // Recipes name only tasks planned before them: the order is topological.
     for (i, t) in tasks.iter().enumerate() {
         if t.deps.iter().any(|&d| d >= i) {
@@ -78,6 +82,7 @@ pub(crate) fn build(cfg: &Config) -> Result<Graph> {
         tasks,
         dep_name,
         index,
+        files,
     })
 }
 
@@ -133,5 +138,65 @@ impl Graph {
             }
         }
         mark
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn graph(tasks_dir: Option<&Path>) -> Graph {
+        let line = tasks_dir
+            .map(|d| format!("tasks_dir = {:?}\n", d.display().to_string()))
+            .unwrap_or_default();
+        let text = format!(
+            "{line}[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n\n[images.default]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\n[[nodes]]\nhostname = \"n1\"\nmac = \"52:54:00:00:00:01\"\nip = \"192.0.2.11\"\n"
+        );
+        let cfg = crate::config::parse(&text, "Ddcfile.toml", Path::new("/nonexistent"), &|| {
+            "http://mirror.invalid/debian".to_string()
+        })
+        .expect("valid");
+        build(&cfg, Staging::Copy).expect("a graph")
+    }
+
+    /// The tasks whose key inputs differ between two graphs.
+    fn differ(a: &Graph, b: &Graph) -> Vec<String> {
+        let inputs = |t: &TaskSpec| -> Vec<(String, [u8; 32])> {
+            t.inputs
+                .iter()
+                .map(|i| (i.name.to_string(), i.hash.0))
+                .collect()
+        };
+        a.tasks
+            .iter()
+            .zip(&b.tasks)
+            .filter(|(x, y)| inputs(x) != inputs(y))
+            .map(|(x, _)| x.id.to_string())
+            .collect()
+    }
+
+    /// Keys hash the bytes used: the built-in files and the same files
+    /// ejected into tasks_dir are the same inputs; one file edited there
+    /// changes exactly the task that uses it.
+    #[test]
+    fn keys_hash_the_bytes_used_wherever_they_come_from() {
+        let d = tempfile::tempdir().unwrap();
+        crate::tasks_dir::eject(d.path()).unwrap();
+        let built_in = graph(None);
+        assert_eq!(
+            differ(&built_in, &graph(Some(d.path()))),
+            Vec::<String>::new()
+        );
+        std::fs::write(d.path().join("configure.sh"), "#!/bin/sh\n").unwrap();
+        assert_eq!(
+            differ(&built_in, &graph(Some(d.path()))),
+            ["configure:default"]
+        );
+        std::fs::write(d.path().join("templates/pxelinux.cfg.j2"), "x").unwrap();
+        assert_eq!(
+            differ(&built_in, &graph(Some(d.path()))),
+            ["configure:default", "pxe:n1"]
+        );
     }
 }

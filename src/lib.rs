@@ -6,12 +6,14 @@ pub mod chroot;
 mod cli;
 mod commands;
 mod config;
+mod docs;
 mod engine;
 mod error;
 mod fingerprint;
 pub mod fsutil;
 mod generations;
 mod graph;
+mod hostnet;
 mod manifest;
 mod process;
 mod recipes;
@@ -19,6 +21,7 @@ mod render;
 mod reporter;
 mod scheduler;
 mod secrets;
+mod tasks_dir;
 mod template;
 
 /// Runs the command line and returns the process exit code.

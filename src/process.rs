@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,38 @@ pub fn install_signal_handlers(cancel: &Arc<Cancel>) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The PATH used when ddc has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where step scripts and the host programs ddc runs are looked up: ddc's
+/// own `PATH` (the usual one when it has none). Steps get it as their
+/// `PATH`, and the preflight searches exactly it.
+pub fn search_path() -> String {
+    match std::env::var("PATH") {
+        Ok(p) if !p.is_empty() => p,
+        _ => DEFAULT_PATH.to_string(),
+    }
+}
+
+/// Where `program` is found in [`search_path`], as a step would find it.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&search_path())
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+/// Where `program` is in the usual folders, outside a `PATH` that lacks it.
+pub fn elsewhere(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(DEFAULT_PATH)
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A command for `program` that, as root, runs in a PID namespace and a

@@ -163,6 +163,8 @@ fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
     });
     for ev in events {
         match (mode, ev) {
+            // Silent (ddc graph) still says what it could not see.
+            (Mode::Silent, Event::Note(n)) => eprintln!("ddc: {n}"),
             (Mode::Silent, _) => {}
             (Mode::Progress, Event::Planned(n)) => {
                 let b = indicatif::ProgressBar::new(n as u64);

@@ -1,39 +1,37 @@
-//! Renders the templates in `tasks/templates/` with minijinja.
+//! Renders the templates of `tasks/templates/` (built in, or replaced by
+//! `tasks_dir`) with minijinja.
 //!
-//! Templates are read once per build. Undefined variables are errors, so a
+//! Templates are the bytes the keys hashed. Undefined variables are errors, so a
 //! typo in an edited template fails its task instead of writing a config
 //! with a hole in it. Every value placed in a context was validated by
 //! `config`, so no newline, quote or path separator reaches a config file.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior};
+
+use crate::tasks_dir::TasksDir;
 
 pub struct Templates {
     env: Environment<'static>,
 }
 
 impl Templates {
-    /// Loads every `*.j2` file of `tasks_dir/templates`.
-    pub fn load(tasks_dir: &Path) -> Result<Self> {
+    /// Loads every `templates/*.j2` file, built in or from `tasks_dir`.
+    pub(crate) fn load(files: &TasksDir) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        let dir = tasks_dir.join("templates");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "j2") {
-                    let name = format!("templates/{}", e.file_name().to_string_lossy());
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("cannot read {}", p.display()))?;
-                    env.add_template_owned(name, text)
-                        .with_context(|| format!("template {} does not parse", p.display()))?;
-                }
+        for name in files.list("templates")? {
+            if !name.ends_with(".j2") {
+                continue;
             }
+            let f = files.get(&name)?;
+            let text = String::from_utf8(f.bytes.to_vec())
+                .with_context(|| format!("template {name} is not UTF-8"))?;
+            env.add_template_owned(name.clone(), text)
+                .with_context(|| format!("template {name} does not parse"))?;
         }
         Ok(Templates { env })
     }

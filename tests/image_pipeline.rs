@@ -1,6 +1,7 @@
 //! The image pipeline for real (root, the Debian mirror, minutes): the
-//! example image is built with the real step scripts, then a package change
-//! and an edit of the init-bottom hook rerun exactly the steps they should.
+//! example image is built with the built-in step scripts (no tasks folder),
+//! then a package change and an override of the init-bottom hook in
+//! tasks_dir rerun exactly the steps they should.
 //! Runs with `DDC_E2E=1` or in CI, like the end-to-end test; prints the
 //! times and the cache's disk use for the README.
 
@@ -97,6 +98,24 @@ fn lsinitramfs(root: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Overrides the init-bottom hook in a tasks_dir that holds nothing else.
+fn override_the_hook(d: &Path) {
+    let hook = d.join("tasks/initramfs/ddc-union");
+    let text = std::fs::read_to_string(repo().join("tasks/initramfs/ddc-union")).unwrap();
+    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
+    std::fs::write(
+        &hook,
+        text.replacen("PREREQ=\"\"", "# edited by the test\nPREREQ=\"\"", 1),
+    )
+    .unwrap();
+    let with_less = std::fs::read_to_string(d.join("Ddcfile.toml")).unwrap();
+    std::fs::write(
+        d.join("Ddcfile.toml"),
+        format!("tasks_dir = \"tasks\"\n{with_less}"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     if !wanted() {
@@ -129,13 +148,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
             .arg(d.join("cache/debs"))
             .status();
     }
-    // The repository's tasks, copied so the test can edit the hook.
-    let _ = Command::new("cp")
-        .arg("-a")
-        .arg(repo().join("tasks"))
-        .arg(d)
-        .status()
-        .unwrap();
+    // No tasks folder: the built-in steps run.
     let ddcfile = std::fs::read_to_string(repo().join("Ddcfile.toml")).unwrap();
     std::fs::write(d.join("Ddcfile.toml"), &ddcfile).unwrap();
 
@@ -214,15 +227,10 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     let disk_two = du(&cache);
     let published_two = du(&d.join("out/nfsroot"));
 
-    // The init-bottom hook edited: initramfs and publish rerun, and the boot
-    // entries and exports follow the new generation; no earlier step reruns.
-    let hook = d.join("tasks/initramfs/ddc-union");
-    let text = std::fs::read_to_string(&hook).unwrap();
-    std::fs::write(
-        &hook,
-        text.replacen("PREREQ=\"\"", "# edited by the test\nPREREQ=\"\"", 1),
-    )
-    .unwrap();
+    // The init-bottom hook overridden in tasks_dir, its only file:
+    // initramfs and publish rerun, and the boot entries and exports follow
+    // the new generation; no earlier step reruns.
+    override_the_hook(d);
     let edit = build(d);
     let mut image_side: Vec<String> = edit
         .ran

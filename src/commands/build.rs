@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::engine::BuildOptions;
 use crate::error::Error;
 
-use super::{load, run_build, Loaded, Run};
+use super::{load, load_to_read, run_build, Loaded, Run};
 
 /// The options of `ddc build`.
 pub(crate) struct Options {
@@ -25,7 +25,11 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
-    let Loaded { cfg, graph, state } = load(file)?;
+    let Loaded { cfg, graph, state } = if o.dry_run {
+        load_to_read(file)?
+    } else {
+        load(file)?
+    };
     let opts = BuildOptions {
         targets: o.tasks,
         dry_run: o.dry_run,

@@ -11,10 +11,10 @@ use crate::process::Cancel;
 use crate::render::{self, Format};
 use crate::reporter::{Mode, Reporter};
 
-use super::{load, Loaded};
+use super::{load_to_read, Loaded};
 
 pub(crate) fn run(file: &Path, format: Format) -> Result<(), Error> {
-    let Loaded { cfg, graph, state } = load(file)?;
+    let Loaded { cfg, graph, state } = load_to_read(file)?;
     let reporter = Reporter::start(Mode::Silent, false);
     let cancel = Arc::new(Cancel::default());
     let opts = BuildOptions {

@@ -11,7 +11,9 @@ pub(crate) mod diff;
 pub(crate) mod gc;
 pub(crate) mod generations;
 pub(crate) mod graph;
+pub(crate) mod init;
 pub(crate) mod rollback;
+pub(crate) mod tasks;
 pub(crate) mod verify;
 
 use std::cell::Cell;
@@ -25,6 +27,7 @@ use crate::engine::{self, BuildOptions};
 use crate::error::{Error, NotStarted};
 use crate::graph::{self as task_graph, Graph};
 use crate::process::{self, Cancel};
+use crate::recipes;
 use crate::reporter::{Event, Mode, Reporter};
 
 /// The cache records, loading on their own thread.
@@ -45,9 +48,38 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, Error> {
     // The records load while the Ddcfile parses: both take tens of ms at 10,000 nodes.
     let dirs = engine::cache_dirs_at(&config::base_dir(file));
     let state = std::thread::spawn(move || State::load(&dirs));
+    loaded(file, state, recipes::staging_mode(), t)
+}
+
+/// [`load`] for commands that only read (`graph`, `build -n`). A user who
+/// cannot build (not root) sees the image steps as the build that recorded
+/// them staged them, not as an unprivileged build would.
+pub(crate) fn load_to_read(file: &Path) -> Result<Loaded, Error> {
+    if nix::unistd::geteuid().is_root() {
+        return load(file);
+    }
+    let t = std::time::Instant::now();
+    let state = State::load(&engine::cache_dirs_at(&config::base_dir(file)));
+    let recorded = state.as_ref().ok().and_then(|s| {
+        s.records
+            .values()
+            .filter(|r| recipes::Kind::of_id(&r.task).is_some_and(|k| k.recipe().heavy()))
+            .find_map(|r| r.inputs().find(|(n, _)| *n == "staging"))
+            .and_then(|(_, h)| recipes::Staging::recorded(h))
+    });
+    let staging = recorded.unwrap_or_else(recipes::staging_mode);
+    loaded(file, std::thread::spawn(move || state), staging, t)
+}
+
+fn loaded(
+    file: &Path,
+    state: StateLoad,
+    staging: recipes::Staging,
+    t: std::time::Instant,
+) -> Result<Loaded, Error> {
     let cfg = config::load(file)?;
     tracing::debug!("config loaded in {:?}", t.elapsed());
-    let graph = task_graph::build(&cfg).map_err(|e| NotStarted(format!("{e:#}")))?;
+    let graph = task_graph::build(&cfg, staging).map_err(|e| NotStarted(format!("{e:#}")))?;
     tracing::debug!(
         "graph of {} tasks built at {:?}",
         graph.tasks.len(),

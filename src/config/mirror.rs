@@ -20,7 +20,7 @@ pub(super) fn apt_sources() -> Vec<PathBuf> {
 }
 
 /// The mirror that the master's own apt sources use, or empty.
-pub(super) fn system_mirror() -> String {
+pub(crate) fn system_mirror() -> String {
     mirror_from_sources(
         Path::new("/etc/apt/sources.list.d"),
         Path::new("/etc/apt/sources.list"),

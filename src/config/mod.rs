@@ -30,7 +30,7 @@ pub use model::*;
 pub use origin::ConfigErrors;
 
 use memo::{cached, remember};
-use mirror::system_mirror;
+pub(crate) use mirror::system_mirror;
 use origin::{line_col, ConfigError, Origin, Place};
 use raw::RawDdcfile;
 

@@ -17,7 +17,8 @@ pub struct Config {
     /// The Ddcfile itself, and the folder relative paths start from.
     pub file: PathBuf,
     pub base_dir: PathBuf,
-    pub tasks_dir: PathBuf,
+    /// Files that replace the built-in step scripts and templates, if any.
+    pub tasks_dir: Option<PathBuf>,
     /// The CSV inventory, if `nodes_file` names one.
     pub nodes_file: Option<PathBuf>,
     pub cluster: Cluster,

@@ -204,8 +204,8 @@ fn outputs_never_overlap_inputs_the_cache_or_each_other() {
          "Ddcfile.toml:15:9: paths.dhcpd: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf"),
         ("[paths]\nganesha = \"./out/../Ddcfile.toml\"",
          "Ddcfile.toml:15:11: paths.ganesha: /nonexistent/Ddcfile.toml is the Ddcfile: ddc would overwrite it; give paths.ganesha a path of its own, like the default out/ganesha/ddc.conf"),
-        ("[paths]\ndnsmasq = \"tasks/debootstrap.sh\"",
-         "Ddcfile.toml:15:11: paths.dnsmasq: /nonexistent/tasks/debootstrap.sh is inside the tasks folder /nonexistent/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
+        ("tasks_dir = \"tasks\"\n\n[paths]\ndnsmasq = \"tasks/debootstrap.sh\"",
+         "Ddcfile.toml:4:11: paths.dnsmasq: /nonexistent/tasks/debootstrap.sh is inside the tasks folder /nonexistent/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dnsmasq a path of its own, like the default out/dnsmasq.d/ddc.conf"),
         ("[paths]\nexports = \"cache/state/journal\"",
          "Ddcfile.toml:15:11: paths.exports: /nonexistent/cache/state/journal is inside the cache folder /nonexistent/cache: the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.exports a path of its own, like the default out/exports.d/ddc.exports"),
         ("[paths]\nnfs_root = \"cache/nfs\"",
@@ -225,7 +225,7 @@ fn outputs_never_overlap_inputs_the_cache_or_each_other() {
         ("[images.efi64]\nsuite = \"bookworm\"",
          "Ddcfile.toml:14:9: images.efi64: ddc keeps the UEFI boot loader in the TFTP root's \"efi64\" folder, where this image's kernels would be published; choose another image name"),
         ("[paths]\nnfs_root = \".\"",
-         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the tasks folder (tasks_dir), the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq, paths.dnsmasq_hosts)"),
+         "Ddcfile.toml:15:12: paths.nfs_root: /nonexistent holds the Ddcfile /nonexistent/Ddcfile.toml: ddc publishes into a root and deletes from it, so it must not hold ddc's inputs; give paths.nfs_root a path of its own, like the default out/nfsroot (it also overlaps the cache folder, the TFTP root (paths.tftp_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq, paths.dnsmasq_hosts)"),
         ("tasks_dir = \"out\"",
          "Ddcfile.toml:1:13: tasks_dir: /nonexistent/out holds the TFTP root /nonexistent/out/tftp (paths.tftp_root), where ddc writes by default: ddc runs the step scripts and templates there as root and must never write over them; move tasks_dir elsewhere, or set paths.tftp_root to a path outside it (it also overlaps the NFS root (paths.nfs_root), paths.exports, paths.ganesha, paths.dhcpd, paths.dnsmasq, paths.dnsmasq_hosts)"),
         ("nodes_file = \"out/dhcp/ddc.conf\"",
@@ -278,16 +278,16 @@ fn paths_overlap_through_symlinks_too() {
         format!("Ddcfile.toml: paths.tftp_root: {b}/out/tftp is inside the cache folder {b}/cache (through symlinks: {b}/cache/tftp and {b}/cache): the cache is ddc's own (its records, logs and image layers; `ddc clean` deletes in it); give paths.tftp_root a path of its own, like the default out/tftp")
     );
     let text = format!(
-        "{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndnsmasq_hosts = \"h/ddc.hosts\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
+        "tasks_dir = \"tasks\"\n{BASE}\n[paths]\ntftp_root = \"t\"\nnfs_root = \"n\"\nexports = \"e\"\nganesha = \"g\"\ndnsmasq = \"m\"\ndnsmasq_hosts = \"h/ddc.hosts\"\ndhcpd = \"scripts/../tasks/x.sh\"\n"
     );
     assert_eq!(
         parse_here(&text).unwrap_err(),
-        format!("Ddcfile.toml:21:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+        format!("Ddcfile.toml:22:9: paths.dhcpd: {b}/tasks/x.sh is inside the tasks folder {b}/tasks (tasks_dir): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
     );
     let text = text.replace("scripts/../tasks/x.sh", "scripts/x.sh");
     assert_eq!(
         parse_here(&text).unwrap_err(),
-        format!("Ddcfile.toml:21:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
+        format!("Ddcfile.toml:22:9: paths.dhcpd: {b}/scripts/x.sh is inside the tasks folder {b}/tasks (tasks_dir) (through symlinks: {b}/tasks/x.sh and {b}/tasks): ddc runs the step scripts and templates there as root and must never write over them; give paths.dhcpd a path of its own, like the default out/dhcp/ddc.conf")
     );
 }
 

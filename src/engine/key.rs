@@ -10,6 +10,9 @@ use crate::fingerprint::{cache_key_of, hash_output, scan_tree, CacheKey, Input, 
 use crate::fsutil::shown;
 use crate::graph::DEP_PREFIX;
 use crate::recipes::{TaskId, TaskSpec};
+use crate::tasks_dir::TasksDir;
+
+use super::readable::{denied, Unreadable};
 
 /// The key of `spec` with its late inputs and dependencies' output hashes.
 pub(crate) fn key_of(spec: &TaskSpec, more: &[Input]) -> CacheKey {
@@ -58,7 +61,11 @@ pub(crate) struct Judge<'a> {
     pub(crate) dirs: &'a CacheDirs,
     /// Paths are shown relative to the Ddcfile's folder.
     pub(crate) base_dir: &'a Path,
-    pub(crate) tasks_dir: &'a Path,
+    /// The tasks folder's files: a changed one is named as the user knows it.
+    pub(crate) files: &'a TasksDir,
+    /// In a dry run: where outputs this user cannot read are noted (and
+    /// taken as recorded); None in a build, where they count as changed.
+    pub(crate) unreadable: Option<&'a Unreadable>,
     /// Re-hash trees even when their root's stat stamp is as recorded.
     pub(crate) deep: bool,
 }
@@ -110,7 +117,7 @@ impl Judge<'_> {
         if let Some(dep) = name.strip_prefix(DEP_PREFIX) {
             StaleReason::DependencyRebuilt(dep.to_string())
         } else if let Some(f) = name.strip_prefix("file:") {
-            StaleReason::FileChanged(self.rel(&self.tasks_dir.join(f)))
+            StaleReason::FileChanged(self.files.shown(f, self.base_dir))
         } else {
             StaleReason::InputChanged(name.to_string())
         }
@@ -123,8 +130,12 @@ impl Judge<'_> {
     fn output_changed(&self, spec: &TaskSpec, n: usize, o: &OutputRecord) -> Option<StaleReason> {
         let missing = || Some(StaleReason::OutputMissing(self.rel(&o.path)));
         let changed = || Some(StaleReason::OutputChanged(self.rel(&o.path)));
-        let Ok(meta) = std::fs::symlink_metadata(&o.path) else {
-            return missing();
+        let meta = match std::fs::symlink_metadata(&o.path) {
+            Ok(m) => m,
+            Err(e) if self.skip(e.kind() == std::io::ErrorKind::PermissionDenied, &o.path) => {
+                return None
+            }
+            Err(_) => return missing(),
         };
         if o.dir {
             if !meta.is_dir() {
@@ -138,6 +149,7 @@ impl Judge<'_> {
             let prev = cache::load_tree(&self.dirs.tree(spec.id.as_str(), n));
             match scan_tree(&o.path, prev.as_ref()) {
                 Ok((t, _)) if t.fingerprint() == o.hash => None,
+                Err(e) if self.skip(denied(&e), &o.path) => None,
                 _ => changed(),
             }
         } else if StatStamp::of(&meta) == o.stamp {
@@ -145,9 +157,17 @@ impl Judge<'_> {
         } else {
             match hash_output(&o.path) {
                 Ok(h) if h == o.hash => None,
+                Err(e) if self.skip(denied(&e), &o.path) => None,
                 _ => changed(),
             }
         }
+    }
+
+    /// Whether an output that failed to read is skipped: a dry run that
+    /// lacks the permission to read it takes it as recorded.
+    fn skip(&self, denied: bool, path: &Path) -> bool {
+        self.unreadable
+            .is_some_and(|u| u.skip(denied, self.rel(path)))
     }
 }
 

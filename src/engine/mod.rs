@@ -7,11 +7,12 @@
 //! to the reporter without printing; it must not import the commands.
 
 mod key;
+mod log;
 mod preflight;
+mod readable;
 mod record;
 mod sweep;
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -31,6 +32,8 @@ use crate::recipes::{DepResult, LateMemo, RunCtx, TaskSpec};
 use crate::reporter::{Event, Finished, Summary, TaskState};
 use crate::scheduler::{self, Skip};
 use crate::template::Templates;
+
+use log::{open_log, tail, LOG_MODE};
 
 pub(crate) use key::StaleReason;
 
@@ -123,9 +126,6 @@ pub(crate) fn cache_dirs_at(base_dir: &Path) -> CacheDirs {
     CacheDirs::new(base_dir.join("cache"))
 }
 
-/// The mode of task logs: a step's output may show what it configured.
-const LOG_MODE: u32 = 0o600;
-
 /// Declares ddc's own folders besides the cache (see `fsutil`): the TFTP
 /// root, the nfs_root and the folder of each server config file. Nothing
 /// below them is written or deleted through a link.
@@ -138,37 +138,6 @@ pub(crate) fn own_folders(cfg: &Config) {
             fsutil::own(dir, fsutil::DIR_MODE);
         }
     }
-}
-
-/// Heavy tasks write their log as they go; cheap tasks only get a file if
-/// they fail.
-fn open_log(dirs: &CacheDirs, task: &str) -> Result<File> {
-    fsutil::open_file(&dirs.log(task), fsutil::Open::Truncate, LOG_MODE)
-}
-
-/// The last `n` lines of a log, read from its end (a step's log can be
-/// gigabytes: only its last 64 KiB are read).
-fn tail(path: &Path, n: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    const WINDOW: u64 = 64 * 1024;
-    let Ok(mut f) = fsutil::open_no_follow(path) else {
-        return Vec::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = len.saturating_sub(WINDOW);
-    let mut bytes = Vec::new();
-    if f.seek(SeekFrom::Start(start)).is_err() || f.take(WINDOW).read_to_end(&mut bytes).is_err() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.lines().collect();
-    if start > 0 && !lines.is_empty() {
-        lines.remove(0); // cut in the middle
-    }
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
 }
 
 /// Everything a build needs, shared by the worker threads.
@@ -189,6 +158,8 @@ struct Engine<'a> {
     new_records: Mutex<Vec<Record>>,
     dry_run: bool,
     verify: bool,
+    /// Outputs a dry run could not read.
+    unreadable: readable::Unreadable,
     /// With `no_deps`: the tasks that may run; the others use their records.
     targets: Option<Vec<bool>>,
 }
@@ -281,7 +252,8 @@ impl Engine<'_> {
         let judge = key::Judge {
             dirs: self.dirs,
             base_dir: &self.cfg.base_dir,
-            tasks_dir: &self.cfg.tasks_dir,
+            files: &self.graph.files,
+            unreadable: self.dry_run.then_some(&self.unreadable),
             deep: self.verify,
         };
         let old = self.state.records.get(spec.id.as_str());
@@ -433,6 +405,18 @@ fn prepare(
             cfg.file.display()
         ));
     }
+    let state = match state {
+        Some(s) if s.is_current(&dirs) => s,
+        _ => readable::load_state(&dirs, opts.dry_run, &note)?,
+    };
+    // Everything the build needs is checked before it touches anything.
+    if !opts.no_deps {
+        match preflight::preflight(cfg, graph, &state, wanted, opts.dry_run) {
+            Some(p) if opts.dry_run => note(format!("ddc build would not start: {p}")),
+            Some(p) => return Err(NotStarted(p).into()),
+            None => {}
+        }
+    }
     if !opts.dry_run {
         for m in crate::chroot::unmount_leftovers(&dirs.root) {
             note(format!(
@@ -441,10 +425,6 @@ fn prepare(
             ));
         }
     }
-    let state = match state {
-        Some(s) if s.is_current(&dirs) => s,
-        _ => State::load(&dirs)?,
-    };
     if !opts.dry_run {
         cache::claim(&dirs, &cfg.file)?;
         let killed = cache::begin_build(&dirs)?;
@@ -453,12 +433,6 @@ fn prepare(
                 "removed {}, left by a ddc that was killed",
                 p.display()
             ));
-        }
-        if !opts.no_deps {
-            let problems = preflight::preflight(cfg, graph, &state, wanted);
-            if !problems.is_empty() {
-                return Err(NotStarted(problems.join("\n")).into());
-            }
         }
     }
     Ok(state)
@@ -537,7 +511,7 @@ pub(crate) fn build(
         state.records.len(),
         start.elapsed()
     );
-    let templates = Templates::load(&cfg.tasks_dir)?;
+    let templates = Templates::load(&graph.files)?;
     let journal = if opts.dry_run {
         None
     } else {
@@ -568,6 +542,7 @@ pub(crate) fn build(
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,
         verify: opts.verify,
+        unreadable: Default::default(),
         targets,
     };
     execute(&engine, opts, &wanted);
@@ -575,6 +550,9 @@ pub(crate) fn build(
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
+    if let Some(n) = engine.unreadable.note() {
+        let _ = events.send(Event::Note(n));
+    }
     let sweep = sweep::Sweep::plan(cfg, graph, &state, &new_records);
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
@@ -606,25 +584,4 @@ pub(crate) fn build(
     // the kernel frees them at once.
     std::mem::forget(state);
     Ok(BuildReport { results, summary })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tail_of_a_large_log_is_read_from_its_end() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("big.log");
-        let mut text = String::new();
-        for i in 0..100_000 {
-            text.push_str(&format!("line {i}\n"));
-        }
-        std::fs::write(&p, &text).unwrap();
-        let t = tail(&p, 3);
-        assert_eq!(t, ["line 99997", "line 99998", "line 99999"]);
-        std::fs::write(&p, "a\nb\n").unwrap();
-        assert_eq!(tail(&p, 15), ["a", "b"]);
-        assert!(tail(&d.path().join("missing"), 3).is_empty());
-    }
 }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
+use super::{Kind, LateMemo, Need, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
+use crate::fingerprint::{hash_file, Fingerprint, Input};
 
 /// Where syslinux.efi finds its entries: a link to the BIOS entries.
 const EFI_ENTRIES_LINK: &str = "efi64/pxelinux.cfg";
-use crate::fingerprint::{hash_file, Input};
 use crate::fsutil::{self, atomic_write, Folder};
 
 pub(crate) struct Bootloader;
@@ -22,20 +22,7 @@ impl Recipe for Bootloader {
     }
 
     fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
-        let mut inputs = vec![Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root)];
-        for (rel, src) in loader_files() {
-            inputs.push(Input {
-                name: format!("host:{}", src.path.display()).into(),
-                hash: hash_file(Path::new(&src.path)).with_context(|| {
-                    format!(
-                        "{} is missing on this master: install the Debian package {} (apt-get install {}) so that {rel} can be served",
-                        src.path.display(),
-                        src.package,
-                        src.package
-                    )
-                })?,
-            });
-        }
+        let inputs = vec![Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root)];
         p.push(Planner::task(
             Kind::Bootloader,
             None,
@@ -44,6 +31,30 @@ impl Recipe for Bootloader {
             Subject::Cluster,
         ));
         Ok(())
+    }
+
+    /// The master's bootloader files, read only when the task is judged: a
+    /// command that only reads works on a master without them. A missing
+    /// one hashes as missing (the preflight names its package).
+    fn late_inputs(&self, _task: &TaskSpec, _cfg: &Config, _memo: &LateMemo) -> Vec<Input> {
+        loader_files()
+            .into_iter()
+            .map(|(_, src)| Input {
+                name: format!("host:{}", src.path.display()).into(),
+                hash: hash_file(&src.path)
+                    .unwrap_or_else(|_| Fingerprint::of(b"(missing or unreadable)")),
+            })
+            .collect()
+    }
+
+    fn needs(&self, _task: &TaskSpec, _cfg: &Config) -> Vec<Need> {
+        loader_files()
+            .into_iter()
+            .map(|(_, src)| Need::File {
+                path: src.path,
+                package: src.package,
+            })
+            .collect()
     }
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {

@@ -1,9 +1,11 @@
 //! The image steps `debootstrap → packages → configure → initramfs`: each
-//! runs its script from the tasks folder on the image's root file system.
+//! runs its script (built in, or from `tasks_dir`) on the image's root file
+//! system. The script and the files of its folder are written to the cache
+//! first, as its key hashed them, and run from there.
 //!
 //! A step's script gets exactly the `DDC_*` values that are in its key (see
-//! [`step_vars`]), plus the context every step gets ([`CONTEXT_VARS`]), so no
-//! value can reach a step without being hashed.
+//! `step_env`), plus the context every step gets, so no value can reach a
+//! step without being hashed.
 //!
 //! Each step works in a staging folder and is committed by rename, so a
 //! failed step leaves the previous good output untouched. Two staging modes:
@@ -20,12 +22,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::plan::tool_version;
-use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Subject, TaskSpec};
+use super::step_env::{step_env, step_vars, StepDirs};
+use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Script, Subject, TaskSpec};
 use crate::chroot::MountGuard;
 use crate::config::{Config, Image};
-use crate::fingerprint::{scan_tree, Fingerprint, Input};
 use crate::fsutil::{self, safe_remove_dir_all, Folder};
 use crate::process::run_logged;
+use crate::tasks_dir::{Origin, TaskFile};
 
 /// The mode of a step's working tree: it becomes the image's `/` (and the
 /// published generation's folder), which everyone on a node must reach.
@@ -37,6 +40,15 @@ const IMAGE_ROOT_MODE: u32 = 0o755;
 pub(crate) enum Staging {
     Layers,
     Copy,
+}
+
+impl Staging {
+    /// The staging whose key input hashes to `prefix` (as a record keeps it).
+    pub(crate) fn recorded(prefix: u64) -> Option<Staging> {
+        [Staging::Layers, Staging::Copy]
+            .into_iter()
+            .find(|s| Planner::value("staging", s).hash.prefix64() == prefix)
+    }
 }
 
 /// [`Staging::Layers`] when running as root on a kernel with overlayfs,
@@ -122,145 +134,6 @@ pub(crate) fn lower_layers(dir: &Path, step: Step) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The environment every step gets: where it works, not what it makes.
-/// The files of the tasks folder a step reads are key inputs of their own.
-pub(crate) const CONTEXT_VARS: [&str; 4] =
-    ["DDC_ROOTFS", "DDC_IMAGE", "DDC_TASKS_DIR", "DDC_PKG_CACHE"];
-
-/// A value a step reads: hashed into its key under `key`, and given to its
-/// script as the environment variable `env`.
-pub(crate) struct StepVar {
-    pub(crate) env: &'static str,
-    pub(crate) input: Input,
-    pub(crate) text: String,
-}
-
-fn var<T: Serialize>(env: &'static str, key: String, value: &T, text: String) -> StepVar {
-    StepVar {
-        env,
-        input: Planner::value(key, value),
-        text,
-    }
-}
-
-/// The values `step` of `img` reads, in key order. The one list that both
-/// the key and the script's environment come from.
-pub(crate) fn step_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
-    let k = |f: &str| format!("images.{}.{f}", img.name);
-    let c = &cfg.cluster;
-    Ok(match step {
-        Step::Debootstrap => vec![
-            var("DDC_SUITE", k("suite"), &img.suite, img.suite.clone()),
-            var("DDC_ARCH", k("arch"), &img.arch, img.arch.clone()),
-            var("DDC_MIRROR", k("mirror"), &img.mirror, img.mirror.clone()),
-            var(
-                "DDC_BOOTSTRAPPER",
-                k("bootstrapper"),
-                &img.bootstrapper,
-                img.bootstrapper.as_str().to_string(),
-            ),
-        ],
-        Step::Packages => vec![
-            var(
-                "DDC_PACKAGES",
-                k("packages"),
-                &img.packages,
-                img.packages.join(" "),
-            ),
-            var("DDC_MIRROR", k("mirror"), &img.mirror, img.mirror.clone()),
-        ],
-        Step::Configure => {
-            let files = match &img.files {
-                Some(dir) => scan_tree(dir, None)
-                    .with_context(|| format!("cannot read the files tree {}", dir.display()))?
-                    .0
-                    .fingerprint(),
-                None => Fingerprint([0; 32]),
-            };
-            let text = |v: &Option<String>| v.clone().unwrap_or_default();
-            vec![
-                StepVar {
-                    env: "DDC_FILES",
-                    input: Input {
-                        name: k("files").into(),
-                        hash: files,
-                    },
-                    text: img
-                        .files
-                        .as_ref()
-                        .map(|f| f.display().to_string())
-                        .unwrap_or_default(),
-                },
-                var(
-                    "DDC_ROOT_PASSWORD_HASH",
-                    k("root_password_hash"),
-                    &img.root_password_hash,
-                    text(&img.root_password_hash),
-                ),
-                var(
-                    "DDC_SSH_AUTHORIZED_KEYS",
-                    k("ssh_authorized_keys"),
-                    &img.ssh_authorized_keys,
-                    img.ssh_authorized_keys.join("\n"),
-                ),
-                var(
-                    "DDC_NIS_DOMAIN",
-                    k("nis_domain"),
-                    &img.nis_domain,
-                    text(&img.nis_domain),
-                ),
-                var(
-                    "DDC_MASTER",
-                    "cluster.master".into(),
-                    &c.master,
-                    c.master.to_string(),
-                ),
-                var(
-                    "DDC_NETWORK",
-                    "cluster.network".into(),
-                    &c.network,
-                    c.network.to_string(),
-                ),
-                var(
-                    "DDC_SYSLOG",
-                    "cluster.syslog".into(),
-                    &c.syslog,
-                    if c.syslog { "1" } else { "0" }.into(),
-                ),
-            ]
-        }
-        Step::Initramfs => vec![var(
-            "DDC_UNION",
-            k("union"),
-            &img.union,
-            img.union.as_str().to_string(),
-        )],
-    })
-}
-
-/// The environment of a step's script: its values and the context.
-fn step_env(
-    step: Step,
-    cfg: &Config,
-    img: &Image,
-    rootfs: &Path,
-    cache: &Path,
-) -> Result<Vec<(&'static str, String)>> {
-    let context = [
-        rootfs.display().to_string(),
-        img.name.clone(),
-        cfg.tasks_dir.display().to_string(),
-        cache.join("debs").display().to_string(),
-    ];
-    let mut env: Vec<(&'static str, String)> = CONTEXT_VARS.into_iter().zip(context).collect();
-    env.extend(
-        step_vars(step, cfg, img)?
-            .into_iter()
-            .map(|v| (v.env, v.text)),
-    );
-    Ok(env)
-}
-
 impl Recipe for Step {
     fn name(&self) -> &'static str {
         Step::name(*self)
@@ -283,7 +156,7 @@ impl Recipe for Step {
             let tool = img.bootstrapper.as_str();
             inputs.push(Planner::value(format!("tool:{tool}"), &tool_version(tool)));
         }
-        inputs.push(Planner::value("staging", &staging_mode()));
+        inputs.push(Planner::value("staging", &p.staging));
         let deps = match step.index() {
             0 => Vec::new(),
             i => p
@@ -305,16 +178,24 @@ impl Recipe for Step {
 
     fn needs(&self, task: &TaskSpec, cfg: &Config) -> Vec<Need> {
         let mut needs = Vec::new();
+        let program = |p: &str, package| Need::Program {
+            program: p.into(),
+            package,
+        };
         if let Some(s) = &task.script {
             if s.needs_root {
                 needs.push(Need::Root);
             }
             if s.chroot {
-                needs.push(Need::Program {
-                    program: "chroot".into(),
-                    package: "coreutils",
-                });
+                needs.push(program("chroot", "coreutils"));
             }
+        }
+        // As root every step runs in namespaces of its own (process::isolated).
+        if nix::unistd::geteuid().is_root() {
+            needs.push(program("unshare", "util-linux"));
+        }
+        if *self != Step::Debootstrap && staging_mode() == Staging::Copy {
+            needs.push(program("cp", "coreutils"));
         }
         if *self == Step::Debootstrap {
             if let Some(img) = task.image().and_then(|i| cfg.images.get(i)) {
@@ -404,27 +285,32 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
     } else {
         None
     };
+    let tasks = dir.join(format!("{}.tasks", step.name()));
+    let script_path = write_step_files(&tasks, script)?;
     writeln!(
         ctx.log,
-        "ddc: running {} with DDC_ROOTFS={}",
-        script.path.display(),
+        "ddc: running {} ({}) with DDC_ROOTFS={}",
+        script_path.display(),
+        shown_origin(&script.files[0]),
         rootfs.display()
     )?;
     let mut cmd = crate::process::isolated("/bin/sh");
-    cmd.arg(&script.path)
+    cmd.arg(&script_path)
         .current_dir(&ctx.cfg.base_dir)
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", crate::process::search_path())
         .env("LC_ALL", "C.UTF-8");
     for k in ["http_proxy", "https_proxy", "no_proxy", "HOME"] {
         if let Ok(v) = std::env::var(k) {
             cmd.env(k, v);
         }
     }
-    cmd.envs(step_env(step, ctx.cfg, img, &rootfs, ctx.cache_dir)?);
+    let dirs = StepDirs {
+        rootfs: &rootfs,
+        tasks: &tasks,
+        cache: ctx.cache_dir,
+    };
+    cmd.envs(step_env(step, ctx.cfg, img, &dirs)?);
     let result = run_logged(&mut cmd, ctx.log, ctx.cancel);
     if let Some(g) = guard {
         g.release()?;
@@ -447,111 +333,28 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    fn cfg() -> Config {
-        crate::config::parse(
-            "[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n\n[images.default]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n",
-            "Ddcfile.toml",
-            Path::new("/nonexistent"),
-            &|| "http://mirror.invalid/debian".to_string(),
-        )
-        .expect("valid")
+/// Writes a step's script and the files of its folder, as its key hashed
+/// them, under `dir` (the step's `DDC_TASKS_DIR`); returns the script's path.
+fn write_step_files(dir: &Path, script: &Script) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    safe_remove_dir_all(dir)?;
+    for f in &script.files {
+        let path = dir.join(&f.rel);
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        std::fs::write(&path, &f.bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;
     }
+    let first = script
+        .files
+        .first()
+        .context("internal error: a step without a script")?;
+    Ok(dir.join(&first.rel))
+}
 
-    /// The `DDC_*` names a text mentions.
-    fn ddc_vars(text: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut rest = text;
-        while let Some(at) = rest.find("DDC_") {
-            let name: String = rest[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            rest = &rest[at + name.len()..];
-            out.insert(name);
-        }
-        out
-    }
-
-    /// A step's script and the files of its folder may read only what the
-    /// step hashes (and the context): any other `DDC_*` would be unset.
-    #[test]
-    fn built_in_steps_read_only_hashed_values() {
-        let cfg = cfg();
-        let img = &cfg.images["default"];
-        let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
-        for step in Step::ALL {
-            let given: BTreeSet<String> =
-                step_env(step, &cfg, img, Path::new("/r"), Path::new("/c"))
-                    .unwrap()
-                    .into_iter()
-                    .map(|(k, _)| k.to_string())
-                    .collect();
-            let mut read = ddc_vars(
-                &std::fs::read_to_string(tasks.join(format!("{}.sh", step.name()))).unwrap(),
-            );
-            for e in walkdir::WalkDir::new(tasks.join(step.name()))
-                .into_iter()
-                .flatten()
-            {
-                if e.file_type().is_file() {
-                    read.extend(ddc_vars(&std::fs::read_to_string(e.path()).unwrap()));
-                }
-            }
-            let unhashed: Vec<_> = read.difference(&given).collect();
-            assert!(
-                unhashed.is_empty(),
-                "{} reads {unhashed:?}, which are not in its key: add them to step_vars",
-                step.name()
-            );
-        }
-    }
-
-    /// The environment holds exactly the key's values and the context.
-    #[test]
-    fn the_environment_is_the_key() {
-        let cfg = cfg();
-        let img = &cfg.images["default"];
-        for step in Step::ALL {
-            let env: Vec<&str> = step_env(step, &cfg, img, Path::new("/r"), Path::new("/c"))
-                .unwrap()
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            let vars = step_vars(step, &cfg, img).unwrap();
-            let mut want: Vec<&str> = CONTEXT_VARS.to_vec();
-            want.extend(vars.iter().map(|v| v.env));
-            assert_eq!(env, want, "{}", step.name());
-            for v in &vars {
-                assert!(
-                    v.input.name.starts_with("images.default.")
-                        || v.input.name.starts_with("cluster."),
-                    "{} hashes {} under an unnamed key",
-                    v.env,
-                    v.input.name
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn debootstrap_does_not_see_configure_values() {
-        let cfg = cfg();
-        let img = &cfg.images["default"];
-        let env = step_env(
-            Step::Debootstrap,
-            &cfg,
-            img,
-            Path::new("/r"),
-            Path::new("/c"),
-        )
-        .unwrap();
-        assert!(env
-            .iter()
-            .all(|(k, _)| *k != "DDC_MASTER" && *k != "DDC_PACKAGES"));
+fn shown_origin(f: &TaskFile) -> String {
+    match &f.origin {
+        Origin::BuiltIn => "built in".into(),
+        Origin::Override(p) => format!("from {}", p.display()),
     }
 }

@@ -16,6 +16,7 @@ mod plan;
 mod publish;
 mod pxe;
 mod rsyslog;
+mod step_env;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,8 +26,9 @@ use anyhow::Result;
 
 use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
+use crate::tasks_dir::TaskFile;
 
-use image::Step;
+pub(crate) use image::{staging_mode, Staging, Step};
 pub(crate) use plan::{intern, Planner};
 pub(crate) use pxe::boot_generation;
 
@@ -134,12 +136,17 @@ pub(crate) enum Subject {
     Node(usize),
 }
 
-/// A host program a task runs, with the Debian package that has it.
+/// What a task needs from the master: root, or a program (looked up in
+/// `PATH`, as its step will) or a file, with the Debian package that has it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Need {
     Root,
     Program {
         program: String,
+        package: &'static str,
+    },
+    File {
+        path: PathBuf,
         package: &'static str,
     },
 }
@@ -237,16 +244,18 @@ impl TaskSpec {
     }
 }
 
+/// A step's script as it runs: the script itself first, then the files of
+/// its folder (`initramfs/ddc-union`), with the bytes its key hashed.
 #[derive(Clone, Debug)]
 pub(crate) struct Script {
-    pub(crate) path: PathBuf,
+    pub(crate) files: Vec<TaskFile>,
     pub(crate) chroot: bool,
     pub(crate) needs_root: bool,
 }
 
 impl Script {
     /// Reads the `# ddc: chroot root` markers in the first lines of a script.
-    pub(crate) fn from_text(path: PathBuf, text: &str) -> Self {
+    pub(crate) fn from_text(files: Vec<TaskFile>, text: &str) -> Self {
         let mut chroot = false;
         let mut needs_root = false;
         for line in text.lines().take(10) {
@@ -261,7 +270,7 @@ impl Script {
             }
         }
         Script {
-            path,
+            files,
             chroot,
             needs_root: needs_root || chroot,
         }
@@ -356,11 +365,11 @@ mod tests {
 
     #[test]
     fn script_markers() {
-        let s = Script::from_text("x".into(), "#!/bin/sh\n# ddc: chroot\nset -eu\n");
+        let s = Script::from_text(vec![], "#!/bin/sh\n# ddc: chroot\nset -eu\n");
         assert!(s.chroot && s.needs_root);
-        let s = Script::from_text("x".into(), "#!/bin/sh\n# ddc: root\n");
+        let s = Script::from_text(vec![], "#!/bin/sh\n# ddc: root\n");
         assert!(!s.chroot && s.needs_root);
-        let s = Script::from_text("x".into(), "#!/bin/sh\nmkdir -p x\n");
+        let s = Script::from_text(vec![], "#!/bin/sh\nmkdir -p x\n");
         assert!(!s.chroot && !s.needs_root);
     }
 

@@ -3,31 +3,38 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
+use super::image::Staging;
 use super::{Kind, Script, Subject, TaskId, TaskSpec};
 use crate::config::Config;
-use crate::fingerprint::{hash_file, Fingerprint, Input};
+use crate::fingerprint::{Fingerprint, Input};
+use crate::tasks_dir::TasksDir;
 
 /// Collects the tasks of a build, in a topological order.
 pub(crate) struct Planner<'a> {
     pub(crate) cfg: &'a Config,
     pub(crate) tasks: Vec<TaskSpec>,
-    /// Fingerprints of the tasks folder's files, each read once.
-    files: HashMap<PathBuf, Fingerprint>,
+    /// The files of the tasks folder, built in or overridden.
+    pub(crate) files: TasksDir,
+    /// Their fingerprints, each computed once.
+    hashes: HashMap<String, Fingerprint>,
+    /// How image steps stage their trees (part of their keys).
+    pub(crate) staging: Staging,
 }
 
 impl<'a> Planner<'a> {
-    pub(crate) fn new(cfg: &'a Config) -> Self {
-        Planner {
+    pub(crate) fn new(cfg: &'a Config, staging: Staging) -> Result<Self> {
+        Ok(Planner {
             cfg,
             tasks: Vec::new(),
-            files: HashMap::new(),
-        }
+            files: TasksDir::new(cfg.tasks_dir.as_deref())?,
+            hashes: HashMap::new(),
+            staging,
+        })
     }
 
     /// Adds a task; returns its index.
@@ -89,19 +96,15 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Fingerprint of a file in the tasks folder, read once per build.
+    /// A file of the tasks folder (built in, or its override), as an input
+    /// named `file:REL`: the bytes hashed are the bytes the task uses.
     pub(crate) fn file(&mut self, rel: &str) -> Result<Input> {
-        let path = self.cfg.tasks_dir.join(rel);
-        let hash = match self.files.get(&path) {
+        let hash = match self.hashes.get(rel) {
             Some(h) => *h,
             None => {
-                let h = hash_file(&path).with_context(|| {
-                    format!(
-                        "{} is missing: it is part of the recipe (restore it from the ddc repository, or point tasks_dir at a folder that has it)",
-                        path.display()
-                    )
-                })?;
-                self.files.insert(path.clone(), h);
+                let f = self.files.get(rel)?;
+                let h = Fingerprint::of(&f.bytes);
+                self.hashes.insert(rel.to_string(), h);
                 h
             }
         };
@@ -120,34 +123,19 @@ impl<'a> Planner<'a> {
             .collect()
     }
 
-    /// A step's script and every file in `tasks/<step>/`, as inputs.
+    /// A step's script and every file in `tasks/<step>/`, as inputs, and
+    /// the script with those files, as the step will run them.
     pub(crate) fn step_files(&mut self, step: &str) -> Result<(Vec<Input>, Script)> {
         let script_rel = format!("{step}.sh");
-        let script_path = self.cfg.tasks_dir.join(&script_rel);
-        let text = std::fs::read_to_string(&script_path).with_context(|| {
-            format!(
-                "cannot read the step script {}: restore it, or point tasks_dir at a folder that has {script_rel}",
-                script_path.display()
-            )
-        })?;
-        let script = Script::from_text(script_path, &text);
+        let script = self.files.get(&script_rel)?;
         let mut inputs = vec![self.file(&script_rel)?];
-        let dir = self.cfg.tasks_dir.join(step);
-        if dir.is_dir() {
-            let ignore = ignored_files();
-            let mut rels = Vec::new();
-            for e in walkdir::WalkDir::new(&dir).sort_by_file_name() {
-                let e = e?;
-                if e.file_type().is_file() && !ignore.is_match(e.file_name()) {
-                    let rel = e.path().strip_prefix(&self.cfg.tasks_dir)?;
-                    rels.push(rel.to_string_lossy().into_owned());
-                }
-            }
-            for rel in rels {
-                inputs.push(self.file(&rel)?);
-            }
+        let mut files = vec![script.clone()];
+        for rel in self.files.list(step)? {
+            inputs.push(self.file(&rel)?);
+            files.push(self.files.get(&rel)?);
         }
-        Ok((inputs, script))
+        let text = String::from_utf8_lossy(&script.bytes);
+        Ok((inputs, Script::from_text(files, &text)))
     }
 }
 
@@ -164,18 +152,6 @@ pub(crate) fn intern(s: String) -> Cow<'static, str> {
     Cow::Borrowed(leaked)
 }
 
-/// Editor leftovers in a step's folder, which are not inputs.
-fn ignored_files() -> &'static globset::GlobSet {
-    static SET: OnceLock<globset::GlobSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        let mut b = globset::GlobSetBuilder::new();
-        for p in ["*~", ".*.swp", ".*.swo", "#*#", ".#*", "*.orig", "*.rej"] {
-            b.add(globset::Glob::new(p).expect("valid glob"));
-        }
-        b.build().expect("valid glob set")
-    })
-}
-
 /// The installed version of a Debian package, or "unknown".
 pub(crate) fn tool_version(package: &str) -> String {
     static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
@@ -183,7 +159,8 @@ pub(crate) fn tool_version(package: &str) -> String {
     cache
         .entry(package.to_string())
         .or_insert_with(|| {
-            std::process::Command::new("dpkg-query")
+            // By its path: a key must not depend on the PATH ddc runs with.
+            std::process::Command::new("/usr/bin/dpkg-query")
                 .args(["-W", "-f", "${Version}", package])
                 .output()
                 .ok()

@@ -104,10 +104,7 @@ impl Validator<'_> {
         let paths = self.paths(raw.paths, base_dir);
         self.check_hosts_file(&paths, hosts_origin);
         let apply = self.apply(raw.apply, base_dir);
-        let tasks_dir = match raw.tasks_dir {
-            Some(t) => self.path(t, "tasks_dir", base_dir),
-            None => base_dir.join("tasks"),
-        };
+        let tasks_dir = raw.tasks_dir.map(|t| self.path(t, "tasks_dir", base_dir));
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
         let file = ddcfile.to_path_buf();
         let mut sources = vec![file.clone()];
@@ -137,7 +134,7 @@ impl Validator<'_> {
             syslog,
             file: &file,
             nodes_file: nodes_file.as_deref(),
-            tasks_dir: &tasks_dir,
+            tasks_dir: tasks_dir.as_deref(),
             files: images
                 .values()
                 .filter_map(|i| Some((i.name.as_str(), i.files.as_deref()?)))

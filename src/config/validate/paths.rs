@@ -123,7 +123,7 @@ pub(super) struct Layout<'a> {
     pub syslog: bool,
     pub file: &'a Path,
     pub nodes_file: Option<&'a Path>,
-    pub tasks_dir: &'a Path,
+    pub tasks_dir: Option<&'a Path>,
     /// Each image's files tree.
     pub files: Vec<(&'a str, &'a Path)>,
     pub base_dir: &'a Path,
@@ -136,7 +136,7 @@ impl<'a> Layout<'a> {
             syslog: cfg.cluster.syslog,
             file: &cfg.file,
             nodes_file: cfg.nodes_file.as_deref(),
-            tasks_dir: &cfg.tasks_dir,
+            tasks_dir: cfg.tasks_dir.as_deref(),
             files: cfg
                 .images
                 .values()
@@ -182,12 +182,14 @@ fn spots(l: &Layout) -> Vec<Spot> {
             n,
         ));
     }
-    v.push(Spot::new(
-        Some("tasks_dir"),
-        "the tasks folder",
-        Role::Input,
-        l.tasks_dir,
-    ));
+    if let Some(t) = l.tasks_dir {
+        v.push(Spot::new(
+            Some("tasks_dir"),
+            "the tasks folder",
+            Role::Input,
+            t,
+        ));
+    }
     for (image, f) in &l.files {
         let key = format!("images.{image}.files");
         let name = format!("the files tree of image {image}");
