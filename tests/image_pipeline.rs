@@ -136,10 +136,11 @@ fn file_in_initrd(initrd: &Path, rel: &str) -> String {
     std::fs::read_to_string(&found[0]).unwrap()
 }
 
-/// uid, gid and permission bits of `path` (not following a symlink).
-fn owner_mode(path: &Path) -> (u32, u32, u32) {
+/// uid, gid and permission bits (octal, like `0640`) of `path`, not
+/// following a symlink.
+fn owner_mode(path: &Path) -> (u32, u32, String) {
     let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    (m.uid(), m.gid(), m.mode() & 0o7777)
+    (m.uid(), m.gid(), format!("{:04o}", m.mode() & 0o7777))
 }
 
 fn read(path: &Path) -> String {
@@ -156,9 +157,9 @@ fn check_image_options(root: &Path) {
         .expect("root in /etc/shadow");
     assert_eq!(entry.split(':').nth(1), Some(HASH), "{entry}");
     // ssh_authorized_keys: root's authorized_keys, root's only.
-    assert_eq!(owner_mode(&root.join("root/.ssh")), (0, 0, 0o700));
+    assert_eq!(owner_mode(&root.join("root/.ssh")), (0, 0, "0700".into()));
     let ak = root.join("root/.ssh/authorized_keys");
-    assert_eq!(owner_mode(&ak), (0, 0, 0o600));
+    assert_eq!(owner_mode(&ak), (0, 0, "0600".into()));
     assert_eq!(read(&ak), format!("{}\n{}\n", KEYS[0], KEYS[1]));
     // nis_domain: the domain and ypbind's server, the master.
     assert_eq!(read(&root.join("etc/defaultdomain")), "ddctest\n");
@@ -189,9 +190,12 @@ fn check_image_options(root: &Path) {
     );
     run_ok(Command::new("chroot").arg(root).args(["rsyslogd", "-N1"]));
     // files: owners and modes as in the tree, the directory's too.
-    assert_eq!(owner_mode(&root.join("etc/ddc-test")), (1234, 1234, 0o750));
+    assert_eq!(
+        owner_mode(&root.join("etc/ddc-test")),
+        (1234, 1234, "0750".into())
+    );
     let secret = root.join("etc/ddc-test/secret.conf");
-    assert_eq!(owner_mode(&secret), (1234, 1235, 0o640));
+    assert_eq!(owner_mode(&secret), (1234, 1235, "0640".into()));
     assert_eq!(read(&secret), "from the files tree\n");
 }
 
