@@ -81,9 +81,12 @@ fi
 # 7. Logs to the master.
 if [ "${DDC_SYSLOG:-0}" = 1 ]; then
     if [ -x "$R/usr/sbin/rsyslogd" ]; then
-        say "rsyslog forwards everything to $DDC_MASTER:514/udp"
+        # "& stop" ends the processing of every message here: rsyslog.conf's
+        # own rules (the local files under /var/log, in RAM on a node) come
+        # after its rsyslog.d include and never see them.
+        say "rsyslog forwards everything to $DDC_MASTER:514/udp and stops local logging"
         mkdir -p "$R/etc/rsyslog.d"
-        printf '# ddc: send the node logs to the master\n*.* @%s:514\n' "$DDC_MASTER" |
+        printf '# ddc: send the node logs to the master, keep none locally\n*.* @%s:514\n& stop\n' "$DDC_MASTER" |
             put "$R/etc/rsyslog.d/ddc-remote.conf"
     else
         say "DDC_SYSLOG=1 but rsyslog is not installed: skipping remote logging (add rsyslog to the packages)"

@@ -12,6 +12,24 @@ say() { echo "ddc: $*"; }
 case "$UNION" in overlay|aufs) ;; *) echo "ddc: bad DDC_UNION '$UNION'" >&2; exit 1 ;; esac
 [ -d "$IT" ] || { echo "ddc: initramfs-tools is not installed in the image" >&2; exit 1; }
 
+# The union module must exist for every kernel of the image, checked before
+# anything is changed: Debian's kernels have overlay but no aufs (gone since
+# buster), and an initrd without its union module cannot mount the root.
+for dir in "$R"/lib/modules/*; do
+    [ -d "$dir" ] || continue
+    v=${dir##*/}
+    if ! find "$dir" -name "$UNION.ko*" | grep -q . &&
+       ! grep -q "/$UNION.ko" "$dir/modules.builtin" 2>/dev/null; then
+        echo "ddc: images.${DDC_IMAGE:-IMG}.union = \"$UNION\", but the image's kernel $v has no $UNION module." >&2
+        if [ "$UNION" = aufs ]; then
+            echo "ddc: Debian's kernels have no aufs: set images.${DDC_IMAGE:-IMG}.union = \"overlay\" (any kernel since 3.18 has it), or put a kernel built with aufs in the image's packages." >&2
+        else
+            echo "ddc: load $UNION into that kernel's modules (a kernel package that ships it), or choose the other union in images.${DDC_IMAGE:-IMG}.union." >&2
+        fi
+        exit 1
+    fi
+done
+
 # Files are replaced, never rewritten in place (sed -i, rm first): the image
 # may share inodes by hard links with an earlier step's output.
 # set_conf KEY VALUE: set (or add) KEY=VALUE in initramfs.conf
@@ -49,12 +67,6 @@ for dir in "$R"/lib/modules/*; do
     if [ ! -e "$R/boot/vmlinuz-$v" ]; then
         say "WARNING: /lib/modules/$v has no /boot/vmlinuz-$v, skipped"
         continue
-    fi
-    # The union module must exist for this kernel (aufs is not in Debian's).
-    if ! find "$dir" -name "$UNION.ko*" | grep -q . &&
-       ! grep -q "/$UNION.ko" "$dir/modules.builtin" 2>/dev/null; then
-        echo "ddc: kernel $v has no $UNION module" >&2
-        exit 1
     fi
     say "building /boot/initrd.img-$v"
     rm -f "$R/boot/initrd.img-$v"
