@@ -118,22 +118,50 @@ fn a_mount_left_by_a_killed_run_is_cleaned_up_and_never_deleted_through() {
     require_root();
     let p = Project::new();
     p.build(&[]);
-    // A killed ddc (SIGKILL cannot be caught) would leave this behind.
+    // A folder of the master's, with a file in it, bind-mounted where a
+    // killed ddc (SIGKILL cannot be caught) would leave a mount behind. It
+    // is on the same file system as the cache, so only the mount table can
+    // tell that deleting the staging tree would reach into it.
+    let outside = tempfile::Builder::new()
+        .prefix("ddc-canary-")
+        .tempdir()
+        .unwrap();
+    let canary = outside.path().join("canary");
+    std::fs::write(&canary, "the master's own file\n").unwrap();
     let stage = p.path("cache/images/default/configure.staging");
-    std::fs::create_dir_all(stage.join("proc")).unwrap();
+    let target = stage.join("dev");
+    std::fs::create_dir_all(&target).unwrap();
     nix::mount::mount(
-        Some("proc"),
-        &stage.join("proc"),
-        Some("proc"),
-        nix::mount::MsFlags::empty(),
+        Some(outside.path()),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )
     .unwrap();
+    // Unmounts the bind mount if the test fails before ddc does.
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(target.clone());
+    assert!(
+        target.join("canary").is_file(),
+        "the bind mount is not there"
+    );
     // Removing the tree now must refuse, not delete through the mount.
-    let err = ddc::fsutil::safe_remove_dir_all(&stage)
-        .unwrap_err()
-        .to_string();
+    let removed = ddc::fsutil::safe_remove_dir_all(&stage);
+    assert_eq!(
+        std::fs::read_to_string(&canary).ok().as_deref(),
+        Some("the master's own file\n"),
+        "safe_remove_dir_all deleted through a mount ({removed:?})"
+    );
+    let err = format!("{:#}", removed.unwrap_err());
     assert!(err.contains("is mounted inside it"), "{err}");
+    // The next build that reruns configure unmounts it, then clears the
+    // staging folder: the canary is untouched.
     p.edit("tasks/configure.sh", "set -eu", "set -eu\n# changed");
     let r = p.ddc(&["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -144,4 +172,14 @@ fn a_mount_left_by_a_killed_run_is_cleaned_up_and_never_deleted_through() {
         r.stderr
     );
     assert_eq!(mounts_under(&p.path("cache")), Vec::<String>::new());
+    assert_eq!(
+        std::fs::read_to_string(&canary).ok().as_deref(),
+        Some("the master's own file\n"),
+        "the build deleted through a mount"
+    );
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        1,
+        "the mounted folder changed"
+    );
 }
