@@ -1,5 +1,5 @@
-//! The chroot guard, for real (needs root): a build interrupted with SIGINT
-//! or SIGTERM in the middle of a chroot step leaves no mount behind, stops
+//! The chroot guard, for real (needs root): a build interrupted with SIGINT,
+//! SIGTERM or SIGHUP in the middle of a chroot step leaves no mount behind, stops
 //! the step's processes, and the next build completes.
 
 mod common;
@@ -80,6 +80,12 @@ fn sigint_in_a_chroot_step_unmounts_everything() {
 #[test]
 fn sigterm_in_a_chroot_step_unmounts_everything() {
     interrupted_in_a_chroot_step(nix::sys::signal::Signal::SIGTERM, 122);
+}
+
+/// A build over SSH whose connection drops gets SIGHUP: the same unwinding.
+#[test]
+fn sighup_in_a_chroot_step_unmounts_everything() {
+    interrupted_in_a_chroot_step(nix::sys::signal::Signal::SIGHUP, 123);
 }
 
 #[test]
