@@ -339,31 +339,145 @@ fn clean_forgets_so_the_next_build_reruns_but_keeps_what_nodes_use() {
     assert_eq!(p.build(&[]), strs(ALL));
 }
 
+/// A running `ddc build` whose step waits for a file: dropping it creates
+/// the file and waits for the build, so a failed test leaves nothing running.
+struct Held {
+    child: Option<std::process::Child>,
+    release: std::path::PathBuf,
+}
+
+impl Held {
+    fn release(mut self) -> std::process::Output {
+        std::fs::write(&self.release, "").unwrap();
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.release, "");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits (up to a minute, a test failure) until `path` exists.
+fn wait_for_file(path: &std::path::Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts a real build whose configure step says it started, then waits for
+/// the test to release it; returns once the step runs (the lock is held).
+fn hold(p: &Project) -> Held {
+    let started = p.path("configure-started");
+    let release = p.path("configure-release");
+    p.write(
+        "tasks/configure.sh",
+        &format!(
+            "#!/bin/sh\nset -eu\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+            started.display(),
+            release.display()
+        ),
+    );
+    let holder = Held {
+        child: Some(
+            p.command(&["build"])
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ),
+        release,
+    };
+    wait_for_file(&started, "the holder's configure step");
+    holder
+}
+
 #[test]
 fn a_second_build_waits_for_the_first_or_fails_with_no_wait() {
     let p = Project::new();
-    p.build(&[]);
-    // Hold the lock as a running build would.
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(p.path("cache/lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let holder = hold(&p);
+    let holder_pid = holder.child.as_ref().unwrap().id();
+
+    // --no-wait fails at once, naming the process that holds the lock.
     let r = p.ddc(&["build", "--no-wait"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("is in use by ddc (pid"), "{}", r.stderr);
-    let child = p
-        .command(&["build"])
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("is in use by ddc (pid {holder_pid}: ")),
+        "the message must name the holder, pid {holder_pid}:\n{}",
+        r.stderr
+    );
+
+    // Without it, the second build says whom it waits for, and waits.
+    let mut waiter = p
+        .command(&["build", "--json"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    lock.unlock().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("waiting for ddc (pid"), "{stderr}");
+    let mut err = std::io::BufReader::new(waiter.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the second build ended without waiting:\n{said}");
+        said.push_str(&line);
+        if line.contains("waiting for") {
+            break;
+        }
+    }
+    assert!(
+        said.contains(&format!("waiting for ddc (pid {holder_pid}: ")),
+        "the second build must name the holder, pid {holder_pid}:\n{said}"
+    );
+    // It is blocked on the lock: the holder is still in its step.
+    assert!(holder_still_running(holder_pid));
+    let out = holder.release();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{said}{rest}");
+    // It waited for the holder's build and found everything done.
+    assert_eq!(
+        tasks_in(&String::from_utf8_lossy(&out.stdout), "ran"),
+        Vec::<String>::new()
+    );
+}
+
+/// README: 2 when "the build cannot start"; 1 is for a failed task.
+#[test]
+#[ignore = "bug: --no-wait on a cache in use exits 1 (a task failed), not 2 (the build cannot start): the lock error is not a NotStarted"]
+fn no_wait_on_a_busy_cache_exits_2() {
+    let p = Project::new();
+    let holder = hold(&p);
+    let r = p.ddc(&["build", "--no-wait"]);
+    assert!(r.stderr.contains("is in use by ddc (pid"), "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(holder.release().status.code(), Some(0));
+}
+
+/// Whether `pid` is a live process (not a zombie).
+fn holder_still_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
