@@ -73,6 +73,29 @@ fn a_changed_image_is_a_new_generation_and_entries_move_to_it() {
         std::os::unix::fs::MetadataExt::ino(&a),
         std::os::unix::fs::MetadataExt::ino(&b)
     );
+    // A changed file is not: the old generation keeps its old content, for
+    // the nodes still running on it.
+    let list = |g: &str| format!("out/nfsroot/default/{g}/var/lib/dpkg/packages");
+    assert_eq!(p.read(&list(&g[0])), "linux-image-amd64 nfs-common\n");
+    assert_eq!(p.read(&list(&g[1])), "linux-image-amd64 nfs-common htop\n");
+    let a = std::fs::metadata(p.path(&list(&g[0]))).unwrap();
+    let b = std::fs::metadata(p.path(&list(&g[1]))).unwrap();
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&a),
+        std::os::unix::fs::MetadataExt::ino(&b),
+        "a changed file shares its inode with the old generation"
+    );
+    // A third generation changes it again: neither older one moves.
+    add_package(&p, "vim");
+    p.build(&[]);
+    let g = generations(&p);
+    assert_eq!(g.len(), 3, "{g:?}");
+    assert_eq!(p.read(&list(&g[0])), "linux-image-amd64 nfs-common\n");
+    assert_eq!(p.read(&list(&g[1])), "linux-image-amd64 nfs-common htop\n");
+    assert_eq!(
+        p.read(&list(&g[2])),
+        "linux-image-amd64 nfs-common vim htop\n"
+    );
 }
 
 #[test]
@@ -122,8 +145,12 @@ fn rollback_rewrites_only_the_boot_entries_and_holds() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(current(&p), g[1]);
     assert!(p.read(ENTRY1).contains(&g[1]));
-    // Nothing before the first.
-    p.ddc(&["rollback", "default", "1"]);
+    // Back to the first by number.
+    let r = p.ddc(&["rollback", "default", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(current(&p), g[0]);
+    // Nothing before the first: exit 2, and nothing moves.
+    let entry = p.read(ENTRY1);
     let r = p.ddc(&["rollback", "default"]);
     assert_eq!(r.code, 2);
     assert!(
@@ -132,13 +159,27 @@ fn rollback_rewrites_only_the_boot_entries_and_holds() {
         "{}",
         r.stderr
     );
+    assert_eq!(current(&p), g[0], "a refused rollback moved current");
+    assert_eq!(p.read(ENTRY1), entry);
+    // Nor to a generation that does not exist, or an image that does not.
+    let r = p.ddc(&["rollback", "default", "9"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("has no generation \"9\""), "{}", r.stderr);
+    assert_eq!(current(&p), g[0]);
+    let r = p.ddc(&["rollback", "nope"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no image \"nope\""), "{}", r.stderr);
+    assert_eq!(current(&p), g[0]);
     // Rolling back rebuilds nothing even when the image is stale.
     add_package(&p, "vim");
     let r = p.ddc(&["rollback", "default", "2", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         tasks_in(&r.stdout, "ran"),
         strs(&["pxe:node01", "pxe:node02"])
     );
+    assert_eq!(current(&p), g[1]);
+    assert_eq!(generations(&p), g, "a rollback published something");
 }
 
 #[test]
@@ -235,4 +276,62 @@ fn gc_keeps_current_pinned_and_referenced_generations() {
     let r = p.ddc(&["generations"]);
     assert!(r.stdout.contains(&format!("* {}", g[3])), "{}", r.stdout);
     assert!(r.stdout.contains("node02"), "{}", r.stdout);
+}
+
+#[test]
+fn gc_keeps_a_generation_a_boot_entry_still_points_at() {
+    let p = Project::new();
+    p.build(&[]);
+    let g1 = generations(&p)[0].clone();
+    // node02 is pinned to generation 1, then the pin is dropped from the
+    // Ddcfile without a build: its entry still boots generation 1.
+    p.edit(
+        "Ddcfile.toml",
+        "ip       = \"192.0.2.12\"",
+        "ip       = \"192.0.2.12\"\nimage    = \"default@1\"",
+    );
+    for pkg in ["htop", "vim"] {
+        add_package(&p, pkg);
+        p.build(&[]);
+    }
+    let g = generations(&p);
+    assert_eq!(g.len(), 3);
+    assert!(p.read(ENTRY2).contains(&g1));
+    p.edit("Ddcfile.toml", "\nimage    = \"default@1\"", "");
+    // Not current, not pinned, not among the newest 1: only the entry keeps it.
+    let r = p.ddc(&["gc", "--keep", "1", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "keep   default/{g1} (boot entry 01-52-54-00-12-34-57 points at it)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("would delete default/{}", g[1])),
+        "{}",
+        r.stdout
+    );
+    let r = p.ddc(&["gc", "--keep", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(generations(&p), vec![g1.clone(), g[2].clone()]);
+    // What the entry boots is all still there.
+    assert!(p.path(&format!("out/tftp/default/{g1}/vmlinuz")).exists());
+    assert!(p
+        .path(&format!("out/nfsroot/default/{g1}/etc/debian_version"))
+        .exists());
+    assert!(p.read("out/exports.d/ddc.exports").contains(&g1));
+    // Once the entry moves on, the generation goes.
+    assert_eq!(p.build(&[]), strs(&["pxe:node02"]));
+    assert!(p.read(ENTRY2).contains(&g[2]));
+    let r = p.ddc(&["gc", "--keep", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("deleted default/{g1}")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(generations(&p), vec![g[2].clone()]);
+    assert!(!p.read("out/exports.d/ddc.exports").contains(&g1));
 }
