@@ -1,7 +1,8 @@
 //! Image generations through the real binary on the tiny step scripts:
 //! a changed image is a new generation, boot entries follow `current`,
-//! rollback rewrites only the boot entries, gc keeps what is referenced, and
-//! pinned nodes stay where they are.
+//! rollback rewrites only the boot entries, gc keeps what is referenced,
+//! pinned nodes stay where they are, and a generation's ganesha Export_Id
+//! never changes while it is exported.
 
 mod common;
 
@@ -334,4 +335,143 @@ fn gc_keeps_a_generation_a_boot_entry_still_points_at() {
     );
     assert_eq!(generations(&p), vec![g[2].clone()]);
     assert!(!p.read("out/exports.d/ddc.exports").contains(&g1));
+}
+
+// ------------------------------------------------------------ export ids
+
+/// `Path → Export_Id` of every EXPORT block of the ganesha file.
+fn export_ids(p: &Project) -> std::collections::BTreeMap<String, u32> {
+    let conf = p.read("out/ganesha/ddc.conf");
+    let mut out = std::collections::BTreeMap::new();
+    let mut id = None;
+    for l in conf.lines().map(str::trim) {
+        if let Some(v) = l.strip_prefix("Export_Id = ") {
+            id = Some(v.trim_end_matches(';').parse::<u32>().unwrap());
+        } else if let Some(v) = l.strip_prefix("Path = \"") {
+            let path = v.trim_end_matches("\";").to_string();
+            let id = id.take().expect("Export_Id before Path");
+            assert!(
+                out.insert(path, id).is_none(),
+                "a path exported twice:\n{conf}"
+            );
+        }
+    }
+    let mut seen: Vec<u32> = out.values().copied().collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), out.len(), "two exports share an id:\n{conf}");
+    out
+}
+
+/// Asserts that every path of `before` still exported in `after` kept its id.
+fn survivors_kept_their_ids(
+    before: &std::collections::BTreeMap<String, u32>,
+    after: &std::collections::BTreeMap<String, u32>,
+    what: &str,
+) -> usize {
+    let mut kept = 0;
+    for (path, id) in before {
+        if let Some(now) = after.get(path) {
+            assert_eq!(
+                now, id,
+                "{what}: the export id of {path} changed from {id} to {now}: \
+                 ganesha puts it in every file handle, so the nodes running on it get stale handles"
+            );
+            kept += 1;
+        }
+    }
+    kept
+}
+
+/// Ganesha's Export_Id is in every NFS file handle: a running node's root
+/// breaks if the id of its generation changes while it runs.
+#[test]
+fn export_ids_of_surviving_generations_never_change() {
+    let p = Project::new();
+    p.build(&[]);
+    let mut before = export_ids(&p);
+    assert_eq!(before.len(), 1);
+    for pkg in ["htop", "vim", "curl"] {
+        add_package(&p, pkg);
+        p.build(&[]);
+        let now = export_ids(&p);
+        assert_eq!(now.len(), before.len() + 1);
+        assert_eq!(survivors_kept_their_ids(&before, &now, pkg), before.len());
+        before = now;
+    }
+    // A second image: its generation is added to the exports.
+    let mut text = p.read("Ddcfile.toml");
+    text = text.replacen(
+        "\n[[nodes]]",
+        "\n[images.base]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\n[[nodes]]",
+        1,
+    );
+    p.write("Ddcfile.toml", &text);
+    p.build(&[]);
+    let now = export_ids(&p);
+    assert_eq!(now.len(), 5, "{now:?}");
+    assert!(now.keys().any(|k| k.contains("/nfsroot/base/")), "{now:?}");
+    assert_eq!(survivors_kept_their_ids(&before, &now, "a new image"), 4);
+    before = now;
+    // gc removes the older generations of default.
+    let r = p.ddc(&["gc", "--keep", "1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let now = export_ids(&p);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(survivors_kept_their_ids(&before, &now, "gc"), 2);
+    before = now;
+    // The image leaves the Ddcfile: its generation stays exported, same id.
+    p.write(
+        "Ddcfile.toml",
+        &text.replace("[images.base]", "[images.renamed]"),
+    );
+    p.build(&[]);
+    let now = export_ids(&p);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert_eq!(
+        survivors_kept_their_ids(&before, &now, "an image renamed"),
+        2
+    );
+}
+
+/// ddc's id of an export path, as `src/recipes/exports.rs` computes it
+/// before moving past collisions (checked against the file below).
+fn hashed_id(path: &str) -> u32 {
+    let h = blake3::hash(path.as_bytes());
+    100 + u32::from_le_bytes(h.as_bytes()[..4].try_into().unwrap()) % 60000
+}
+
+/// A generation of another image whose path hashes to the same id as a
+/// running one, and sorts before it (an image `base` beside `default`).
+#[test]
+#[ignore = "bug: Export_Ids move past collisions in path order, so a new export that hashes to a running generation's id and sorts before it takes that id, and the running generation is renumbered (and renumbered back when the other is removed)"]
+fn a_colliding_export_does_not_renumber_a_running_generation() {
+    let p = Project::new();
+    p.build(&[]);
+    let ids = export_ids(&p);
+    let (running, &id) = ids.iter().next().unwrap();
+    assert_eq!(
+        hashed_id(running),
+        id,
+        "the test's copy of the id formula is out of date with src/recipes/exports.rs"
+    );
+    // Another image's generation, hashing to the same id, sorting first.
+    let nfs_root = running.rsplitn(3, '/').nth(2).unwrap().to_string();
+    let base = format!("{nfs_root}/base");
+    let name = (0u64..)
+        .map(|i| format!("0001-{i:012x}"))
+        .find(|n| hashed_id(&format!("{base}/{n}")) == id)
+        .unwrap();
+    let other = format!("{base}/{name}");
+    assert!(other < *running);
+    std::fs::create_dir_all(&other).unwrap();
+    assert!(p.build(&[]).contains(&"exports".to_string()));
+    let now = export_ids(&p);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_ne!(now[&other], now[running.as_str()]);
+    survivors_kept_their_ids(&ids, &now, "a colliding export added");
+    // And when it goes again.
+    std::fs::remove_dir(&other).unwrap();
+    p.build(&[]);
+    survivors_kept_their_ids(&now, &export_ids(&p), "a colliding export removed");
 }
