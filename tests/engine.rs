@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{strs, tasks_in, Project, ALL};
+use common::{strs, tasks_in, Project, Run, ALL};
 
 const ENTRY1: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-56";
 const ENTRY2: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-57";
@@ -653,5 +653,157 @@ fn a_path_that_would_split_a_kernel_line_is_refused() {
             && r.stderr.contains("has ' ' in it"),
         "{}",
         r.stderr
+    );
+}
+
+// ------------------------------------------------- the build cannot start
+
+#[test]
+fn not_root_exits_2_naming_root_and_the_tasks() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs ddc as nobody through setpriv: run it as root (CI does)"
+    );
+    let p = Project::new();
+    p.edit("tasks/debootstrap.sh", "set -eu", "# ddc: root\nset -eu");
+    // nobody may read and write the project: only the missing root stops it.
+    let o = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(p.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ddc"))
+        .arg("build")
+        .current_dir(p.dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "debootstrap:default must run as root (they build a root file system in a chroot); run ddc build as root"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !p.path("cache/logs/debootstrap:default.log").exists(),
+        "a task ran"
+    );
+    // The same project as root builds.
+    assert!(p.build(&[]).contains(&"debootstrap:default".to_string()));
+}
+
+#[test]
+fn a_missing_program_exits_2_naming_its_package() {
+    let p = Project::new();
+    // A PATH without mmdebstrap (the default bootstrapper) and rsync.
+    let empty = tempfile::tempdir().unwrap();
+    let r = Run::of(p.command(&["build"]).env("PATH", empty.path()));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for line in [
+        "debootstrap:default needs the program mmdebstrap, which is not installed: apt-get install mmdebstrap",
+        "publish:default needs the program rsync, which is not installed: apt-get install rsync",
+    ] {
+        assert!(r.stderr.contains(line), "{line:?} not in:\n{}", r.stderr);
+    }
+    assert!(
+        !p.path("cache/logs").exists()
+            || std::fs::read_dir(p.path("cache/logs"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a task ran"
+    );
+    // Tasks that need no program still run when asked for alone.
+    let r = Run::of(p.command(&["build", "dhcp"]).env("PATH", empty.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+// ------------------------------------------------------------ -j N
+
+/// Three images, so three chains of heavy tasks could run side by side.
+fn three_images() -> Project {
+    let extra = "\n[images.b]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\
+                 \n[images.c]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\n[[nodes]]";
+    Project::with(&common::DDCFILE.replacen("\n[[nodes]]", extra, 1))
+}
+
+/// Makes `step`'s script mark itself running in `p/running/`, wait until
+/// `want` steps are marked (or `tenths` tenths of a second), note the most
+/// it saw marked in `p/counts`, and, if `leave`, unmark itself.
+fn count_running(p: &Project, step: &str, want: usize, tenths: u32, leave: bool) {
+    let running = p.path("running");
+    let counts = p.path("counts");
+    p.edit(
+        &format!("tasks/{step}.sh"),
+        "set -eu\n",
+        &format!(
+            "set -eu\n\
+             r='{r}'; mkdir -p \"$r\"; me=\"$r/$DDC_IMAGE-{step}\"; : > \"$me\"\n\
+             m=0; i=0\n\
+             while :; do\n\
+             \x20   n=$(ls \"$r\" | wc -l)\n\
+             \x20   if [ \"$n\" -gt \"$m\" ]; then m=$n; fi\n\
+             \x20   if [ \"$n\" -ge {want} ] || [ $i -ge {ticks} ]; then break; fi\n\
+             \x20   sleep 0.05; i=$((i+1))\n\
+             done\n\
+             echo \"$DDC_IMAGE-{step} $m\" >> '{c}'\n\
+             {unmark}\n",
+            r = running.display(),
+            c = counts.display(),
+            ticks = tenths * 2,
+            unmark = if leave { "rm -f \"$me\"" } else { "" },
+        ),
+    );
+}
+
+/// The counts noted, one per step run.
+fn counts(p: &Project) -> Vec<(String, usize)> {
+    p.read("counts")
+        .lines()
+        .map(|l| {
+            let (step, n) = l.split_once(' ').unwrap();
+            (step.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_caps_how_many_heavy_tasks_run_at_once() {
+    for jobs in [1usize, 2] {
+        let p = three_images();
+        for step in ["debootstrap", "packages", "configure", "initramfs"] {
+            // Each step lingers until one more than allowed runs beside it.
+            count_running(&p, step, jobs + 1, 3, true);
+        }
+        let n = jobs.to_string();
+        let ran = p.build(&["-j", &n]);
+        assert_eq!(ran.len(), 3 * 5 + 5, "{ran:?}");
+        let c = counts(&p);
+        assert_eq!(c.len(), 12, "every step of the three images ran: {c:?}");
+        let most = c.iter().map(|(_, n)| *n).max().unwrap();
+        assert!(
+            most <= jobs,
+            "-j {jobs}: {most} image steps ran at once: {c:?}"
+        );
+    }
+}
+
+/// The control: the steps above can see steps running beside them.
+#[test]
+fn jobs_3_runs_the_three_images_side_by_side() {
+    let p = three_images();
+    // Each debootstrap waits (a minute at most) until all three have
+    // started; none leaves before, so all three run at that moment.
+    count_running(&p, "debootstrap", 3, 600, false);
+    p.build(&["-j", "3"]);
+    let c = counts(&p);
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert!(
+        c.iter().all(|(_, n)| *n == 3),
+        "-j 3 did not run the three debootstraps at once: {c:?}"
     );
 }

@@ -87,6 +87,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to the end.
+    pub fn of(cmd: &mut Command) -> Self {
+        Self::from(cmd.output().unwrap())
+    }
+
     fn from(o: Output) -> Self {
         Run {
             code: o.status.code().unwrap_or(-1),
