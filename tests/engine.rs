@@ -807,3 +807,109 @@ fn jobs_3_runs_the_three_images_side_by_side() {
         "-j 3 did not run the three debootstraps at once: {c:?}"
     );
 }
+
+// ------------------------------------------------------------ copy staging
+
+/// Every entry of a tree: its type, mode and content (or link target).
+fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                format!(
+                    "file {}",
+                    String::from_utf8_lossy(&std::fs::read(e.path()).unwrap())
+                )
+            };
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            (rel, format!("{:o} {what}", m.permissions().mode()))
+        })
+        .collect()
+}
+
+/// The current generation of `default`, and its tree.
+fn published(p: &Project) -> (String, std::collections::BTreeMap<String, String>) {
+    let g = std::fs::read_link(p.path("out/nfsroot/default/current"))
+        .unwrap()
+        .display()
+        .to_string();
+    let t = tree(&p.path(&format!("out/nfsroot/default/{g}")));
+    (g, t)
+}
+
+/// A boot entry with the project folder and generation name taken out.
+fn entry_shape(p: &Project, generation: &str) -> String {
+    p.read(ENTRY1)
+        .replace(&p.dir.path().display().to_string(), "[DIR]")
+        .replace(generation, "[GEN]")
+}
+
+/// `DDC_STAGING=copy` (the mode without root) gives what overlay layers give.
+#[test]
+fn copy_staging_publishes_what_layers_publish() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test compares overlayfs layers (root only) with copies: run it as root (CI does)"
+    );
+    let layers = Project::new();
+    let copies = Project::new();
+    let build = |p: &Project, copy: bool| {
+        let mut c = p.command(&["build", "--json"]);
+        if copy {
+            c.env("DDC_STAGING", "copy");
+        } else {
+            c.env_remove("DDC_STAGING");
+        }
+        let r = Run::of(&mut c);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        tasks_in(&r.stdout, "ran")
+    };
+    assert_eq!(build(&layers, false), strs(ALL));
+    assert_eq!(build(&copies, true), strs(ALL));
+    // Each mode is what it says: a layer holds only what its step changed,
+    // a copy the whole tree.
+    let step_out = |p: &Project| p.path("cache/images/default/packages/etc/debian_version");
+    assert!(!step_out(&layers).exists(), "packages is not a layer");
+    assert!(step_out(&copies).exists(), "packages is not a copy");
+    let (gl, tl) = published(&layers);
+    let (gc, tc) = published(&copies);
+    assert!(tl.contains_key("var/lib/dpkg/packages"), "{tl:?}");
+    assert_eq!(tl, tc, "the published trees differ");
+    assert_eq!(entry_shape(&layers, &gl), entry_shape(&copies, &gc));
+    // The same edits rerun the same tasks and publish the same trees.
+    for p in [&layers, &copies] {
+        p.edit(
+            "Ddcfile.toml",
+            "\"nfs-common\"]",
+            "\"nfs-common\", \"htop\"]",
+        );
+        p.edit(
+            "tasks/configure.sh",
+            "set -eu",
+            "set -eu\nrm -f \"$DDC_ROOTFS/etc/debian_version\"",
+        );
+    }
+    let (rl, rc) = (build(&layers, false), build(&copies, true));
+    assert_eq!(rl, rc);
+    assert!(rl.contains(&"packages:default".to_string()), "{rl:?}");
+    let (gl2, tl) = published(&layers);
+    let (gc2, tc) = published(&copies);
+    assert!(gl2 != gl && gc2 != gc, "no new generation");
+    assert!(
+        !tl.contains_key("etc/debian_version"),
+        "a deletion in a layer was not published"
+    );
+    assert_eq!(tl, tc, "the published trees differ after the edits");
+    assert_eq!(entry_shape(&layers, &gl2), entry_shape(&copies, &gc2));
+    // Nothing left to do in either mode.
+    assert_eq!(build(&layers, false), Vec::<String>::new());
+    assert_eq!(build(&copies, true), Vec::<String>::new());
+}
