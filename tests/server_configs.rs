@@ -1,7 +1,8 @@
 //! The server configs ddc renders for a small cluster, checked by the
 //! programs that read them (`dhcpd -t`, `dnsmasq --test`, nfs-ganesha serving
 //! the export inside a network namespace of its own, ISC dhcpd leasing each
-//! node its address and boot file to busybox udhcpc), each with a negative
+//! node its address and boot file to busybox udhcpc, `exportfs` reading the
+//! kernel exports file in a private namespace), each with a negative
 //! control proving the check can fail, and their exact text pinned by insta
 //! snapshots (temporary folder, generation and ganesha's Export_Id redacted).
 //!
@@ -352,6 +353,110 @@ fn dhcpd_gives_each_node_its_address_and_boot_file() {
         ),
         "{}",
         ns.dhcpd_log()
+    );
+}
+
+// ------------------------------------------- exportfs reads the exports
+
+/// `exportfs -ra` then `exportfs -v` on `file` as the master's
+/// /etc/exports, in private mount and network namespaces: the file and
+/// /var/lib/nfs (etab) are bind mounts there, and the sunrpc caches exportfs
+/// flushes are the new network namespace's. No kernel NFS server is needed
+/// to parse the file. Returns the exit code, the output and the etab written.
+fn exportfs_check(file: &Path) -> (i32, String, String) {
+    require_root("it bind-mounts the file over /etc/exports in a private mount namespace");
+    let exportfs = require("exportfs", "nfs-kernel-server");
+    let unshare = require("unshare", "util-linux");
+    assert!(
+        Path::new("/etc/exports").is_file() && Path::new("/var/lib/nfs").is_dir(),
+        "/etc/exports or /var/lib/nfs is missing (the bind-mount targets): \
+         install the Debian package nfs-kernel-server (apt-get install nfs-kernel-server)"
+    );
+    let lib = tempfile::Builder::new()
+        .prefix("ddc-exportfs-")
+        .tempdir()
+        .unwrap();
+    let o = Command::new(unshare)
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(
+            "mount --bind \"$0\" /etc/exports && mount --bind \"$1\" /var/lib/nfs || exit 99\n\
+             \"$2\" -ra && \"$2\" -v",
+        )
+        .arg(file)
+        .arg(lib.path())
+        .arg(&exportfs)
+        .output()
+        .expect("run unshare");
+    let (code, out) = outcome(o);
+    assert_ne!(code, 99, "cannot bind-mount in a private namespace:\n{out}");
+    let etab = std::fs::read_to_string(lib.path().join("etab")).unwrap_or_default();
+    (code, out, etab)
+}
+
+#[test]
+fn exportfs_accepts_the_kernel_exports_file() {
+    let p = cluster();
+    let text = p.read(EXPORTS);
+    let paths: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(paths.len(), 1, "{text}");
+    let (code, out, etab) = exportfs_check(&p.path(EXPORTS));
+    assert_eq!(
+        code, 0,
+        "exportfs rejects {EXPORTS}:\n{out}\n--- {EXPORTS}:\n{text}"
+    );
+    assert!(
+        !out.contains("exportfs:"),
+        "exportfs warns about {EXPORTS}:\n{out}\n--- {EXPORTS}:\n{text}"
+    );
+    // exportfs -v lists it; etab holds the options as the kernel would get them.
+    assert!(out.contains(paths[0]), "{out}");
+    let line = etab
+        .lines()
+        .find(|l| l.starts_with(&format!("{}\t", paths[0])))
+        .unwrap_or_else(|| panic!("{} is not in etab:\n{etab}", paths[0]));
+    let (_, client) = line.split_once('\t').unwrap();
+    let options = client
+        .strip_prefix("192.0.2.0/24(")
+        .and_then(|o| o.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not exported to the cluster network: {line}"));
+    let options: Vec<&str> = options.split(',').collect();
+    for want in [
+        "ro",
+        "secure",
+        "async",
+        "no_root_squash",
+        "no_subtree_check",
+    ] {
+        assert!(options.contains(&want), "{want} missing: {line}");
+    }
+    for unwanted in ["rw", "insecure"] {
+        assert!(!options.contains(&unwanted), "{unwanted}: {line}");
+    }
+}
+
+#[test]
+fn exportfs_check_fails_on_a_broken_exports_file() {
+    let p = cluster();
+    let text = p.read(EXPORTS);
+    p.write(
+        "out/exports.d/broken.exports",
+        &text.replacen("(ro,", "(ro,no_such_option,", 1),
+    );
+    let (code, out, _) = exportfs_check(&p.path("out/exports.d/broken.exports"));
+    assert!(
+        code != 0 && out.contains("unknown keyword \"no_such_option\""),
+        "exportfs accepts a broken file (exit {code}):\n{out}"
     );
 }
 
