@@ -305,7 +305,8 @@ fn report(
     println!("| build                                  | nodes in       | median  | min     | max     | target    |");
     println!("|----------------------------------------|----------------|---------|---------|---------|-----------|");
     let mut over = Vec::new();
-    let figures: [(&str, fn(&Scenario) -> &Samples, Option<f64>); 4] = [
+    type Pick = fn(&Scenario) -> &Samples;
+    let figures: [(&str, Pick, Option<f64>); 4] = [
         (
             "first build (pxe, dhcp, exports, boot)",
             |s| &s.first,
