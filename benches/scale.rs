@@ -247,6 +247,25 @@ fn ninja_noop(edges: usize, samples: usize) -> (Samples, tempfile::TempDir) {
     (Samples(times), dir)
 }
 
+/// The file system the benchmark's folders are on (TMPDIR), as the
+/// kernel's mount table names it.
+fn file_system() -> String {
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).unwrap_or_else(|_| std::env::temp_dir());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let fstype = right.split(' ').next()?;
+            tmp.starts_with(point)
+                .then(|| (point.len(), fstype.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, t)| format!("{} ({t})", tmp.display()))
+        .unwrap_or_else(|| tmp.display().to_string())
+}
+
 fn ms(s: f64) -> String {
     format!("{:.0} ms", s * 1000.0)
 }
@@ -297,10 +316,11 @@ fn report(
     ninja: &Samples,
 ) -> Vec<String> {
     println!(
-        "ddc, {nodes} nodes, {} cores: wall time of whole processes, {samples} samples each",
+        "ddc, {nodes} nodes, {} cores, in {}: wall time of whole processes, {samples} samples each",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        file_system(),
     );
     println!("| build                                  | nodes in       | median  | min     | max     | target    |");
     println!("|----------------------------------------|----------------|---------|---------|---------|-----------|");
