@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{strs, tasks_in, Project, ALL};
+use common::{strs, tasks_in, Project, Run, ALL};
 
 const ENTRY1: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-56";
 const ENTRY2: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-57";
@@ -339,31 +339,144 @@ fn clean_forgets_so_the_next_build_reruns_but_keeps_what_nodes_use() {
     assert_eq!(p.build(&[]), strs(ALL));
 }
 
+/// A running `ddc build` whose step waits for a file: dropping it creates
+/// the file and waits for the build, so a failed test leaves nothing running.
+struct Held {
+    child: Option<std::process::Child>,
+    release: std::path::PathBuf,
+}
+
+impl Held {
+    fn release(mut self) -> std::process::Output {
+        std::fs::write(&self.release, "").unwrap();
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.release, "");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits (up to a minute, a test failure) until `path` exists.
+fn wait_for_file(path: &std::path::Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Starts a real build whose configure step says it started, then waits for
+/// the test to release it; returns once the step runs (the lock is held).
+fn hold(p: &Project) -> Held {
+    let started = p.path("configure-started");
+    let release = p.path("configure-release");
+    p.write(
+        "tasks/configure.sh",
+        &format!(
+            "#!/bin/sh\nset -eu\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+            started.display(),
+            release.display()
+        ),
+    );
+    let holder = Held {
+        child: Some(
+            p.command(&["build"])
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ),
+        release,
+    };
+    wait_for_file(&started, "the holder's configure step");
+    holder
+}
+
 #[test]
 fn a_second_build_waits_for_the_first_or_fails_with_no_wait() {
     let p = Project::new();
-    p.build(&[]);
-    // Hold the lock as a running build would.
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(p.path("cache/lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let holder = hold(&p);
+    let holder_pid = holder.child.as_ref().unwrap().id();
+
+    // --no-wait fails at once, naming the process that holds the lock.
     let r = p.ddc(&["build", "--no-wait"]);
-    assert_ne!(r.code, 0);
-    assert!(r.stderr.contains("is in use by ddc (pid"), "{}", r.stderr);
-    let child = p
-        .command(&["build"])
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("is in use by ddc (pid {holder_pid}: ")),
+        "the message must name the holder, pid {holder_pid}:\n{}",
+        r.stderr
+    );
+
+    // Without it, the second build says whom it waits for, and waits.
+    let mut waiter = p
+        .command(&["build", "--json"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    lock.unlock().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("waiting for ddc (pid"), "{stderr}");
+    let mut err = std::io::BufReader::new(waiter.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the second build ended without waiting:\n{said}");
+        said.push_str(&line);
+        if line.contains("waiting for") {
+            break;
+        }
+    }
+    assert!(
+        said.contains(&format!("waiting for ddc (pid {holder_pid}: ")),
+        "the second build must name the holder, pid {holder_pid}:\n{said}"
+    );
+    // It is blocked on the lock: the holder is still in its step.
+    assert!(holder_still_running(holder_pid));
+    let out = holder.release();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{said}{rest}");
+    // It waited for the holder's build and found everything done.
+    assert_eq!(
+        tasks_in(&String::from_utf8_lossy(&out.stdout), "ran"),
+        Vec::<String>::new()
+    );
+}
+
+/// README: 2 when "the build cannot start"; 1 is for a failed task.
+#[test]
+fn no_wait_on_a_busy_cache_exits_2() {
+    let p = Project::new();
+    let holder = hold(&p);
+    let r = p.ddc(&["build", "--no-wait"]);
+    assert!(r.stderr.contains("is in use by ddc (pid"), "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(holder.release().status.code(), Some(0));
+}
+
+/// Whether `pid` is a live process (not a zombie).
+fn holder_still_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 #[test]
@@ -540,4 +653,255 @@ fn a_path_that_would_split_a_kernel_line_is_refused() {
         "{}",
         r.stderr
     );
+}
+
+// ------------------------------------------------- the build cannot start
+
+#[test]
+fn not_root_exits_2_naming_root_and_the_tasks() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs ddc as nobody through setpriv: run it as root (CI does)"
+    );
+    let p = Project::new();
+    p.edit("tasks/debootstrap.sh", "set -eu", "# ddc: root\nset -eu");
+    // nobody may read and write the project: only the missing root stops it.
+    let o = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(p.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_ddc"))
+        .arg("build")
+        .current_dir(p.dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("root: debootstrap:default") && stderr.contains("run ddc build as root"),
+        "{stderr}"
+    );
+    assert!(
+        !p.path("cache/logs/debootstrap:default.log").exists(),
+        "a task ran"
+    );
+    // The same project as root builds.
+    assert!(p.build(&[]).contains(&"debootstrap:default".to_string()));
+}
+
+#[test]
+fn a_missing_program_exits_2_naming_its_package() {
+    let p = Project::new();
+    // A PATH without mmdebstrap (the default bootstrapper) and rsync.
+    let empty = tempfile::tempdir().unwrap();
+    let r = Run::of(p.command(&["build"]).env("PATH", empty.path()));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // Installed here but not in that PATH: named with the folder to add
+    // (tests/install.rs hides them to see the packages named).
+    for line in [
+        "program mmdebstrap (debootstrap:default): not in PATH",
+        "program rsync (publish:default): not in PATH",
+    ] {
+        assert!(r.stderr.contains(line), "{line:?} not in:\n{}", r.stderr);
+    }
+    assert!(!p.path("out").exists(), "a task ran");
+    // Tasks that need no program still run when asked for alone.
+    let r = Run::of(p.command(&["build", "dhcp"]).env("PATH", empty.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+// ------------------------------------------------------------ -j N
+
+/// Three images, so three chains of heavy tasks could run side by side.
+fn three_images() -> Project {
+    let extra = "\n[images.b]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\
+                 \n[images.c]\nsuite = \"bookworm\"\npackages = [\"linux-image-amd64\"]\n\n[[nodes]]";
+    Project::with(&common::DDCFILE.replacen("\n[[nodes]]", extra, 1))
+}
+
+/// Makes `step`'s script mark itself running in `p/running/`, wait until
+/// `want` steps are marked (or `tenths` tenths of a second), note the most
+/// it saw marked in `p/counts`, and, if `leave`, unmark itself.
+fn count_running(p: &Project, step: &str, want: usize, tenths: u32, leave: bool) {
+    let running = p.path("running");
+    let counts = p.path("counts");
+    p.edit(
+        &format!("tasks/{step}.sh"),
+        "set -eu\n",
+        &format!(
+            "set -eu\n\
+             r='{r}'; mkdir -p \"$r\"; me=\"$r/$DDC_IMAGE-{step}\"; : > \"$me\"\n\
+             m=0; i=0\n\
+             while :; do\n\
+             \x20   n=$(ls \"$r\" | wc -l)\n\
+             \x20   if [ \"$n\" -gt \"$m\" ]; then m=$n; fi\n\
+             \x20   if [ \"$n\" -ge {want} ] || [ $i -ge {ticks} ]; then break; fi\n\
+             \x20   sleep 0.05; i=$((i+1))\n\
+             done\n\
+             echo \"$DDC_IMAGE-{step} $m\" >> '{c}'\n\
+             {unmark}\n",
+            r = running.display(),
+            c = counts.display(),
+            ticks = tenths * 2,
+            unmark = if leave { "rm -f \"$me\"" } else { "" },
+        ),
+    );
+}
+
+/// The counts noted, one per step run.
+fn counts(p: &Project) -> Vec<(String, usize)> {
+    p.read("counts")
+        .lines()
+        .map(|l| {
+            let (step, n) = l.split_once(' ').unwrap();
+            (step.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_caps_how_many_heavy_tasks_run_at_once() {
+    for jobs in [1usize, 2] {
+        let p = three_images();
+        for step in ["debootstrap", "packages", "configure", "initramfs"] {
+            // Each step lingers until one more than allowed runs beside it.
+            count_running(&p, step, jobs + 1, 3, true);
+        }
+        let n = jobs.to_string();
+        let ran = p.build(&["-j", &n]);
+        assert_eq!(ran.len(), 3 * 5 + 5, "{ran:?}");
+        let c = counts(&p);
+        assert_eq!(c.len(), 12, "every step of the three images ran: {c:?}");
+        let most = c.iter().map(|(_, n)| *n).max().unwrap();
+        assert!(
+            most <= jobs,
+            "-j {jobs}: {most} image steps ran at once: {c:?}"
+        );
+    }
+}
+
+/// The control: the steps above can see steps running beside them.
+#[test]
+fn jobs_3_runs_the_three_images_side_by_side() {
+    let p = three_images();
+    // Each debootstrap waits (a minute at most) until all three have
+    // started; none leaves before, so all three run at that moment.
+    count_running(&p, "debootstrap", 3, 600, false);
+    p.build(&["-j", "3"]);
+    let c = counts(&p);
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert!(
+        c.iter().all(|(_, n)| *n == 3),
+        "-j 3 did not run the three debootstraps at once: {c:?}"
+    );
+}
+
+// ------------------------------------------------------------ copy staging
+
+/// Every entry of a tree: its type, mode and content (or link target).
+fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                format!(
+                    "file {}",
+                    String::from_utf8_lossy(&std::fs::read(e.path()).unwrap())
+                )
+            };
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            (rel, format!("{:o} {what}", m.permissions().mode()))
+        })
+        .collect()
+}
+
+/// The current generation of `default`, and its tree.
+fn published(p: &Project) -> (String, std::collections::BTreeMap<String, String>) {
+    let g = std::fs::read_link(p.path("out/nfsroot/default/current"))
+        .unwrap()
+        .display()
+        .to_string();
+    let t = tree(&p.path(&format!("out/nfsroot/default/{g}")));
+    (g, t)
+}
+
+/// A boot entry with the project folder and generation name taken out.
+fn entry_shape(p: &Project, generation: &str) -> String {
+    p.read(ENTRY1)
+        .replace(&p.dir.path().display().to_string(), "[DIR]")
+        .replace(generation, "[GEN]")
+}
+
+/// `DDC_STAGING=copy` (the mode without root) gives what overlay layers give.
+#[test]
+fn copy_staging_publishes_what_layers_publish() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test compares overlayfs layers (root only) with copies: run it as root (CI does)"
+    );
+    let layers = Project::new();
+    let copies = Project::new();
+    let build = |p: &Project, copy: bool| {
+        let mut c = p.command(&["build", "--json"]);
+        if copy {
+            c.env("DDC_STAGING", "copy");
+        } else {
+            c.env_remove("DDC_STAGING");
+        }
+        let r = Run::of(&mut c);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        tasks_in(&r.stdout, "ran")
+    };
+    assert_eq!(build(&layers, false), strs(ALL));
+    assert_eq!(build(&copies, true), strs(ALL));
+    // Each mode is what it says: a layer holds only what its step changed,
+    // a copy the whole tree.
+    let step_out = |p: &Project| p.path("cache/images/default/packages/etc/debian_version");
+    assert!(!step_out(&layers).exists(), "packages is not a layer");
+    assert!(step_out(&copies).exists(), "packages is not a copy");
+    let (gl, tl) = published(&layers);
+    let (gc, tc) = published(&copies);
+    assert!(tl.contains_key("var/lib/dpkg/packages"), "{tl:?}");
+    assert_eq!(tl, tc, "the published trees differ");
+    assert_eq!(entry_shape(&layers, &gl), entry_shape(&copies, &gc));
+    // The same edits rerun the same tasks and publish the same trees.
+    for p in [&layers, &copies] {
+        p.edit(
+            "Ddcfile.toml",
+            "\"nfs-common\"]",
+            "\"nfs-common\", \"htop\"]",
+        );
+        p.edit(
+            "tasks/configure.sh",
+            "set -eu",
+            "set -eu\nrm -f \"$DDC_ROOTFS/etc/debian_version\"",
+        );
+    }
+    let (rl, rc) = (build(&layers, false), build(&copies, true));
+    assert_eq!(rl, rc);
+    assert!(rl.contains(&"packages:default".to_string()), "{rl:?}");
+    let (gl2, tl) = published(&layers);
+    let (gc2, tc) = published(&copies);
+    assert!(gl2 != gl && gc2 != gc, "no new generation");
+    assert!(
+        !tl.contains_key("etc/debian_version"),
+        "a deletion in a layer was not published"
+    );
+    assert_eq!(tl, tc, "the published trees differ after the edits");
+    assert_eq!(entry_shape(&layers, &gl2), entry_shape(&copies, &gc2));
+    // Nothing left to do in either mode.
+    assert_eq!(build(&layers, false), Vec::<String>::new());
+    assert_eq!(build(&copies, true), Vec::<String>::new());
 }

@@ -1,6 +1,8 @@
 //! The server configs ddc renders for a small cluster, checked by the
 //! programs that read them (`dhcpd -t`, `dnsmasq --test`, nfs-ganesha serving
-//! the export inside a network namespace of its own), each with a negative
+//! the export inside a network namespace of its own, ISC dhcpd leasing each
+//! node its address and boot file to busybox udhcpc, `exportfs` reading the
+//! kernel exports file in a private namespace), each with a negative
 //! control proving the check can fail, and their exact text pinned by insta
 //! snapshots (temporary folder, generation and ganesha's Export_Id redacted).
 //!
@@ -9,6 +11,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -246,6 +249,267 @@ fn dhcpd_check_fails_on_a_broken_fragment() {
     );
 }
 
+// ------------------------------------------- dhcpd gives a node its lease
+
+impl Netns {
+    /// `nb_setup`, then ISC dhcpd on the bridge with `conf`, in the
+    /// foreground inside the namespace (nb_cleanup stops what is left in it).
+    fn start_dhcpd(&self, conf: &Path) {
+        let dhcpd = require("dhcpd", "isc-dhcp-server");
+        let d = self.state.path();
+        let (code, out) = self.bash(&format!(
+            "nb_setup \"$NS\" || exit 1\n\
+             : > '{d}/dhcpd.leases'\n\
+             (exec ip netns exec \"$NS\" '{dhcpd}' -f -d -4 -cf '{conf}' \
+                -lf '{d}/dhcpd.leases' -pf '{d}/dhcpd.pid' br0) \
+                </dev/null >'{d}/dhcpd.log' 2>&1 &\n\
+             _nb_wait_port \"$NS\" udp 67 10",
+            d = d.display(),
+            dhcpd = dhcpd.display(),
+            conf = conf.display(),
+        ));
+        assert_eq!(
+            code,
+            0,
+            "dhcpd did not start:\n{out}\n--- dhcpd.log:\n{}",
+            self.dhcpd_log()
+        );
+    }
+
+    fn dhcpd_log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("dhcpd.log")).unwrap_or_default()
+    }
+
+    /// A second machine on the cluster network, with no address yet.
+    fn add_client(&self) -> String {
+        let host = format!("{}-h", self.name);
+        let (code, out) = self.bash(&format!(
+            "nb_add_host \"$NS\" '{host}' 192.0.2.250/24 && \
+             ip -n '{host}' addr flush dev eth0"
+        ));
+        assert_eq!(code, 0, "client host not set up:\n{out}");
+        host
+    }
+
+    /// busybox udhcpc on `host` with the MAC `mac` and `extra` arguments:
+    /// the lease's variables (`ip`, `boot_file`, …), or None without a lease.
+    fn lease(&self, host: &str, mac: &str, extra: &[&str]) -> Option<BTreeMap<String, String>> {
+        let busybox = require("busybox", "busybox");
+        let d = self.state.path();
+        let env = d.join("lease.env");
+        let _ = std::fs::remove_file(&env);
+        let script = d.join("udhcpc.script");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = bound ] && env > '{}'\nexit 0\n",
+                env.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let (code, out) = self.bash(&format!(
+            "ip -n '{host}' link set eth0 down && \
+             ip -n '{host}' link set eth0 address {mac} && \
+             ip -n '{host}' link set eth0 up || exit 98\n\
+             ip netns exec '{host}' '{busybox}' udhcpc -i eth0 -f -q -n -t 3 -T 1 -A 1 \
+                -s '{script}' {extra}",
+            busybox = busybox.display(),
+            script = script.display(),
+            extra = extra.join(" "),
+        ));
+        assert_ne!(code, 98, "cannot set the client's MAC:\n{out}");
+        if code != 0 {
+            return None;
+        }
+        let text = std::fs::read_to_string(&env)
+            .unwrap_or_else(|_| panic!("udhcpc got a lease but did not run its script:\n{out}"));
+        Some(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                // udhcpc's own variables are lower case; the rest is inherited.
+                .filter(|(k, _)| {
+                    k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                })
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+}
+
+/// A minimal dhcpd.conf around ddc's fragment, as on a master.
+fn dhcpd_conf(p: &Project) -> PathBuf {
+    p.write(
+        "dhcpd.conf",
+        &format!(
+            "ddns-update-style none;\nauthoritative;\ninclude \"{}\";\n",
+            p.path(DHCPD).display()
+        ),
+    );
+    p.path("dhcpd.conf")
+}
+
+#[test]
+fn dhcpd_gives_each_node_its_address_and_boot_file() {
+    let p = cluster();
+    let ns = Netns::plain("dhcpd");
+    ns.start_dhcpd(&dhcpd_conf(&p));
+    let host = ns.add_client();
+    // BIOS (no client architecture), then UEFI x86-64 (option 93 = 7, and 9).
+    for (mac, ip, name) in [
+        ("52:54:00:12:34:56", "192.0.2.11", "node01"),
+        ("52:54:00:12:34:58", "192.0.2.13", "node03"),
+    ] {
+        for (extra, boot_file) in [
+            (None, "pxelinux.0"),
+            (Some("0x5d:0007"), "efi64/syslinux.efi"),
+            (Some("0x5d:0009"), "efi64/syslinux.efi"),
+        ] {
+            let args: Vec<&str> = extra.map(|x| vec!["-x", x]).unwrap_or_default();
+            let lease = ns.lease(&host, mac, &args).unwrap_or_else(|| {
+                panic!(
+                    "{name} ({mac}, arch {extra:?}) got no lease:\n{}",
+                    ns.dhcpd_log()
+                )
+            });
+            let got = |k: &str| lease.get(k).map(String::as_str);
+            assert_eq!(got("ip"), Some(ip), "{name}: {lease:?}");
+            assert_eq!(
+                got("boot_file"),
+                Some(boot_file),
+                "{name}, {extra:?}: {lease:?}"
+            );
+            assert_eq!(got("siaddr"), Some("192.0.2.1"), "next-server: {lease:?}");
+            assert_eq!(got("hostname"), Some(name), "{lease:?}");
+            assert_eq!(got("subnet"), Some("255.255.255.0"), "{lease:?}");
+            assert_eq!(got("router"), Some("192.0.2.254"), "{lease:?}");
+            assert_eq!(got("dns"), Some("192.0.2.1 192.0.2.2"), "{lease:?}");
+            assert_eq!(got("domain"), Some("cluster.example"), "{lease:?}");
+        }
+        assert!(
+            ns.dhcpd_log()
+                .contains(&format!("DHCPACK on {ip} to {mac} via br0")),
+            "{}",
+            ns.dhcpd_log()
+        );
+    }
+    // A machine that is not a node gets nothing: the subnet has no range.
+    assert_eq!(ns.lease(&host, "52:54:00:99:99:99", &[]), None);
+    assert!(
+        ns.dhcpd_log().contains(
+            "DHCPDISCOVER from 52:54:00:99:99:99 via br0: network 192.0.2.0/24: no free leases"
+        ),
+        "{}",
+        ns.dhcpd_log()
+    );
+}
+
+// ------------------------------------------- exportfs reads the exports
+
+/// `exportfs -ra` then `exportfs -v` on `file` as the master's
+/// /etc/exports, in private mount and network namespaces: the file and
+/// /var/lib/nfs (etab) are bind mounts there, and the sunrpc caches exportfs
+/// flushes are the new network namespace's. No kernel NFS server is needed
+/// to parse the file. Returns the exit code, the output and the etab written.
+fn exportfs_check(file: &Path) -> (i32, String, String) {
+    require_root("it bind-mounts the file over /etc/exports in a private mount namespace");
+    let exportfs = require("exportfs", "nfs-kernel-server");
+    let unshare = require("unshare", "util-linux");
+    assert!(
+        Path::new("/etc/exports").is_file() && Path::new("/var/lib/nfs").is_dir(),
+        "/etc/exports or /var/lib/nfs is missing (the bind-mount targets): \
+         install the Debian package nfs-kernel-server (apt-get install nfs-kernel-server)"
+    );
+    let lib = tempfile::Builder::new()
+        .prefix("ddc-exportfs-")
+        .tempdir()
+        .unwrap();
+    let o = Command::new(unshare)
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(
+            "mount --bind \"$0\" /etc/exports && mount --bind \"$1\" /var/lib/nfs || exit 99\n\
+             \"$2\" -ra && \"$2\" -v",
+        )
+        .arg(file)
+        .arg(lib.path())
+        .arg(&exportfs)
+        .output()
+        .expect("run unshare");
+    let (code, out) = outcome(o);
+    assert_ne!(code, 99, "cannot bind-mount in a private namespace:\n{out}");
+    let etab = std::fs::read_to_string(lib.path().join("etab")).unwrap_or_default();
+    (code, out, etab)
+}
+
+#[test]
+fn exportfs_accepts_the_kernel_exports_file() {
+    let p = cluster();
+    let text = p.read(EXPORTS);
+    let paths: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(paths.len(), 1, "{text}");
+    let (code, out, etab) = exportfs_check(&p.path(EXPORTS));
+    assert_eq!(
+        code, 0,
+        "exportfs rejects {EXPORTS}:\n{out}\n--- {EXPORTS}:\n{text}"
+    );
+    assert!(
+        !out.contains("exportfs:"),
+        "exportfs warns about {EXPORTS}:\n{out}\n--- {EXPORTS}:\n{text}"
+    );
+    // exportfs -v lists it; etab holds the options as the kernel would get them.
+    assert!(out.contains(paths[0]), "{out}");
+    let line = etab
+        .lines()
+        .find(|l| l.starts_with(&format!("{}\t", paths[0])))
+        .unwrap_or_else(|| panic!("{} is not in etab:\n{etab}", paths[0]));
+    let (_, client) = line.split_once('\t').unwrap();
+    let options = client
+        .strip_prefix("192.0.2.0/24(")
+        .and_then(|o| o.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not exported to the cluster network: {line}"));
+    let options: Vec<&str> = options.split(',').collect();
+    for want in [
+        "ro",
+        "secure",
+        "async",
+        "no_root_squash",
+        "no_subtree_check",
+    ] {
+        assert!(options.contains(&want), "{want} missing: {line}");
+    }
+    for unwanted in ["rw", "insecure"] {
+        assert!(!options.contains(&unwanted), "{unwanted}: {line}");
+    }
+}
+
+#[test]
+fn exportfs_check_fails_on_a_broken_exports_file() {
+    let p = cluster();
+    let text = p.read(EXPORTS);
+    p.write(
+        "out/exports.d/broken.exports",
+        &text.replacen("(ro,", "(ro,no_such_option,", 1),
+    );
+    let (code, out, _) = exportfs_check(&p.path("out/exports.d/broken.exports"));
+    assert!(
+        code != 0 && out.contains("unknown keyword \"no_such_option\""),
+        "exportfs accepts a broken file (exit {code}):\n{out}"
+    );
+}
+
 // ------------------------------------------------------------ dnsmasq
 
 fn dnsmasq_check(file: &Path) -> (i32, String) {
@@ -342,6 +606,7 @@ struct Netns {
 }
 
 impl Netns {
+    /// A namespace for the NFS server.
     fn new(tag: &str) -> Self {
         require_root("it creates a network namespace and mounts a private /run");
         for (program, package) in [
@@ -349,8 +614,6 @@ impl Netns {
             ("rpcbind", "rpcbind"),
             ("rpcinfo", "rpcbind"),
             ("showmount", "nfs-common"),
-            ("ip", "iproute2"),
-            ("ss", "iproute2"),
             ("unshare", "util-linux"),
         ] {
             require(program, package);
@@ -362,6 +625,15 @@ impl Netns {
              (apt-get install nfs-ganesha-vfs)",
             vfs.display()
         );
+        Self::plain(tag)
+    }
+
+    /// A namespace with nothing started in it yet.
+    fn plain(tag: &str) -> Self {
+        require_root("it creates network namespaces");
+        for (program, package) in [("ip", "iproute2"), ("ss", "iproute2")] {
+            require(program, package);
+        }
         Netns {
             name: format!("ddct-{tag}-{}", std::process::id()),
             state: tempfile::Builder::new()

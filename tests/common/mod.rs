@@ -64,7 +64,8 @@ impl Drop for Project {
 /// Unmounts what is left under `dir`; if something stays mounted, moves the
 /// folder out of the temporary folder's reach so its removal cannot touch it.
 pub fn safe_cleanup(dir: &Path) {
-    ddc::chroot::unmount_leftovers(dir);
+    // unmount_leftovers takes the cache folder (it looks in its `images/`).
+    ddc::chroot::unmount_leftovers(&dir.join("cache"));
     // Unknown (the mount table unreadable) counts as mounted.
     if ddc::fsutil::mounts_under(dir).map_or(true, |m| !m.is_empty()) {
         let keep = dir.with_extension("left-mounted");
@@ -97,6 +98,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to the end.
+    pub fn of(cmd: &mut Command) -> Self {
+        Self::from(cmd.output().unwrap())
+    }
+
     fn from(o: Output) -> Self {
         Run {
             code: o.status.code().unwrap_or(-1),
