@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 use crate::error::{self, Error};
@@ -282,10 +282,10 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 Shell::Zsh => clap_complete::Shell::Zsh,
                 Shell::Fish => clap_complete::Shell::Fish,
             };
-            crate::docs::completions(shell, &mut std::io::stdout());
+            crate::docs::completions(Cli::command(), shell, &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => crate::docs::man(&mut std::io::stdout())
+        Command::Man => crate::docs::man(Cli::command(), &mut std::io::stdout())
             .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write the man page: {e}"))),
         Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
     }

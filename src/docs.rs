@@ -1,17 +1,18 @@
 //! The man page and the shell completions, generated from the clap
-//! definitions of `cli` so they never disagree with the command line.
-//! Imports `cli` (for the definitions) and nothing below it.
+//! definitions `cli` hands over (`clap::Command`), so they never disagree
+//! with the command line. Imports nothing of ddc.
 
 use std::io::Write;
 
-use clap::CommandFactory;
 use roff::{bold, roman, Roff};
 
-use crate::cli::Cli;
-
-/// Writes the completion script of `shell` for ddc.
-pub(crate) fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "ddc", out);
+/// Writes the completion script of `shell` for the command line `cmd`.
+pub(crate) fn completions(
+    mut cmd: clap::Command,
+    shell: clap_complete::Shell,
+    out: &mut dyn Write,
+) {
+    clap_complete::generate(shell, &mut cmd, "ddc", out);
 }
 
 /// Sections clap does not describe, as (heading, paragraphs).
@@ -46,9 +47,9 @@ const EXTRA: &[(&str, &[&str])] = &[
 
 /// Writes ddc(1): the command, its global options, every subcommand with
 /// its options, exit status, files and environment.
-pub(crate) fn man(w: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn man(cmd: clap::Command, w: &mut dyn Write) -> std::io::Result<()> {
     let mut page = Vec::new();
-    write_man(&mut page)?;
+    write_man(cmd, &mut page)?;
     // Each rendered piece starts with the same two-line preamble: keep one.
     let text = String::from_utf8_lossy(&page);
     let mut seen = std::collections::HashSet::new();
@@ -60,8 +61,8 @@ pub(crate) fn man(w: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_man(out: &mut dyn Write) -> std::io::Result<()> {
-    let cmd = Cli::command().disable_help_subcommand(true);
+fn write_man(cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+    let cmd = cmd.disable_help_subcommand(true);
     let page = clap_mangen::Man::new(cmd.clone());
     page.render_title(out)?;
     page.render_name_section(out)?;

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use super::plan::tool_version;
+use super::step::{image_dir, lower_layers, staging_mode, Staging, Step};
 use super::step_env::{step_env, step_vars, StepDirs};
-use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Script, Subject, TaskSpec};
+use super::{Need, Planner, Produced, Recipe, RunCtx, Scope, Script, Subject, TaskSpec};
 use crate::chroot::MountGuard;
 use crate::config::{Config, Image};
 use crate::fsutil::{self, safe_remove_dir_all, Folder};
@@ -33,106 +33,6 @@ use crate::tasks_dir::{Origin, TaskFile};
 /// The mode of a step's working tree: it becomes the image's `/` (and the
 /// published generation's folder), which everyone on a node must reach.
 const IMAGE_ROOT_MODE: u32 = 0o755;
-
-/// How a step's working tree is made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Staging {
-    Layers,
-    Copy,
-}
-
-impl Staging {
-    /// The staging whose key input hashes to `prefix` (as a record keeps it).
-    pub(crate) fn recorded(prefix: u64) -> Option<Staging> {
-        [Staging::Layers, Staging::Copy]
-            .into_iter()
-            .find(|s| Planner::value("staging", s).hash.prefix64() == prefix)
-    }
-}
-
-/// [`Staging::Layers`] when running as root on a kernel with overlayfs,
-/// else [`Staging::Copy`]. `DDC_STAGING=copy` forces copies (for file
-/// systems overlayfs cannot use).
-pub(crate) fn staging_mode() -> Staging {
-    static MODE: std::sync::OnceLock<Staging> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| {
-        if std::env::var("DDC_STAGING").is_ok_and(|v| v == "copy") {
-            return Staging::Copy;
-        }
-        let root = nix::unistd::geteuid().is_root();
-        let listed = || {
-            std::fs::read_to_string("/proc/filesystems")
-                .is_ok_and(|s| s.lines().any(|l| l.ends_with("\toverlay")))
-        };
-        // overlay may be a module not loaded yet: load it rather than let
-        // the mode (part of every image step's key) depend on what ran before.
-        if root && !listed() {
-            let _ = Command::new("modprobe")
-                .arg("overlay")
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-        if root && listed() {
-            Staging::Layers
-        } else {
-            Staging::Copy
-        }
-    })
-}
-
-pub(crate) fn image_dir(cache: &Path, image: &str) -> PathBuf {
-    cache.join("images").join(image)
-}
-
-/// The steps of an image, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Step {
-    Debootstrap,
-    Packages,
-    Configure,
-    Initramfs,
-}
-
-impl Step {
-    pub(crate) const ALL: [Step; 4] = [
-        Step::Debootstrap,
-        Step::Packages,
-        Step::Configure,
-        Step::Initramfs,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Step::Debootstrap => "debootstrap",
-            Step::Packages => "packages",
-            Step::Configure => "configure",
-            Step::Initramfs => "initramfs",
-        }
-    }
-
-    pub(crate) fn kind(self) -> Kind {
-        match self {
-            Step::Debootstrap => Kind::Debootstrap,
-            Step::Packages => Kind::Packages,
-            Step::Configure => Kind::Configure,
-            Step::Initramfs => Kind::Initramfs,
-        }
-    }
-
-    fn index(self) -> usize {
-        Step::ALL.iter().position(|s| *s == self).expect("a step")
-    }
-}
-
-/// The committed outputs of the steps before `step`, newest first.
-pub(crate) fn lower_layers(dir: &Path, step: Step) -> Vec<PathBuf> {
-    Step::ALL[..step.index()]
-        .iter()
-        .rev()
-        .map(|s| dir.join(s.name()))
-        .collect()
-}
 
 impl Recipe for Step {
     fn name(&self) -> &'static str {

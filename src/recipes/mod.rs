@@ -16,6 +16,7 @@ mod plan;
 mod publish;
 mod pxe;
 mod rsyslog;
+mod step;
 mod step_env;
 
 use std::borrow::Cow;
@@ -28,9 +29,9 @@ use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
 use crate::tasks_dir::TaskFile;
 
-pub(crate) use image::{staging_mode, Staging, Step};
 pub(crate) use plan::{intern, Planner};
 pub(crate) use pxe::boot_generation;
+pub(crate) use step::{staging_mode, Staging, Step};
 
 /// A stable task id: `kind:instance` (`pxe:node01`) or just `kind` (`dhcp`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::image::Staging;
+use super::step::Staging;
 use super::{Kind, Script, Subject, TaskId, TaskSpec};
 use crate::config::Config;
 use crate::fingerprint::{Fingerprint, Input};

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::image::{image_dir, lower_layers, staging_mode, Staging, Step};
+use super::step::{image_dir, lower_layers, staging_mode, Staging, Step};
 use super::{Kind, Need, Planner, Produced, Recipe, RunCtx, Scope, Subject, TaskSpec};
 use crate::chroot::MountGuard;
 use crate::config::{Config, Image};

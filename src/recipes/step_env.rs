@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::image::Step;
+use super::step::Step;
 use super::Planner;
 use crate::config::{Config, Image};
 use crate::fingerprint::{scan_tree, Fingerprint, Input};
