@@ -34,16 +34,16 @@ pub(crate) fn preflight(
     let late = LateMemo::new(cfg);
     let mut needs = Needs::default();
     // A task may run if its record does not hold, or if a task it depends
-    // on may run: all are checked now, not one failure per build.
-    let mut may_run = vec![false; graph.tasks.len()];
+    // on may run: all are checked now, not one failure per build. Only the
+    // tasks that need something (and what they depend on) are looked at:
+    // 10,000 boot entries need nothing from the host.
+    let mut may_run: Vec<Option<bool>> = vec![None; graph.tasks.len()];
     for (i, spec) in graph.tasks.iter().enumerate() {
         if !wanted[i] {
             continue;
         }
-        may_run[i] =
-            spec.deps.iter().any(|&d| may_run[d]) || !recorded_fresh(graph, state, i, &late, cfg);
         let task_needs = spec.recipe().needs(spec, cfg);
-        if task_needs.is_empty() || !may_run[i] {
+        if task_needs.is_empty() || !may_run_memo(graph, state, i, &late, cfg, &mut may_run) {
             continue;
         }
         let task = spec.id.to_string();
@@ -62,6 +62,29 @@ pub(crate) fn preflight(
         }
     }
     report(&needs, as_root || nix::unistd::geteuid().is_root())
+}
+
+/// Whether task `i` may run (memoized): its record does not hold, or a
+/// task it depends on may run. Dependencies come before their dependents,
+/// so the recursion is as deep as the longest chain (the image steps).
+fn may_run_memo(
+    graph: &Graph,
+    state: &State,
+    i: usize,
+    late: &LateMemo,
+    cfg: &Config,
+    memo: &mut [Option<bool>],
+) -> bool {
+    if let Some(v) = memo[i] {
+        return v;
+    }
+    let deps = graph.tasks[i].deps.clone();
+    let v = deps
+        .into_iter()
+        .any(|d| may_run_memo(graph, state, d, late, cfg, memo))
+        || !recorded_fresh(graph, state, i, late, cfg);
+    memo[i] = Some(v);
+    v
 }
 
 /// One line per problem, then the packages to install.

@@ -48,16 +48,30 @@ impl Sweep {
                 new.get(id).copied().or_else(|| state.records.get(id))
             })
             .collect();
-        let claimed: HashSet<&PathBuf> = current
-            .iter()
-            .flat_map(|r| r.outputs.iter().map(|o| &o.path))
-            .collect();
         let mut sweep = Sweep {
             removals: Vec::new(),
             swept: Vec::new(),
             forget: Vec::new(),
             kept: Vec::new(),
         };
+        // The common case, a no-op or a few tasks rerun to the same paths:
+        // nothing replaced, no orphan, no record of a task that left the
+        // graph. Then there is nothing to compare (10,000 paths to hash).
+        let in_graph = graph
+            .tasks
+            .iter()
+            .filter(|t| state.records.contains_key(t.id.as_str()))
+            .count();
+        let quiet = state.orphans.is_empty()
+            && in_graph == state.records.len()
+            && current.iter().all(|r| r.replaced.is_empty());
+        if quiet {
+            return sweep;
+        }
+        let claimed: HashSet<&PathBuf> = current
+            .iter()
+            .flat_map(|r| r.outputs.iter().map(|o| &o.path))
+            .collect();
         for r in current.iter().filter(|r| !r.replaced.is_empty()) {
             for p in r.replaced.iter().filter(|p| !claimed.contains(p)) {
                 sweep.removals.push((r.task.clone(), p.clone()));
