@@ -121,6 +121,7 @@ fn project(nodes: usize, csv: bool) -> tempfile::TempDir {
     let d = dir.path();
     copy_dir(&repo.join("tests/fixtures/tiny-tasks"), &d.join("tasks"));
     copy_dir(&repo.join("tasks/templates"), &d.join("tasks/templates"));
+    add_image_files(d, image_files());
     let mut text = String::from("tasks_dir = \"tasks\"\n");
     if csv {
         text.push_str("nodes_file = \"nodes.csv\"\n");
@@ -146,6 +147,36 @@ fn project(nodes: usize, csv: bool) -> tempfile::TempDir {
     std::fs::write(d.join("nodes.csv"), &inventory).unwrap();
     ddc(d, &["build", "publish:default"]);
     dir
+}
+
+/// How many files each of the first three image steps adds (`IMAGE_FILES`,
+/// default 15,000): a no-op must not cost what a real image's layers and
+/// generation (about 15,000 files each) would cost to walk.
+fn image_files() -> usize {
+    std::env::var("IMAGE_FILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(15_000)
+}
+
+/// Makes the tiny steps write `n` small files each, 25 to a folder, with
+/// shell built-ins (no process per file).
+fn add_image_files(d: &Path, n: usize) {
+    if n == 0 {
+        return;
+    }
+    for step in ["debootstrap", "packages", "configure"] {
+        let script = d.join(format!("tasks/{step}.sh"));
+        let mut text = std::fs::read_to_string(&script).unwrap();
+        text.push_str(&format!(
+            "\n# The benchmark's image of realistic shape: {n} files from this step.\n\
+             mkdir -p \"$DDC_ROOTFS/usr/share/bench-{step}\" && cd \"$DDC_ROOTFS/usr/share/bench-{step}\"\n\
+             seq 0 {last_dir} | sed 's/^/d/' | xargs mkdir -p\n\
+             i=0\nwhile [ $i -lt {n} ]; do echo \"{step} $i\" > \"d$((i / 25))/f$i\"; i=$((i + 1)); done\n",
+            last_dir = n.div_ceil(25) - 1
+        ));
+        std::fs::write(&script, text).unwrap();
+    }
 }
 
 /// One scenario: each first-build sample in a new folder, the rest in the
@@ -317,7 +348,9 @@ fn report(
     ninja: &Samples,
 ) -> Vec<String> {
     println!(
-        "ddc, {nodes} nodes, {} cores, in {}: wall time of whole processes, {samples} samples each",
+        "ddc, {nodes} nodes, an image of 3 layers of {} files each ({} in its generation), {} cores, in {}: wall time of whole processes, {samples} samples each",
+        image_files(),
+        image_files() * 3,
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
