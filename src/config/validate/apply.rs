@@ -8,7 +8,7 @@ use toml::{Spanned, Value};
 use super::rules::{Rule, PATH};
 use super::Validator;
 use crate::config::model::{Apply, Paths, Reach};
-use crate::config::origin::{Origin, Place};
+use crate::config::origin::Origin;
 use crate::config::raw::RawApply;
 
 /// What every message about a bad value offers instead.
@@ -103,10 +103,7 @@ impl Validator<'_> {
         if paths.dnsmasq_hosts.parent() != folder {
             return;
         }
-        let origin = origin.unwrap_or_else(|| Origin {
-            file: self.file.clone(),
-            place: Place::File,
-        });
+        let origin = origin.unwrap_or_else(|| self.file_origin());
         self.error(
             origin,
             "paths.dnsmasq_hosts",

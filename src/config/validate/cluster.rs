@@ -11,7 +11,7 @@ use super::paths::default_of;
 use super::rules::{DNS_DOMAIN, INTERFACE};
 use super::Validator;
 use crate::config::model::{Cluster, Paths, Server};
-use crate::config::origin::{Origin, Place};
+use crate::config::origin::Origin;
 use crate::config::raw::{RawCluster, RawPaths, RawServer};
 
 /// The shortest prefix of a cluster network: no private range (RFC 1918) is
@@ -121,10 +121,7 @@ impl Validator<'_> {
     ) {
         let text = path.display().to_string();
         if let Some(c) = text.chars().find(|c| bad.contains(*c) || c.is_control()) {
-            let origin = origin.unwrap_or_else(|| Origin {
-                file: self.file.clone(),
-                place: Place::File,
-            });
+            let origin = origin.unwrap_or_else(|| self.file_origin());
             self.error(
                 origin,
                 key,

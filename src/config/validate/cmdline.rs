@@ -16,7 +16,7 @@ use std::path::Path;
 
 use super::Validator;
 use crate::config::model::{kernel_append, Image};
-use crate::config::origin::{Origin, Place, Sourced};
+use crate::config::origin::{Origin, Sourced};
 
 /// The longest command line an x86 kernel takes.
 pub(super) const MAX_CMDLINE: usize = 2047;
@@ -79,10 +79,7 @@ impl Validator<'_> {
                 .get(&img.name)
                 .or_else(|| self.path_keys.get("paths.nfs_root"))
                 .cloned()
-                .unwrap_or_else(|| Origin {
-                    file: self.file.clone(),
-                    place: Place::File,
-                });
+                .unwrap_or_else(|| self.file_origin());
             self.error(
                 origin,
                 key,

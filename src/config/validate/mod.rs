@@ -67,6 +67,14 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// The Ddcfile as a whole, for a problem with no key of its own there.
+    fn file_origin(&self) -> Origin {
+        Origin {
+            file: self.file.clone(),
+            place: Place::File,
+        }
+    }
+
     fn origin<T>(&self, s: &Spanned<T>) -> Origin {
         let (l, c) = self.lines.line_col(s.span().start);
         Origin {
@@ -169,10 +177,7 @@ impl Validator<'_> {
                 Some((k, o)) => (k.clone(), o.clone()),
                 None => (
                     v.keys.first().cloned().unwrap_or_default(),
-                    Origin {
-                        file: self.file.clone(),
-                        place: Place::File,
-                    },
+                    self.file_origin(),
                 ),
             };
             self.error(origin, key, v.message);
