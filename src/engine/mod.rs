@@ -200,24 +200,31 @@ impl Engine<'_> {
 
     /// The late inputs and dependencies' output hashes of a task, or the
     /// dependency that has none yet (a dry run).
-    fn inputs(&self, spec: &TaskSpec) -> Result<(Vec<Input>, Vec<DepResult>), StaleReason> {
+    fn inputs(&self, spec: &TaskSpec) -> Result<Vec<Input>, StaleReason> {
         let mut inputs = spec.recipe().late_inputs(spec, self.cfg, &self.late);
-        let mut deps = Vec::with_capacity(spec.deps.len());
         for &d in &spec.deps {
-            let id = &self.graph.tasks[d].id;
             let Some(h) = self.results[d].get().and_then(|r| r.out_hash) else {
-                return Err(StaleReason::DependencyWouldRun(id.clone()));
+                return Err(StaleReason::DependencyWouldRun(self.graph.tasks[d].id.clone()));
             };
             inputs.push(Input {
                 name: self.graph.dep_name[d].clone(),
                 hash: h,
             });
-            deps.push(DepResult {
-                id: id.clone(),
-                out_hash: h,
-            });
         }
-        Ok((inputs, deps))
+        Ok(inputs)
+    }
+
+    /// The finished dependencies of a task about to run, as its action sees
+    /// them (only a task that runs needs them: not 10,000 cached entries).
+    fn dep_results(&self, spec: &TaskSpec) -> Vec<DepResult> {
+        spec.deps
+            .iter()
+            .filter_map(|&d| {
+                let out_hash = self.results[d].get()?.out_hash?;
+                let id = self.graph.tasks[d].id.clone();
+                Some(DepResult { id, out_hash })
+            })
+            .collect()
     }
 
     /// Decides and runs task `i`; a panic in it fails it like an error.
@@ -242,7 +249,7 @@ impl Engine<'_> {
         if self.targets.as_ref().is_some_and(|t| !t[i]) {
             return self.as_recorded(spec);
         }
-        let (inputs, deps) = match self.inputs(spec) {
+        let inputs = match self.inputs(spec) {
             Ok(v) => v,
             Err(pending) => {
                 return Outcome::new(TaskState::Stale, Some(Reason::Stale(pending)), None)
@@ -272,7 +279,7 @@ impl Engine<'_> {
             Some(why) if self.dry_run => {
                 Outcome::new(TaskState::Stale, Some(Reason::Stale(why)), None)
             }
-            Some(why) => self.run(spec, key, &inputs, &deps, why),
+            Some(why) => self.run(spec, key, &inputs, &self.dep_results(spec), why),
         };
         outcome.took(start)
     }
