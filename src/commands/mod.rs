@@ -138,7 +138,11 @@ pub(crate) fn run_build(
             }
         }
     };
-    process::install_signal_handlers(&cancel)?;
+    if let Err(e) = process::install_signal_handlers(&cancel) {
+        drop(events);
+        reporter.finish();
+        return Err(e.into());
+    }
     // Loaded before the lock was taken: load again if another build ran meanwhile.
     let state = match run.state {
         Some(s) if !waited.get() => s.join().ok().and_then(|s| s.ok()),

@@ -64,7 +64,14 @@ fn mirror_from_sources(dir: &Path, list: &Path) -> Option<String> {
     }
     let text = std::fs::read_to_string(list).ok()?;
     for line in text.lines() {
-        let mut words = line.split_whitespace().filter(|w| !w.starts_with('['));
+        // `deb [arch=amd64 signed-by=…] URI SUITE …`: the options block may
+        // hold several words.
+        let mut in_options = false;
+        let mut words = line.split_whitespace().filter(|w| {
+            let skip = in_options || w.starts_with('[');
+            in_options = skip && !w.ends_with(']');
+            !skip
+        });
         if words.next() != Some("deb") {
             continue;
         }

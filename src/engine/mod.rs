@@ -268,7 +268,7 @@ impl Engine<'_> {
             None => {
                 // A tree checked in depth whose root moved (a record of an
                 // older ddc, or after --verify): record its root's new stamp.
-                if let Some(r) = old.and_then(record::restamp).filter(|_| !self.dry_run) {
+                if let Some(r) = old.filter(|_| !self.dry_run).and_then(record::restamp) {
                     if let Some(j) = self.journal {
                         j.record(&r);
                     }
@@ -357,8 +357,16 @@ impl Engine<'_> {
             cancel: self.cancel,
         };
         let declared = spec.recipe().outputs(spec, self.cfg);
-        if let (Some(j), false) = (self.journal, declared.is_empty()) {
-            j.intent(spec.id.as_str(), &declared)?;
+        // Only paths no record names need an intent: a kill leaves the others
+        // to the old record (its outputs, or what it had yet to remove).
+        let old = self.state.records.get(spec.id.as_str());
+        let named = |p: &&std::path::PathBuf| {
+            old.is_some_and(|r| r.outputs.iter().any(|o| &o.path == *p) || r.replaced.contains(p))
+        };
+        let fresh: Vec<std::path::PathBuf> =
+            declared.iter().filter(|p| !named(p)).cloned().collect();
+        if let (Some(j), false) = (self.journal, fresh.is_empty()) {
+            j.intent(spec.id.as_str(), &fresh)?;
         }
         let produced = spec.recipe().run(spec, &mut ctx)?;
         if let Some(p) = produced

@@ -38,16 +38,6 @@ impl Sweep {
         state: &State,
         new_records: &[Record],
     ) -> Sweep {
-        let new: HashMap<&str, &Record> =
-            new_records.iter().map(|r| (r.task.as_str(), r)).collect();
-        let current: Vec<&Record> = graph
-            .tasks
-            .iter()
-            .filter_map(|t| {
-                let id = t.id.as_str();
-                new.get(id).copied().or_else(|| state.records.get(id))
-            })
-            .collect();
         let mut sweep = Sweep {
             removals: Vec::new(),
             swept: Vec::new(),
@@ -64,10 +54,21 @@ impl Sweep {
             .count();
         let quiet = state.orphans.is_empty()
             && in_graph == state.records.len()
-            && current.iter().all(|r| r.replaced.is_empty());
+            && state.records.values().all(|r| r.replaced.is_empty())
+            && new_records.iter().all(|r| r.replaced.is_empty());
         if quiet {
             return sweep;
         }
+        let new: HashMap<&str, &Record> =
+            new_records.iter().map(|r| (r.task.as_str(), r)).collect();
+        let current: Vec<&Record> = graph
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                let id = t.id.as_str();
+                new.get(id).copied().or_else(|| state.records.get(id))
+            })
+            .collect();
         let claimed: HashSet<&PathBuf> = current
             .iter()
             .flat_map(|r| r.outputs.iter().map(|o| &o.path))
@@ -141,9 +142,10 @@ impl Sweep {
         }
         let mut notes = Vec::new();
         let mut failed: HashSet<&str> = HashSet::new();
+        let forgotten: HashSet<&str> = self.forget.iter().map(String::as_str).collect();
         for (task, p) in &self.removals {
             match remove_path(p) {
-                Ok(true) if self.forget.contains(task) => notes.push(format!(
+                Ok(true) if forgotten.contains(task.as_str()) => notes.push(format!(
                     "removed {} ({task} is no longer in the Ddcfile)",
                     shown(p, base)
                 )),
@@ -174,7 +176,8 @@ impl Sweep {
                 j.forget(t);
             }
             if let Some(old) = state.records.remove(t) {
-                for n in 0..old.outputs.len() {
+                // Trees are kept for folder outputs only, by their place.
+                for (n, _) in old.outputs.iter().enumerate().filter(|(_, o)| o.dir) {
                     let _ = remove_path(&dirs.tree(t, n));
                 }
             }

@@ -403,9 +403,10 @@ impl Folder {
     /// what was there, which is replaced, never followed).
     pub fn symlink(&self, target: &Path, name: impl AsRef<OsStr>) -> Result<()> {
         let name = name.as_ref();
-        let mut tmp = OsString::from(".");
+        // Named as every temporary file of ddc's, so that one a killed ddc
+        // left is swept like the others.
+        let mut tmp = OsString::from(format!("{TEMP_PREFIX}{}-", std::process::id()));
         tmp.push(name);
-        tmp.push(".ddc-tmp");
         let _ = rfs::unlinkat(&self.fd, &tmp, AtFlags::empty());
         rfs::symlinkat(target, &self.fd, &tmp)
             .map_err(io)

@@ -46,7 +46,9 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
         .into_iter()
         .filter(|m| m.starts_with(&dir))
         .collect();
-    found.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    found.sort_by(|a, b| {
+        (std::cmp::Reverse(a.components().count()), a).cmp(&(std::cmp::Reverse(b.components().count()), b))
+    });
     found.dedup();
     Ok(found)
 }
