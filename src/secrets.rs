@@ -50,14 +50,14 @@ pub fn secret_files(root: &Path, files: Option<&Path>) -> Vec<Secret> {
             let Ok(rel) = entry.path().strip_prefix(files) else {
                 continue;
             };
-            let in_image = root.join(rel);
-            let hidden = std::fs::symlink_metadata(&in_image)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o004 == 0);
-            let listed = out.iter().any(|s| s.path == rel);
-            if hidden && !listed {
-                let mode = std::fs::symlink_metadata(&in_image)
-                    .map(|m| m.permissions().mode() & 0o7777)
-                    .unwrap_or_default();
+            // Mode as in the image (the files tree keeps its modes).
+            let Ok(m) = std::fs::symlink_metadata(root.join(rel)) else {
+                continue;
+            };
+            let mode = m.permissions().mode() & 0o7777;
+            let hidden = m.is_file() && mode & 0o004 == 0;
+            // The few found above (shadow, host keys) may come from the tree too.
+            if hidden && !out.iter().any(|s| s.path == rel) {
                 out.push(Secret {
                     path: rel.to_path_buf(),
                     why: format!("from the files tree, mode {mode:04o}"),

@@ -33,10 +33,14 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
             None => default,
         }
         .ok_or_else(|| {
-            NotStarted(format!(
-                "{image} has no {which} generation to compare{}; `ddc generations {image}` lists them",
-                spec.map(|s| format!(" ({s:?})")).unwrap_or_default()
-            ))
+            NotStarted(match spec {
+                Some(s) => format!(
+                    "{image} has no generation {s:?} (or it is ambiguous); `ddc generations {image}` lists them"
+                ),
+                None => format!(
+                    "{image} has no {which} generation to compare; `ddc generations {image}` lists them"
+                ),
+            })
         })
     };
     let to = pick(o.to.as_ref(), current.clone(), "current")?;

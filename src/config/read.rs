@@ -18,8 +18,9 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     }
     if meta.len() > LIMIT {
         return Err(format!(
-            "it is {} bytes, more than the {LIMIT} ddc reads",
-            meta.len()
+            "it is {} bytes, more than the {} MiB ddc reads (a Ddcfile or an inventory of 100,000 nodes is a few MiB): is it the right file?",
+            meta.len(),
+            LIMIT >> 20
         ));
     }
     let mut bytes = Vec::new();
@@ -27,7 +28,10 @@ pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         .and_then(|f| f.take(LIMIT + 1).read_to_end(&mut bytes))
         .map_err(|e| e.to_string())?;
     if bytes.len() as u64 > LIMIT {
-        return Err(format!("it grew past the {LIMIT} bytes ddc reads"));
+        return Err(format!(
+            "it grew past the {} MiB ddc reads while it was read",
+            LIMIT >> 20
+        ));
     }
     Ok(bytes)
 }

@@ -204,7 +204,9 @@ impl Engine<'_> {
         let mut inputs = spec.recipe().late_inputs(spec, self.cfg, &self.late);
         for &d in &spec.deps {
             let Some(h) = self.results[d].get().and_then(|r| r.out_hash) else {
-                return Err(StaleReason::DependencyWouldRun(self.graph.tasks[d].id.clone()));
+                return Err(StaleReason::DependencyWouldRun(
+                    self.graph.tasks[d].id.clone(),
+                ));
             };
             inputs.push(Input {
                 name: self.graph.dep_name[d].clone(),

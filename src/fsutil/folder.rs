@@ -217,8 +217,12 @@ impl Folder {
 
     /// The folder `name`, created with `mode` if it is missing.
     pub fn make_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<Folder> {
-        self.sub(name.as_ref(), Some(mode))?
-            .context("internal error: a folder was not created")
+        self.sub(name.as_ref(), Some(mode))?.with_context(|| {
+            format!(
+                "internal error: {} was not created",
+                self.show(name.as_ref())
+            )
+        })
     }
 
     pub(super) fn show(&self, name: &OsStr) -> String {

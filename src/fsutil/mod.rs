@@ -168,7 +168,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
 pub fn atomic_write_mode(path: &Path, bytes: &[u8], durable: bool, mode: u32) -> Result<()> {
     let (dir, name) = split(path)?;
     Folder::of_file(dir, true)?
-        .context("internal error: a folder was not created")?
+        .with_context(|| format!("internal error: {} was not created", dir.display()))?
         .write(name, bytes, durable, mode)
 }
 
@@ -177,7 +177,7 @@ pub fn atomic_write_mode(path: &Path, bytes: &[u8], durable: bool, mode: u32) ->
 pub fn open_file(path: &Path, how: Open, mode: u32) -> Result<fs::File> {
     let (dir, name) = split(path)?;
     Folder::of_file(dir, true)?
-        .context("internal error: a folder was not created")?
+        .with_context(|| format!("internal error: {} was not created", dir.display()))?
         .open_file(name, how, mode)
 }
 

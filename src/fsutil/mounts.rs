@@ -47,7 +47,8 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<PathBuf>> {
         .filter(|m| m.starts_with(&dir))
         .collect();
     found.sort_by(|a, b| {
-        (std::cmp::Reverse(a.components().count()), a).cmp(&(std::cmp::Reverse(b.components().count()), b))
+        (std::cmp::Reverse(a.components().count()), a)
+            .cmp(&(std::cmp::Reverse(b.components().count()), b))
     });
     found.dedup();
     Ok(found)
