@@ -8,15 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{mounts_under, Project};
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts /proc, /sys and /dev in a chroot: run it as root (CI does)"
-    );
-}
-
 fn interrupted_in_a_chroot_step(signal: nix::sys::signal::Signal, seconds: u32) {
-    require_root();
+    common::require_root("it mounts /proc, /sys and /dev in a chroot");
     let p = Project::new();
     // Each test sleeps for its own number of seconds, to find its own process.
     let sleep = format!("sleep {seconds}");
@@ -93,7 +86,7 @@ fn sighup_in_a_chroot_step_unmounts_everything() {
 /// and exit 130.
 #[test]
 fn sighup_with_stderr_gone_still_unmounts_and_exits_130() {
-    require_root();
+    common::require_root("it mounts /proc, /sys and /dev in a chroot");
     let p = Project::new();
     p.write(
         "tasks/configure.sh",
@@ -160,7 +153,7 @@ fn sighup_with_stderr_gone_still_unmounts_and_exits_130() {
 
 #[test]
 fn a_failing_chroot_step_unmounts_and_keeps_the_previous_output() {
-    require_root();
+    common::require_root("it mounts /proc, /sys and /dev in a chroot");
     let p = Project::new();
     p.build(&[]);
     let before = std::fs::read_dir(p.path("cache/images/default/configure"))
@@ -191,7 +184,7 @@ fn a_failing_chroot_step_unmounts_and_keeps_the_previous_output() {
 
 #[test]
 fn a_mount_left_by_a_killed_run_is_cleaned_up_and_never_deleted_through() {
-    require_root();
+    common::require_root("it mounts /proc, /sys and /dev in a chroot");
     let p = Project::new();
     p.build(&[]);
     // A folder of the master's, with a file in it, bind-mounted where a

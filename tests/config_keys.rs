@@ -22,13 +22,7 @@ fn append(p: &Project, entry: &str) -> String {
 
 /// The only generation of `image`.
 fn generation(p: &Project, image: &str) -> String {
-    let gens: Vec<String> = std::fs::read_dir(p.path(&format!("out/nfsroot/{image}")))
-        .unwrap()
-        .map(|e| e.unwrap())
-        // Generations are the folders (not `current`, nor the manifests).
-        .filter(|e| e.file_type().unwrap().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let gens = p.generations(image);
     assert_eq!(gens.len(), 1, "{image}: {gens:?}");
     gens[0].clone()
 }

@@ -12,23 +12,11 @@ const ENTRY1: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-56";
 const ENTRY2: &str = "out/tftp/pxelinux.cfg/01-52-54-00-12-34-57";
 
 fn generations(p: &Project) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(p.path("out/nfsroot/default"))
-        .unwrap()
-        .map(|e| e.unwrap())
-        // Generations are the folders; `current`, manifests and the rollback
-        // record are not.
-        .filter(|e| e.file_type().unwrap().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    p.generations("default")
 }
 
 fn current(p: &Project) -> String {
-    std::fs::read_link(p.path("out/nfsroot/default/current"))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
+    p.current("default")
 }
 
 fn add_package(p: &Project, name: &str) {

@@ -16,10 +16,7 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 fn generation(p: &Project) -> String {
-    std::fs::read_link(p.path("out/nfsroot/default/current"))
-        .unwrap()
-        .display()
-        .to_string()
+    p.current("default")
 }
 
 /// The build refused `rel` as a link, naming it.

@@ -20,13 +20,6 @@ const LOADERS: &[&str] = &[
     "/usr/lib/syslinux",
 ];
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users and hides host files in a mount namespace: run it as root"
-    );
-}
-
 /// How one command runs.
 struct Env<'a> {
     /// As `nobody`, or as root.
@@ -103,7 +96,7 @@ fn chown_nobody(dir: &Path) {
 
 #[test]
 fn an_inited_folder_with_the_binary_alone_reads_as_an_unprivileged_user_without_host_tools() {
-    require_root();
+    common::require_root("it switches users and hides host files in a mount namespace");
     let (_d, ddc, cluster) = installed();
     assert_eq!(
         std::fs::read_dir(&cluster).unwrap().count(),
@@ -154,7 +147,7 @@ fn an_inited_folder_with_the_binary_alone_reads_as_an_unprivileged_user_without_
 
 #[test]
 fn read_only_commands_show_a_built_project_to_a_user_as_to_root() {
-    require_root();
+    common::require_root("it switches users and hides host files in a mount namespace");
     let p = Project::new();
     p.build(&[]);
     std::fs::set_permissions(p.path(""), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -215,7 +208,7 @@ fn read_only_commands_show_a_built_project_to_a_user_as_to_root() {
 
 #[test]
 fn the_preflight_names_every_missing_tool_and_file_at_once() {
-    require_root();
+    common::require_root("it switches users and hides host files in a mount namespace");
     let (_d, ddc, cluster) = installed();
     chown_nobody(&cluster);
     let which = |p: &str| format!("/usr/bin/{p}");

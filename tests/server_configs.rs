@@ -135,14 +135,6 @@ fn require(program: &str, package: &str) -> PathBuf {
         })
 }
 
-fn require_root(why: &str) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root ({why}): run it as root, e.g. \
-         sudo -E cargo test --test server_configs"
-    );
-}
-
 /// Exit code and stdout + stderr together.
 fn outcome(o: Output) -> (i32, String) {
     let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -414,7 +406,7 @@ fn dhcpd_gives_each_node_its_address_and_boot_file() {
 /// flushes are the new network namespace's. No kernel NFS server is needed
 /// to parse the file. Returns the exit code, the output and the etab written.
 fn exportfs_check(file: &Path) -> (i32, String, String) {
-    require_root("it bind-mounts the file over /etc/exports in a private mount namespace");
+    common::require_root("it bind-mounts the file over /etc/exports in a private mount namespace");
     let exportfs = require("exportfs", "nfs-kernel-server");
     let unshare = require("unshare", "util-linux");
     assert!(
@@ -608,7 +600,7 @@ struct Netns {
 impl Netns {
     /// A namespace for the NFS server.
     fn new(tag: &str) -> Self {
-        require_root("it creates a network namespace and mounts a private /run");
+        common::require_root("it creates a network namespace and mounts a private /run");
         for (program, package) in [
             ("ganesha.nfsd", "nfs-ganesha"),
             ("rpcbind", "rpcbind"),
@@ -630,7 +622,7 @@ impl Netns {
 
     /// A namespace with nothing started in it yet.
     fn plain(tag: &str) -> Self {
-        require_root("it creates network namespaces");
+        common::require_root("it creates network namespaces");
         for (program, package) in [("ip", "iproute2"), ("ss", "iproute2")] {
             require(program, package);
         }

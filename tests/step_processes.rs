@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::Project;
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test mounts and uses namespaces: run it as root (sudo cargo test --test step_processes)"
-    );
-}
-
 /// A project whose packages step starts `sleep 1000` in a session of its
 /// own, writes its pid (as the master sees it: /proc is the master's) to
 /// `leftover.pid` in the project folder, mounts a
@@ -99,7 +92,7 @@ fn no_test_mounts(p: &Project) {
 
 #[test]
 fn a_finished_step_leaves_no_process_and_no_mount() {
-    require_root();
+    common::require_root("it mounts and uses namespaces");
     let p = project("exit 0");
     let r = p.ddc(&["build"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -110,7 +103,7 @@ fn a_finished_step_leaves_no_process_and_no_mount() {
 
 #[test]
 fn an_interrupted_step_leaves_no_process_and_no_mount() {
-    require_root();
+    common::require_root("it mounts and uses namespaces");
     let p = project("sleep 1000");
     let mut ddc = p
         .command(&["build"])
@@ -133,7 +126,7 @@ fn an_interrupted_step_leaves_no_process_and_no_mount() {
 
 #[test]
 fn a_killed_ddc_leaves_no_step_running() {
-    require_root();
+    common::require_root("it mounts and uses namespaces");
     let p = project("sleep 1000");
     let mut ddc = p
         .command(&["build"])

@@ -7,10 +7,7 @@ mod common;
 use common::Project;
 
 fn current(p: &Project) -> String {
-    std::fs::read_link(p.path("out/nfsroot/default/current"))
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
+    p.current("default")
 }
 
 #[test]

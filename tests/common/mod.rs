@@ -74,6 +74,38 @@ pub fn safe_cleanup(dir: &Path) {
     }
 }
 
+/// Fails the test unless it runs as root, saying why it needs root.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root ({why}): run it as root, e.g. sudo -E cargo test --test {}",
+        env!("CARGO_CRATE_NAME")
+    );
+}
+
+impl Project {
+    /// The published generations of `image`, oldest first: the folders of
+    /// `nfs_root/IMG` (`current`, manifests and the rollback record are not).
+    pub fn generations(&self, image: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(&format!("out/nfsroot/{image}")))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The generation `current` names for `image`.
+    pub fn current(&self, image: &str) -> String {
+        std::fs::read_link(self.path(&format!("out/nfsroot/{image}/current")))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -40,12 +40,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
         })
 }
 
-pub fn require_root(why: &str) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root ({why}): run it as root, e.g. sudo -E cargo test --test apply_daemons"
-    );
-}
+pub use super::require_root;
 
 pub struct Netns {
     /// The namespace (the cluster network, br0 = 192.0.2.1/24).
