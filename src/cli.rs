@@ -75,7 +75,31 @@ pub(crate) enum Command {
     Generations {
         /// Only this image.
         image: Option<String>,
+        /// One JSON object per generation per line (image, id, current,
+        /// pinned_by, nodes, created, size).
+        #[arg(long)]
+        json: bool,
     },
+    /// List the nodes, sorted by hostname: MAC, IP, image, the generation
+    /// each boots, its boot entry and where it is defined.
+    Nodes {
+        /// Only the nodes of this image.
+        #[arg(long, value_name = "IMG")]
+        image: Option<String>,
+        /// One JSON object per node per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a node's effective settings, each with where it comes from, its
+    /// boot entry as built and its DHCP lines.
+    Show {
+        /// The node's hostname.
+        node: String,
+    },
+    /// Add, change or remove nodes in the nodes_file CSV (in place, every
+    /// other line kept as it is; validated before it is written).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Make an earlier generation current (the previous one by default) and
     /// rewrite the boot entries; nothing is rebuilt.
     Rollback(Switch),
@@ -143,6 +167,68 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR")]
         eject: Option<PathBuf>,
     },
+}
+
+/// `ddc node add|set|rm`.
+#[derive(Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Add a row for a new node (or a range, like 'node[03-52]', whose MAC
+    /// and IP count up) at the end of the CSV.
+    Add {
+        /// Its hostname, or a range.
+        host: String,
+        /// Its MAC address (the first of a range).
+        #[arg(long)]
+        mac: String,
+        /// Its IPv4 address (the first of a range).
+        #[arg(long)]
+        ip: String,
+        /// Its image (default: the image named default, or the only one);
+        /// IMG@GEN pins a generation.
+        #[arg(long, value_name = "IMG")]
+        image: Option<String>,
+        /// Kernel arguments added to the image's.
+        #[arg(long, allow_hyphen_values = true)]
+        cmdline: Option<String>,
+    },
+    /// Change a node's row: KEY=VALUE for any column (hostname, mac, ip,
+    /// image, cmdline); KEY= clears an optional one.
+    Set {
+        /// Its hostname (or a range row's, like 'node[03-52]').
+        host: String,
+        /// The changes, KEY=VALUE each.
+        #[arg(required = true, value_name = "KEY=VALUE", allow_hyphen_values = true)]
+        changes: Vec<String>,
+    },
+    /// Remove nodes' rows.
+    Rm {
+        /// Their hostnames (or a range row's, like 'node[03-52]').
+        #[arg(required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+impl NodeCommand {
+    fn run(self, file: &std::path::Path) -> Result<(), Error> {
+        use commands::node::Edit;
+        let edit = match self {
+            NodeCommand::Add {
+                host,
+                mac,
+                ip,
+                image,
+                cmdline,
+            } => {
+                let mut v = vec![("mac".to_string(), mac), ("ip".to_string(), ip)];
+                v.extend(image.map(|i| ("image".to_string(), i)));
+                v.extend(cmdline.map(|c| ("cmdline".to_string(), c)));
+                Edit::Add(host, v)
+            }
+            NodeCommand::Set { host, changes } => Edit::Set(host, changes),
+            NodeCommand::Rm { hosts } => Edit::Rm(hosts),
+        };
+        commands::node::run(file, edit)
+    }
 }
 
 /// The shells ddc writes completions for.
@@ -241,7 +327,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             },
         ),
         Command::Graph { format } => commands::graph::run(file, format.into()),
-        Command::Generations { image } => commands::generations::run(file, image.as_deref()),
+        Command::Generations { image, json } => {
+            commands::generations::run(file, image.as_deref(), json)
+        }
+        Command::Nodes { image, json } => commands::nodes::list(file, image.as_deref(), json),
+        Command::Show { node } => commands::nodes::show(file, &node),
+        Command::Node(c) => c.run(file),
         Command::Rollback(s) => s.run(file, verbose, false),
         Command::Verify { image, generation } => {
             commands::verify::run(file, image.as_deref(), generation.as_deref())

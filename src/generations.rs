@@ -257,7 +257,7 @@ fn age(path: &Path) -> String {
 }
 
 /// Node hostnames by boot entry file name.
-fn hostnames(cfg: &Config) -> HashMap<String, String> {
+pub fn hostnames(cfg: &Config) -> HashMap<String, String> {
     cfg.nodes
         .iter()
         .map(|n| (n.pxe_name(), n.hostname.clone()))
@@ -295,7 +295,7 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
         out.push_str(&format!("{image}:\n"));
         out.push_str("    generation         age     size        nodes\n");
         for (g, size) in gens.iter().zip(sizes) {
-            let mut nodes: Vec<String> = entries
+            let nodes: Vec<String> = entries
                 .get(&(image.clone(), g.name.clone()))
                 .map(|v| {
                     v.iter()
@@ -303,12 +303,7 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
                         .collect()
                 })
                 .unwrap_or_default();
-            nodes.sort();
-            let shown = match nodes.len() {
-                0 => "-".to_string(),
-                n if n <= 6 => nodes.join(", "),
-                n => format!("{}, … ({n} nodes)", nodes[..4].join(", ")),
-            };
+            let shown = crate::names::fold(&nodes);
             let mark = if cur.as_deref() == Some(g.name.as_str()) {
                 "*"
             } else if refused.contains(content(&g.name)) {

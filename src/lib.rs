@@ -15,6 +15,7 @@ mod generations;
 mod graph;
 mod hostnet;
 mod manifest;
+mod names;
 mod process;
 mod recipes;
 mod render;

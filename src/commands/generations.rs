@@ -1,15 +1,112 @@
 //! `ddc generations`: lists each image's generations (age, size, which nodes
-//! boot them). The listing itself is `crate::generations`. Must not import `cli`.
+//! boot them), as text or one JSON object per generation. The listing
+//! itself is `crate::generations`. Must not import `cli`.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::error::Error;
+use crate::config::Config;
+use crate::error::{Error, NotStarted};
+use crate::generations as gens;
+use crate::names::natural_cmp;
 
 use super::{load, Loaded};
 
 /// Prints the generations of `image`, or of every image.
-pub(crate) fn run(file: &Path, image: Option<&str>) -> Result<(), Error> {
+pub(crate) fn run(file: &Path, image: Option<&str>, json: bool) -> Result<(), Error> {
     let Loaded { cfg, .. } = load(file)?;
-    print!("{}", crate::generations::report(&cfg, image)?);
+    if json {
+        print!("{}", report_json(&cfg, image)?);
+    } else {
+        print!("{}", gens::report(&cfg, image)?);
+    }
     Ok(())
+}
+
+/// One JSON object per generation per line: image, id, current,
+/// pinned_by, nodes (every one whose entry boots it), created, size.
+fn report_json(cfg: &Config, only: Option<&str>) -> Result<String, Error> {
+    if let Some(i) = only.filter(|i| !cfg.images.contains_key(*i)) {
+        return Err(NotStarted(format!(
+            "no image {i:?} in the Ddcfile{}; images: {}",
+            super::nodes::did_you_mean(i, cfg.images.keys().map(String::as_str)),
+            cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+        .into());
+    }
+    let entries = gens::entries_by_generation(cfg);
+    let names = gens::hostnames(cfg);
+    let mut out = String::new();
+    for image in cfg.images.keys().filter(|i| only.is_none_or(|o| o == *i)) {
+        let list = gens::list(&cfg.paths.nfs_root, image);
+        let current = gens::current(&cfg.paths.nfs_root, image);
+        let refused = gens::rolled_back(&cfg.paths.nfs_root, image);
+        let sizes = gens::sizes(&cfg.paths.nfs_root, image, &list);
+        for (g, size) in list.iter().zip(sizes) {
+            let mut nodes: Vec<String> = entries
+                .get(&(image.clone(), g.name.clone()))
+                .map(|v| {
+                    v.iter()
+                        .map(|f| names.get(f).unwrap_or(f).clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            nodes.sort_by(|a, b| natural_cmp(a, b));
+            let mut pinned_by: Vec<&str> = cfg
+                .nodes
+                .iter()
+                .filter(|n| &n.image == image)
+                .filter(|n| n.pin.as_deref().and_then(|p| gens::resolve(&list, p)) == Some(g))
+                .map(|n| n.hostname.as_str())
+                .collect();
+            pinned_by.sort_by(|a, b| natural_cmp(a, b));
+            let created = std::fs::metadata(cfg.paths.nfs_root.join(image).join(&g.name))
+                .map(|m| iso8601(m.mtime()))
+                .ok();
+            let v = serde_json::json!({
+                "image": image,
+                "id": g.name,
+                "seq": g.seq,
+                "current": current.as_deref() == Some(g.name.as_str()),
+                "rolled_back_from": refused.contains(gens::content(&g.name)),
+                "pinned_by": pinned_by,
+                "nodes": nodes,
+                "created": created,
+                "size": size,
+            });
+            out.push_str(&format!("{v}\n"));
+        }
+    }
+    Ok(out)
+}
+
+/// A Unix time as `2026-11-27T22:00:00Z`.
+fn iso8601(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_dates() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso8601(1_795_737_600), "2026-11-27T00:00:00Z");
+        assert_eq!(super::iso8601(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+    }
 }

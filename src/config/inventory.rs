@@ -1,35 +1,37 @@
 //! The CSV node inventory named by `nodes_file`: a header row
-//! `hostname,mac,ip[,image[,cmdline]]`, then one node a row.
+//! `hostname,mac,ip[,image[,cmdline]]` (the columns: `columns`), then one
+//! node (or a range of nodes, `node[03-52]`) a row; `#` starts a comment
+//! line, and a row may leave out its trailing optional columns.
 //!
 //! Rows become the same unvalidated node inputs as `[[nodes]]` tables, so both
 //! sources are validated together (duplicates across them are caught).
-//! Imports only `origin`: the validator calls it, never the other way round.
+//! Imports only `origin` and `columns`: the validator calls it, never the other way round.
 
 use std::path::Path;
 
+use super::columns::{self, COLUMNS};
 use super::origin::{NodeInput, Origin, Place, Sourced};
-
-const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline"];
 
 /// Reads the inventory; `shown` is the name to print in messages.
 pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
     let bytes = super::read::read_bounded(path)
         .map_err(|e| format!("cannot read the node inventory {}: {e}", path.display()))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(&bytes[..]);
+    parse(&bytes, shown)
+}
+
+/// The header's columns: for each of [`COLUMNS`], its field in a row.
+fn header(reader: &mut csv::Reader<&[u8]>, shown: &str) -> Result<Vec<Option<usize>>, String> {
     let headers = reader
         .headers()
         .map_err(|e| format!("{shown}: cannot read the header row: {e}"))?
         .clone();
-    let mut index = [None; 5];
+    let mut index = vec![None; COLUMNS.len()];
     for (i, h) in headers.iter().enumerate() {
-        match COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(h)) {
+        match columns::column(h) {
             Some(c) if index[c].is_some() => {
                 return Err(format!(
                     "{shown}: row 1: the header row names column {:?} twice (columns {} and {}), and only one would be read; keep one",
-                    COLUMNS[c],
+                    COLUMNS[c].name,
                     index[c].unwrap_or_default() + 1,
                     i + 1
                 ))
@@ -37,35 +39,55 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
             Some(c) => index[c] = Some(i),
             None => {
                 return Err(format!(
-                    "{shown}: unknown column {h:?} in the header row; the columns are hostname,mac,ip[,image[,cmdline]]"
+                    "{shown}: unknown column {h:?} in the header row; the columns are {}",
+                    columns::header_shown()
                 ))
             }
         }
     }
-    for (c, name) in COLUMNS.iter().enumerate().take(3) {
-        if index[c].is_none() {
+    for (c, col) in COLUMNS.iter().enumerate() {
+        if col.required && index[c].is_none() {
             return Err(format!(
-                "{shown}: the header row has no {name:?} column; the first row must be hostname,mac,ip[,image]"
+                "{shown}: the header row has no {:?} column; the first row must be {}",
+                col.name,
+                columns::header_shown()
             ));
         }
     }
+    Ok(index)
+}
+
+/// Reads the inventory's bytes. Rows may leave out trailing optional
+/// columns; a row with more fields than the header names is refused.
+pub(crate) fn parse(bytes: &[u8], shown: &str) -> Result<Vec<NodeInput>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .flexible(true)
+        .from_reader(bytes);
+    let index = header(&mut reader, shown)?;
+    let width = reader.headers().map(|h| h.len()).unwrap_or_default();
     let mut nodes = Vec::new();
+    // A row is named by the line it starts on, as an editor shows it
+    // (comment and blank lines counted; the reader's own count skips them).
+    let lines = super::edit::data_lines(&String::from_utf8_lossy(bytes));
     for (n, record) in reader.records().enumerate() {
-        // Row 1 is the header; data rows start at 2 (the line, without comments).
-        let row = record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.position())
-            .map(|p| p.line() as usize)
-            .unwrap_or(n + 2);
+        let row = lines.get(n + 1).copied().unwrap_or(n + 2);
         let origin = Origin {
             file: shown.to_string(),
             place: Place::Row(row),
         };
         let record = record.map_err(|e| format!("{shown}: row {row}: {e}"))?;
+        if record.len() > width {
+            return Err(format!(
+                "{shown}: row {row}: {} fields, but the header row names {width} columns ({}); remove the extra ones (a value with a comma needs double quotes)",
+                record.len(),
+                reader.headers().map(|h| h.iter().collect::<Vec<_>>().join(",")).unwrap_or_default()
+            ));
+        }
         let field = |c: usize| -> Option<Sourced<String>> {
             let v = record.get(index[c]?)?;
-            if v.is_empty() && c >= 3 {
+            if v.is_empty() && !COLUMNS[c].required {
                 return None;
             }
             Some(Sourced {
@@ -73,18 +95,38 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
                 origin: origin.clone(),
             })
         };
-        let empty = || Sourced {
+        if let Some(c) = (0..COLUMNS.len()).find(|&c| COLUMNS[c].required && field(c).is_none()) {
+            return Err(format!(
+                "{shown}: row {row}: no {} (the row has {} fields; {} are required in every row)",
+                COLUMNS[c].name,
+                record.len(),
+                COLUMNS
+                    .iter()
+                    .filter(|c| c.required)
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let empty = Sourced {
             value: String::new(),
             origin: origin.clone(),
         };
-        nodes.push(NodeInput {
-            hostname: field(0).unwrap_or_else(empty),
-            mac: field(1).unwrap_or_else(empty),
-            ip: field(2).unwrap_or_else(empty),
-            image: field(3),
-            cmdline: field(4),
+        let mut node = NodeInput {
+            hostname: empty.clone(),
+            mac: empty.clone(),
+            ip: empty,
+            image: None,
+            cmdline: None,
             origin: origin.clone(),
-        });
+            range: None,
+        };
+        for (c, col) in COLUMNS.iter().enumerate() {
+            if let Some(v) = field(c) {
+                (col.set)(&mut node, v);
+            }
+        }
+        nodes.push(node);
     }
     Ok(nodes)
 }

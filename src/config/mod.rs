@@ -8,15 +8,20 @@
 //! Modules, from the bottom up; each imports only modules below it:
 //! `origin` (positions, errors) and `model` (the validated types); `raw`
 //! (the TOML as read), `inventory` (the CSV rows), `mirror` (the master's apt
-//! mirror) and `memo` (the cached config); `validate` (raw and rows to the
-//! model); this one (loading). The rest of ddc sees the model, `load`,
+//! mirror) and `memo` (the cached config); `columns` (the inventory's
+//! columns) and `range` (host ranges); `validate` (raw and rows to the
+//! model); `edit` (`ddc node`'s in-place edits of the inventory); this one
+//! (loading). The rest of ddc sees the model, `load`,
 //! `base_dir` and [`ConfigErrors`].
 
+pub(crate) mod columns;
+pub(crate) mod edit;
 mod inventory;
 mod memo;
 mod mirror;
 mod model;
 mod origin;
+mod range;
 mod raw;
 mod read;
 mod validate;
@@ -58,20 +63,47 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads and validates a Ddcfile (`path` as given, `ddcfile` where it is)
 /// and the inventory it names.
 fn load_uncached(path: &Path, ddcfile: &Path) -> Result<Config, ConfigErrors> {
-    let display = path.display().to_string();
+    let text = read_text(path)?;
+    parse_at(
+        &text,
+        &path.display().to_string(),
+        ddcfile,
+        &system_mirror,
+        None,
+    )
+}
+
+/// Validates the Ddcfile at `path` as [`load`] does, with `inventory` as
+/// the bytes of its `nodes_file`: an edit checked before it is written.
+pub(crate) fn check_with_inventory(
+    path: &Path,
+    inventory: Vec<u8>,
+) -> Result<Config, ConfigErrors> {
+    let text = read_text(path)?;
+    let shown = path.display().to_string();
+    parse_at(
+        &text,
+        &shown,
+        &ddcfile_path(path),
+        &system_mirror,
+        Some(inventory),
+    )
+}
+
+/// The Ddcfile's text.
+fn read_text(path: &Path) -> Result<String, ConfigErrors> {
     let text = read::read_bounded(path)
         .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()));
-    let text = text.map_err(|e| {
+    text.map_err(|e| {
         ConfigErrors(vec![ConfigError {
             origin: Origin {
-                file: display.clone(),
+                file: path.display().to_string(),
                 place: Place::File,
             },
             key: String::new(),
             message: format!("cannot read the Ddcfile: {e} (use -f PATH to name another one)"),
         }])
-    })?;
-    parse_at(&text, &display, ddcfile, &system_mirror)
+    })
 }
 
 /// Where a Ddcfile is: its absolute path with every symlink resolved, the
@@ -115,7 +147,7 @@ pub(crate) fn parse(
     mirror_default: &dyn Fn() -> String,
 ) -> Result<Config, ConfigErrors> {
     let name = Path::new(file).file_name().unwrap_or_default();
-    parse_at(text, file, &base_dir.join(name), mirror_default)
+    parse_at(text, file, &base_dir.join(name), mirror_default, None)
 }
 
 /// Parses and validates the text of the Ddcfile at `ddcfile` (absolute),
@@ -125,6 +157,7 @@ fn parse_at(
     file: &str,
     ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
+    inventory: Option<Vec<u8>>,
 ) -> Result<Config, ConfigErrors> {
     let raw: RawDdcfile = toml::from_str(text).map_err(|e| {
         let place = match e.span() {
@@ -143,7 +176,7 @@ fn parse_at(
             message: toml_message(&e),
         }])
     })?;
-    validate::validate(raw, text, file, ddcfile, mirror_default)
+    validate::validate(raw, text, file, ddcfile, mirror_default, inventory)
 }
 
 fn toml_message(e: &toml::de::Error) -> String {

@@ -26,6 +26,9 @@ pub struct Config {
     pub server: Server,
     pub images: BTreeMap<String, Image>,
     pub nodes: Vec<Node>,
+    /// Where each node of `nodes` (same index) was given: beside the nodes,
+    /// never in what a task hashes, so moving a node's line reruns nothing.
+    pub node_origins: Vec<NodeOrigin>,
     /// How ddc makes the running daemons read the configs it wrote.
     pub apply: Apply,
     /// The files this config was read from (the Ddcfile, the inventory, the
@@ -151,6 +154,36 @@ pub struct Node {
     /// A generation the node stays on (`image = "compute@0002"`), for canaries.
     pub pin: Option<String>,
     pub cmdline: String,
+}
+
+/// Where a node was given, for `ddc nodes`, `ddc show` and `ddc node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeOrigin {
+    /// In `nodes_file` (then `line` is its row), or in a `[[nodes]]` table
+    /// of the Ddcfile (then `line` is the line of its `hostname`).
+    pub csv: bool,
+    pub line: usize,
+    /// The node names its image (else it boots the default one).
+    pub image_given: bool,
+    /// The range (`node[03-52]`) the node was counted from, if any.
+    pub range: Option<String>,
+}
+
+impl NodeOrigin {
+    /// `Ddcfile.toml:41` or `nodes.csv row 7`, the files shown relative to
+    /// the Ddcfile's folder.
+    pub fn shown(&self, cfg: &Config) -> String {
+        let rel = |p: &std::path::Path| {
+            p.strip_prefix(&cfg.base_dir)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        };
+        match (&cfg.nodes_file, self.csv) {
+            (Some(f), true) => format!("{} row {}", rel(f), self.line),
+            _ => format!("{}:{}", rel(&cfg.file), self.line),
+        }
+    }
 }
 
 impl Node {

@@ -69,12 +69,14 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Where a value came from, before validation.
+#[derive(Clone)]
 pub(crate) struct Sourced<T> {
     pub value: T,
     pub origin: Origin,
 }
 
 /// One node as given, in a `[[nodes]]` table or an inventory row.
+#[derive(Clone)]
 pub(crate) struct NodeInput {
     pub hostname: Sourced<String>,
     pub mac: Sourced<String>,
@@ -84,6 +86,8 @@ pub(crate) struct NodeInput {
     /// Where the node as a whole was given, for messages about the whole
     /// node (it names no image and there is no default).
     pub origin: Origin,
+    /// The range (`node[03-52]`) this node was counted from, if any.
+    pub range: Option<String>,
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -251,6 +251,18 @@ impl Folder {
         durable: bool,
         mode: u32,
     ) -> Result<()> {
+        self.write_owned(name, bytes, durable, mode, None)
+    }
+
+    /// [`Folder::write`], the new file given `owner` (uid, gid) first.
+    pub fn write_owned(
+        &self,
+        name: impl AsRef<OsStr>,
+        bytes: &[u8],
+        durable: bool,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
         let name = name.as_ref();
         self.refuse_link(name)?;
         let (tmp, fd) = self.temp()?;
@@ -258,6 +270,10 @@ impl Folder {
             let mut f = fs::File::from(fd);
             f.write_all(bytes)
                 .with_context(|| format!("cannot write {}", self.show(name)))?;
+            if let Some((uid, gid)) = owner {
+                let (u, g) = (rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid));
+                rfs::fchown(&f, Some(u), Some(g)).map_err(io)?;
+            }
             rfs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(io)?;
             if durable {
                 f.sync_all()?;

@@ -172,6 +172,28 @@ pub fn atomic_write_mode(path: &Path, bytes: &[u8], durable: bool, mode: u32) ->
         .write(name, bytes, durable, mode)
 }
 
+/// Replaces the regular file at `path` (one of the user's, like the node
+/// inventory) by `bytes` atomically and durably, keeping its mode and, as
+/// root, its owner. `path` must not be a link: resolve it first.
+pub fn replace_keeping(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!(
+            "refusing to replace {}: it is not a regular file",
+            path.display()
+        );
+    }
+    let (dir, name) = split(path)?;
+    let owner = rustix::process::geteuid()
+        .is_root()
+        .then_some((meta.uid(), meta.gid()));
+    Folder::of_file(dir, false)?
+        .with_context(|| format!("{} does not exist", dir.display()))?
+        .write_owned(name, bytes, true, meta.mode() & 0o7777, owner)
+}
+
 /// Opens the file at `path` as asked (see [`Folder::open_file`]); its
 /// folder is created if missing.
 pub fn open_file(path: &Path, how: Open, mode: u32) -> Result<fs::File> {

@@ -4,14 +4,17 @@
 //! Each file is written in place, or, when ddc applies that daemon's config
 //! (`[apply]`), as a candidate that `apply:DAEMON` checks and installs.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use serde::Serialize;
 
 use super::apply::{destination, staging, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
-use crate::config::{Config, Image};
+use crate::config::{Config, Image, Node};
 use crate::fingerprint::{Fingerprint, Input};
 use crate::fsutil::atomic_write;
+use crate::template::Templates;
 
 pub(crate) struct Dhcp;
 
@@ -56,7 +59,7 @@ impl Recipe for Dhcp {
         Ok(())
     }
 
-    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<std::path::PathBuf> {
+    fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
         FILES.iter().map(|(_, r)| destination(cfg, *r)).collect()
     }
 
@@ -87,19 +90,10 @@ struct Host<'a> {
     ip: String,
 }
 
-fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
-    let cfg = ctx.cfg;
+/// What the DHCP templates are rendered with: the cluster and `hosts`.
+fn template_data(cfg: &Config, hosts: &[Host]) -> serde_json::Value {
     let c = &cfg.cluster;
-    let hosts: Vec<Host> = cfg
-        .nodes
-        .iter()
-        .map(|n| Host {
-            hostname: &n.hostname,
-            mac: &n.mac,
-            ip: n.ip.to_string(),
-        })
-        .collect();
-    let data = serde_json::json!({
+    serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
         "prefix": c.network.prefix_len(),
@@ -114,13 +108,55 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
-    });
+    })
+}
+
+fn host(n: &Node) -> Host<'_> {
+    Host {
+        hostname: &n.hostname,
+        mac: &n.mac,
+        ip: n.ip.to_string(),
+    }
+}
+
+fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
+    let cfg = ctx.cfg;
+    let hosts: Vec<Host> = cfg.nodes.iter().map(host).collect();
+    let data = template_data(cfg, &hosts);
     let mut out = Produced::default();
     for (tpl, role) in FILES {
         let text = ctx.templates.render(tpl, &data)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;
         out.files.push(path);
+    }
+    Ok(out)
+}
+
+/// The lines of each DHCP file that are `node`'s, as the dhcp task renders
+/// them (`ddc show`): each template rendered with no host and with this one,
+/// and the lines the host adds. Files with none are left out.
+pub(crate) fn node_lines(
+    cfg: &Config,
+    templates: &Templates,
+    node: &Node,
+) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for (tpl, role) in FILES {
+        let without = templates.render(tpl, template_data(cfg, &[]))?;
+        let with = templates.render(tpl, template_data(cfg, &[host(node)]))?;
+        let (a, b): (Vec<&str>, Vec<&str>) = (without.lines().collect(), with.lines().collect());
+        let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let tail = a[head..]
+            .iter()
+            .rev()
+            .zip(b[head..].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let added = &b[head..b.len() - tail];
+        if !added.is_empty() {
+            out.push((role.installed(cfg).to_path_buf(), added.join("\n")));
+        }
     }
     Ok(out)
 }

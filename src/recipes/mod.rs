@@ -29,8 +29,9 @@ use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
 use crate::tasks_dir::TaskFile;
 
+pub(crate) use dhcp::node_lines;
 pub(crate) use plan::{intern, Planner};
-pub(crate) use pxe::boot_generation;
+pub(crate) use pxe::{boot_generation, entry_paths};
 pub(crate) use step::{staging_mode, Staging, Step};
 
 /// A stable task id: `kind:instance` (`pxe:node01`) or just `kind` (`dhcp`).

@@ -33,15 +33,19 @@ use rules::Rule;
 pub(super) use rules::is_dns_label;
 
 /// Validates a parsed Ddcfile (`text`, at `ddcfile`, shown as `file`): the
-/// config, or every problem found in it and in the inventory it names.
+/// config, or every problem found in it and in the inventory it names
+/// (`inventory`: these bytes instead of the file's, for an edit not yet
+/// written).
 pub(super) fn validate(
     raw: RawDdcfile,
     text: &str,
     file: &str,
     ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
+    inventory: Option<Vec<u8>>,
 ) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
+        inventory,
         file: file.to_string(),
         lines: Lines::new(text),
         errors: Vec::new(),
@@ -57,6 +61,8 @@ pub(super) fn validate(
 }
 
 struct Validator<'a> {
+    /// The inventory's bytes, when given instead of the file's.
+    inventory: Option<Vec<u8>>,
     file: String,
     lines: Lines<'a>,
     errors: Vec<ConfigError>,
@@ -133,7 +139,8 @@ impl Validator<'_> {
             let origins = std::mem::take(&mut self.cmdline_origins);
             self.kernel_lines(c.master, &paths.nfs_root, &images, &origins)
         });
-        let nodes = self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
+        let (nodes, node_origins) =
+            self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
@@ -159,6 +166,7 @@ impl Validator<'_> {
             server,
             images,
             nodes,
+            node_origins,
             apply,
             sources,
         })

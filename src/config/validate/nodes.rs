@@ -1,5 +1,6 @@
-//! The nodes, from `[[nodes]]` tables and the CSV inventory alike: each
-//! value checked, and hostnames, MACs and addresses unique across both.
+//! The nodes, from `[[nodes]]` tables and the CSV inventory alike: ranges
+//! counted out, each value checked, and hostnames, MACs and addresses
+//! unique across both.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
@@ -11,10 +12,10 @@ use toml::Spanned;
 use super::cmdline::KernelLines;
 use super::rules::{CMDLINE, DNSMASQ_NAME, HOSTNAME};
 use super::{image_list, Validator};
-use crate::config::inventory;
-use crate::config::model::{Cluster, Node};
-use crate::config::origin::{NodeInput, Origin, Sourced};
+use crate::config::model::{Cluster, Node, NodeOrigin};
+use crate::config::origin::{NodeInput, Origin, Place, Sourced};
 use crate::config::raw::RawNode;
+use crate::config::{inventory, range};
 
 /// The values nodes have taken so far, each with where it was given.
 #[derive(Default)]
@@ -33,6 +34,7 @@ impl Validator<'_> {
             ip: self.sourced(n.ip),
             image: n.image.map(|s| self.sourced(s)),
             cmdline: n.cmdline.map(|s| self.sourced(s)),
+            range: None,
         }
     }
 
@@ -44,7 +46,11 @@ impl Validator<'_> {
     ) -> (PathBuf, Vec<NodeInput>) {
         let s = self.sourced(raw);
         let path = self.path_value(&s, "nodes_file", base);
-        match inventory::read(&path, &s.value) {
+        let rows = match self.inventory.take() {
+            Some(bytes) => inventory::parse(&bytes, &s.value),
+            None => inventory::read(&path, &s.value),
+        };
+        match rows {
             Ok(rows) => (path, rows),
             Err(e) => {
                 self.error(s.origin, "nodes_file", e);
@@ -61,16 +67,23 @@ impl Validator<'_> {
         cluster: Option<&Cluster>,
         images: &BTreeSet<String>,
         kernel_lines: Option<&KernelLines>,
-    ) -> Vec<Node> {
+    ) -> (Vec<Node>, Vec<NodeOrigin>) {
+        let inputs = self.expand_ranges(inputs, cluster);
         let mut nodes = Vec::with_capacity(inputs.len());
+        let mut origins = Vec::with_capacity(inputs.len());
         let mut taken = Taken::default();
+        let mut said = std::collections::HashSet::new();
         for n in inputs {
             let before = self.errors.len();
+            let origin = node_origin(&n);
             if self.check(&n.hostname, "hostname", &HOSTNAME)
                 && self.check(&n.hostname, "hostname", &DNSMASQ_NAME)
             {
                 let lower = n.hostname.value.to_ascii_lowercase();
-                let shown = format!("{:?}", n.hostname.value);
+                let shown = match &n.range {
+                    Some(r) => format!("{:?} (of the range {r})", n.hostname.value),
+                    None => format!("{:?}", n.hostname.value),
+                };
                 self.check_unique(
                     &mut taken.hostnames,
                     lower,
@@ -102,9 +115,57 @@ impl Validator<'_> {
                     pin,
                     cmdline: cmdline.unwrap_or_default(),
                 });
+                origins.push(origin);
+            } else if n.range.is_some() {
+                // A range's nodes share their mistakes: say each once.
+                for e in self.errors.split_off(before) {
+                    if said.insert(e.to_string()) {
+                        self.errors.push(e);
+                    }
+                }
             }
         }
-        nodes
+        (nodes, origins)
+    }
+
+    /// Each range (`node[03-52]`) as the nodes it stands for; a range
+    /// whose addresses leave the cluster network is one error.
+    fn expand_ranges(
+        &mut self,
+        inputs: Vec<NodeInput>,
+        cluster: Option<&Cluster>,
+    ) -> Vec<NodeInput> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for n in inputs {
+            let range = n.hostname.value.clone();
+            let ip_origin = n.ip.origin.clone();
+            match range::expand(n) {
+                Ok(v) if v.len() > 1 || v.first().is_some_and(|m| m.range.is_some()) => {
+                    let (first, last) = (&v[0].ip.value, &v[v.len() - 1].ip.value);
+                    if let (Some(c), Ok(a), Ok(b)) =
+                        (cluster, first.parse::<Ipv4Addr>(), last.parse::<Ipv4Addr>())
+                    {
+                        let net = c.network;
+                        let host_last = if net.prefix_len() < 31 {
+                            u32::from(net.broadcast()) - 1
+                        } else {
+                            u32::from(net.broadcast())
+                        };
+                        if net.contains(&a) && u32::from(b) > host_last {
+                            self.error(ip_origin, "ip", format!(
+                                "the range {range} counts {} addresses up from {a} to {b}, past the end of the cluster network {net} (its last host address is {}); start lower or shorten the range",
+                                v.len(), Ipv4Addr::from(host_last)
+                            ));
+                            continue;
+                        }
+                    }
+                    out.extend(v);
+                }
+                Ok(v) => out.extend(v),
+                Err(e) => self.errors.push(e),
+            }
+        }
+        out
     }
 
     /// Reports a value (`shown` as such) that an earlier node has taken.
@@ -228,6 +289,21 @@ impl Validator<'_> {
             ),
         );
         String::new()
+    }
+}
+
+/// Where a node was given, kept beside it.
+fn node_origin(n: &NodeInput) -> NodeOrigin {
+    let (csv, line) = match n.origin.place {
+        Place::Row(r) => (true, r),
+        Place::LineCol(l, _) => (false, l),
+        Place::File => (false, 0),
+    };
+    NodeOrigin {
+        csv,
+        line,
+        image_given: n.image.is_some(),
+        range: n.range.clone(),
     }
 }
 

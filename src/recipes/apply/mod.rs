@@ -76,7 +76,7 @@ impl Role {
     }
 
     /// Where the daemon reads it.
-    fn installed(self, cfg: &Config) -> &Path {
+    pub(crate) fn installed(self, cfg: &Config) -> &Path {
         let p = &cfg.paths;
         match self {
             Role::DnsmasqMain => &p.dnsmasq,
