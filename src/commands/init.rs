@@ -209,7 +209,12 @@ pub(crate) fn nodes_csv(found: &Found) -> String {
     let (network, master, _) = cluster(found);
     let skip = if network.prefix_len() <= 24 { 100 } else { 0 };
     let hosts = network.hosts().skip(skip).filter(|h| *h != master);
-    let mut csv = String::from("hostname,mac,ip\n");
+    let mut csv = String::from(
+        "# One node a row (ddc node add|set|rm edit this file in place; ddc nodes lists them).\n\
+# Optional columns: add image and cmdline to the header; a row may leave them out.\n\
+# A range, its MAC and IP counted up: node[03-52],52:54:00:aa:00:03,192.0.2.13\n\
+hostname,mac,ip\n",
+    );
     for (n, ip) in hosts.take(2).enumerate() {
         csv.push_str(&format!(
             "node{:02},52:54:00:00:00:{:02x},{ip}\n",
