@@ -137,10 +137,14 @@ impl Validator<'_> {
     ) -> Vec<NodeInput> {
         let mut out = Vec::with_capacity(inputs.len());
         for n in inputs {
+            if !n.hostname.value.contains('[') {
+                out.push(n);
+                continue;
+            }
             let range = n.hostname.value.clone();
             let ip_origin = n.ip.origin.clone();
             match range::expand(n) {
-                Ok(v) if v.len() > 1 || v.first().is_some_and(|m| m.range.is_some()) => {
+                Ok(v) if v.first().is_some_and(|m| m.range.is_some()) => {
                     let (first, last) = (&v[0].ip.value, &v[v.len() - 1].ip.value);
                     if let (Some(c), Ok(a), Ok(b)) =
                         (cluster, first.parse::<Ipv4Addr>(), last.parse::<Ipv4Addr>())
