@@ -229,6 +229,15 @@ mod tests {
         assert_eq!(nodes[0].hostname.value, "node03");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_range_panics(h in "[a0-9\\[\\]-]{0,14}", mac in "[0-9a-f:]{0,17}", ip in "[0-9.]{0,15}") {
+            if let Ok(v) = expand(input(&h, &mac, &ip)) {
+                proptest::prop_assert!(!v.is_empty() && v.len() as u64 <= MAX_NODES);
+            }
+        }
+    }
+
     #[test]
     fn widths_and_suffixes() {
         let r = Range::parse("rack1-n[008-010]-a").unwrap().unwrap();
