@@ -5,7 +5,7 @@
 //! Plain data: imports nothing from the other config modules.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -41,6 +41,8 @@ pub struct Cluster {
     pub dns: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub syslog: bool,
+    /// The boot method of images that name none (`[cluster] boot`).
+    pub boot: Boot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +73,11 @@ pub struct Server {
     pub dnsmasq_interface: Option<String>,
     /// The image that machines without an entry of their own boot, if any.
     pub default_entry: Option<String>,
+    /// Where `ddc serve` listens and nodes fetch iPXE scripts, kernels and
+    /// initrds and send their reports (`[server] http`, default MASTER:8080).
+    pub http: SocketAddrV4,
+    /// Seconds between a node's reports (`[server] heartbeat`, default 60).
+    pub heartbeat: u32,
 }
 
 /// `server.export_options` as nfs-ganesha's EXPORT block says them.
@@ -103,6 +110,16 @@ impl Union {
             Union::Aufs => "aufs",
         }
     }
+}
+
+/// How a node's firmware gets its kernel and initrd (`boot = "pxelinux" |
+/// "ipxe"`): pxelinux over TFTP, or iPXE over HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boot {
+    #[default]
+    Pxelinux,
+    Ipxe,
 }
 
 /// The tool that makes an image's first root filesystem
@@ -139,6 +156,8 @@ pub struct Image {
     pub root_password_hash: Option<String>,
     pub ssh_authorized_keys: Vec<String>,
     pub nis_domain: Option<String>,
+    /// The image's own `boot`, else the cluster's.
+    pub boot: Boot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +170,8 @@ pub struct Node {
     /// A generation the node stays on (`image = "compute@0002"`), for canaries.
     pub pin: Option<String>,
     pub cmdline: String,
+    /// The node's own `boot`, else its image's.
+    pub boot: Boot,
 }
 
 impl Node {

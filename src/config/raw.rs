@@ -10,7 +10,7 @@ use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Bootstrapper, Union};
+use super::model::{Boot, Bootstrapper, Union};
 
 /// A string naming one value of a closed set `T` (a serde enum of unit
 /// variants), or the string itself when it names none. Reading never fails
@@ -60,6 +60,7 @@ pub(super) struct RawCluster {
     pub(super) dns: Option<Vec<Spanned<String>>>,
     pub(super) domain: Option<Spanned<String>>,
     pub(super) syslog: Option<bool>,
+    pub(super) boot: Option<Spanned<Choice<Boot>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -83,6 +84,8 @@ pub(super) struct RawServer {
     pub(super) dnsmasq_tftp: Option<bool>,
     pub(super) dnsmasq_interface: Option<Spanned<String>>,
     pub(super) default_entry: Option<Spanned<String>>,
+    pub(super) http: Option<Spanned<String>>,
+    pub(super) heartbeat: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +104,7 @@ pub(super) struct RawImage {
     #[serde(default)]
     pub(super) ssh_authorized_keys: Vec<Spanned<String>>,
     pub(super) nis_domain: Option<Spanned<String>>,
+    pub(super) boot: Option<Spanned<Choice<Boot>>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +115,7 @@ pub(super) struct RawNode {
     pub(super) ip: Spanned<String>,
     pub(super) image: Option<Spanned<String>>,
     pub(super) cmdline: Option<Spanned<String>>,
+    pub(super) boot: Option<Spanned<String>>,
 }
 
 /// `[apply]`: how ddc reaches each daemon. A value is a string (`"auto"`,

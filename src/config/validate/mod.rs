@@ -24,7 +24,7 @@ use ipnet::Ipv4Net;
 use toml::Spanned;
 
 use super::mirror::apt_sources;
-use super::model::Config;
+use super::model::{Boot, Config};
 use super::origin::{ConfigError, ConfigErrors, Lines, Origin, Place, Sourced};
 use super::raw::RawDdcfile;
 use rules::Rule;
@@ -117,10 +117,11 @@ impl Validator<'_> {
         let file = ddcfile.to_path_buf();
         let mut sources = vec![file.clone()];
         let mut mirror_cache: Option<String> = None;
-        let images = self.images(raw.images, base_dir, &mut || {
+        let cluster_boot = cluster.as_ref().map(|c| c.boot).unwrap_or_default();
+        let images = self.images(raw.images, base_dir, cluster_boot, &mut || {
             mirror_cache.get_or_insert_with(mirror_default).clone()
         });
-        let server = self.server(raw.server, &declared);
+        let server = self.server(raw.server, &declared, cluster.as_ref().map(|c| c.master));
         let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
         let mut nodes_file = None;
         if let Some(raw_nodes_file) = raw.nodes_file {
@@ -133,7 +134,15 @@ impl Validator<'_> {
             let origins = std::mem::take(&mut self.cmdline_origins);
             self.kernel_lines(c.master, &paths.nfs_root, &images, &origins)
         });
-        let nodes = self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
+        let boots: HashMap<&str, Boot> =
+            images.values().map(|i| (i.name.as_str(), i.boot)).collect();
+        let nodes = self.nodes(
+            inputs,
+            cluster.as_ref(),
+            &declared,
+            &boots,
+            kernel_lines.as_ref(),
+        );
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
