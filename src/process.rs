@@ -184,3 +184,89 @@ pub fn run_logged(cmd: &mut Command, log: &File, cancel: &Cancel) -> Result<()> 
     }
     Ok(())
 }
+
+/// How a [`run_bounded`] command ended.
+#[derive(Debug)]
+pub enum Bounded {
+    /// It exited (or a signal ended it) in time, with this output.
+    Exited {
+        status: std::process::ExitStatus,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    /// It ran past its time; it and its process group were killed.
+    TimedOut,
+    /// The run was cancelled (Ctrl-C); it and its process group were killed.
+    Cancelled,
+}
+
+/// Runs a short command (no input, output captured) in a process group of
+/// its own, for at most `timeout`: past it, or when `cancel` fires, the whole
+/// group is killed and waited for. The child also dies with ddc
+/// (`PR_SET_PDEATHSIG`), so nothing is left behind however ddc ends.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration, cancel: &Cancel) -> Result<Bounded> {
+    use std::io::Read;
+    if cancel.is_cancelled() {
+        return Ok(Bounded::Cancelled);
+    }
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let pid = child.id() as i32;
+    cancel.groups.lock().expect("groups").insert(pid);
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let outcome = std::thread::scope(|s| {
+        let out = s.spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let err = s.spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        let mut pause = Duration::from_millis(2);
+        let end = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(Some(status)),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if cancel.is_cancelled() || started.elapsed() >= timeout {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = child.wait();
+                break Ok(None);
+            }
+            std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        end.map(|status| match status {
+            Some(status) => Bounded::Exited {
+                status,
+                stdout,
+                stderr,
+            },
+            None if cancel.is_cancelled() => Bounded::Cancelled,
+            None => Bounded::TimedOut,
+        })
+    });
+    cancel.groups.lock().expect("groups").remove(&pid);
+    outcome.with_context(|| format!("cannot wait for {program}"))
+}

@@ -104,7 +104,7 @@ impl Validator<'_> {
     }
 
     /// A value of a closed set, its default when the key is absent.
-    fn choice<T: Default>(
+    pub(super) fn choice<T: Default>(
         &mut self,
         raw: Option<Spanned<Choice<T>>>,
         key: &str,

@@ -33,6 +33,7 @@ impl Validator<'_> {
             ip: self.sourced(n.ip),
             image: n.image.map(|s| self.sourced(s)),
             cmdline: n.cmdline.map(|s| self.sourced(s)),
+            bmc: n.bmc.map(|s| self.sourced(s)),
         }
     }
 
@@ -85,6 +86,7 @@ impl Validator<'_> {
                 Some(i) => self.node_image(i, images),
                 None => (self.default_image(&n.origin, images), None),
             };
+            let bmc = n.bmc.as_ref().and_then(|b| self.bmc(b));
             let cmdline = n.cmdline.map(|c| {
                 if self.check(&c, "cmdline", &CMDLINE) {
                     if let Some(lines) = kernel_lines {
@@ -101,6 +103,7 @@ impl Validator<'_> {
                     image,
                     pin,
                     cmdline: cmdline.unwrap_or_default(),
+                    bmc,
                 });
             }
         }
