@@ -258,6 +258,8 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration, cancel: &Cancel) -> Res
         let stdout = out.join().unwrap_or_default();
         let stderr = err.join().unwrap_or_default();
         end.map(|status| match status {
+            // Cancel::cancel signalled it before this loop saw the flag.
+            Some(status) if cancel.is_cancelled() && !status.success() => Bounded::Cancelled,
             Some(status) => Bounded::Exited {
                 status,
                 stdout,
