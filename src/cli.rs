@@ -151,6 +151,9 @@ pub(crate) enum Command {
 
 /// The arguments of `ddc power`.
 #[derive(Args)]
+#[command(
+    override_usage = "ddc power [OPTIONS] <ACTION> <NODE...|--all|--image IMG|--generation G>"
+)]
 #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)
     .args(["nodes", "all", "image", "generation"])))]
 pub(crate) struct PowerArgs {
