@@ -7,7 +7,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,14 @@ struct Sim {
 
 impl Sim {
     fn start(password: &str) -> Sim {
+        Sim::start_with(password, |d| {
+            format!("chassis_control \"{}\"", d.join("chassis.sh").display())
+        })
+    }
+
+    /// `machine` gives the lan.conf lines of what the BMC controls, from
+    /// the sim's folder.
+    fn start_with(password: &str, machine: impl Fn(&Path) -> String) -> Sim {
         let sim = require("ipmi_sim", "openipmi");
         require("ipmitool", "ipmitool");
         let dir = tempfile::Builder::new()
@@ -71,10 +79,10 @@ set_working_mc 0x20
     allowed_auths_admin none md2 md5 straight
     guid a123456789abcdefa123456789abcdef
   endlan
-  chassis_control "{}"
+  {}
   user 2 true "admin" "{password}" admin 10 none md2 md5 straight
 "#,
-                chassis.display()
+                machine(d)
             ),
         )
         .unwrap();
@@ -550,4 +558,139 @@ fn nodes_by_image_generation_and_csv_column_in_a_dry_run() {
         "{}",
         r.stderr
     );
+}
+
+/// A QEMU VM whose `ipmi-bmc-extern` device is connected to an ipmi_sim
+/// that starts it (`startcmd`): power control reaches a real machine.
+struct Vm {
+    sim: Sim,
+    serial: u16,
+}
+
+impl Vm {
+    fn start() -> Vm {
+        let qemu = require("qemu-system-x86_64", "qemu-system-x86");
+        let serial = free_tcp_port();
+        let sim = Sim::start_with(PASSWORD, |d| {
+            format!(
+                "serial 15 127.0.0.1 {serial} codec VM\n  \
+                 startcmd \"{} -machine q35,accel=kvm:tcg -m 128 -display none -nodefaults -net none \
+                 -pidfile {d}/qemu.pid -debugcon file:{d}/debugcon.log -global isa-debugcon.iobase=0x402 \
+                 -chardev socket,id=ipmi0,host=127.0.0.1,port={serial},reconnect=1 \
+                 -device ipmi-bmc-extern,chardev=ipmi0,id=bmc0 -device isa-ipmi-kcs,bmc=bmc0\"\n  \
+                 startnow true\n  poweroff_wait 3\n  kill_wait 3",
+                qemu.display(),
+                d = d.display()
+            )
+        });
+        let vm = Vm { sim, serial };
+        vm.wait("the VM to start", || vm.pid().is_some() && vm.boots() > 0);
+        vm.wait_connected();
+        vm
+    }
+
+    /// Waits until QEMU's BMC device is connected to the simulator (until
+    /// then the BMC cannot reach the machine).
+    fn wait_connected(&self) {
+        let port = format!("0100007F:{:04X}", self.serial);
+        self.wait("QEMU to connect to the BMC", || {
+            std::fs::read_to_string("/proc/net/tcp")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[2] == port && f[3] == "01"
+                })
+        });
+    }
+
+    /// The running QEMU's pid.
+    fn pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.sim.dir.path().join("qemu.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// How many times the firmware has gone through its start (to its
+    /// memory map) since QEMU started.
+    fn boots(&self) -> usize {
+        std::fs::read_to_string(self.sim.dir.path().join("debugcon.log"))
+            .unwrap_or_default()
+            .matches("e820 map has")
+            .count()
+    }
+
+    fn wait(&self, what: &str, done: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // ipmi_sim leaves its VM running when it is killed.
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "starts QEMU VMs (qemu-system-x86); run with --include-ignored"]
+fn power_reaches_a_qemu_vm_through_its_simulated_bmc() {
+    let vm = Vm::start();
+    let p = project([Some(&vm.sim.addr()), None], 20);
+    let ok = |args: &[&str], want: &str| {
+        let mut all = vec!["power"];
+        all.extend_from_slice(args);
+        all.push("node01");
+        let r = p.ddc(&all);
+        assert_eq!(
+            (r.code, results(&r)),
+            (0, vec![want.to_string()]),
+            "{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+    };
+    ok(&["status"], "on");
+
+    // reset: the same QEMU process, its firmware started again.
+    let (pid, boots) = (vm.pid(), vm.boots());
+    ok(&["reset"], "ok");
+    vm.wait("the firmware to start again after the reset", || {
+        vm.boots() > boots
+    });
+    assert_eq!(vm.pid(), pid);
+
+    // cycle: the VM is powered off (QEMU ends) and on again (a new QEMU).
+    ok(&["cycle"], "ok");
+    vm.wait("a new VM after the cycle", || {
+        vm.pid().is_some_and(|p| Some(p) != pid)
+    });
+    ok(&["status"], "on");
+
+    ok(&["off"], "ok");
+    vm.wait("the VM to stop", || vm.pid().is_none());
+    ok(&["status"], "off");
+    ok(&["on"], "ok");
+    vm.wait("the VM to start", || vm.pid().is_some());
+    ok(&["status"], "on");
 }
