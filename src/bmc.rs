@@ -60,16 +60,20 @@ pub(crate) struct Credentials {
     pub(crate) password_file: PathBuf,
 }
 
-/// Checks `[power]` for a run: the user is set, the password file is a
-/// regular file of root or of this user that no one else may read, and the
-/// driver's program is installed (unless `need_program` is false: a dry
-/// run). Every problem, one a line.
-pub(crate) fn credentials(power: &Power, need_program: bool) -> Result<Credentials, String> {
+/// Checks `[power]` (of the Ddcfile shown as `ddcfile`) for a run: the user
+/// is set, the password file is a regular file of root or of this user that
+/// no one else may read, and the driver's program is installed (unless
+/// `need_program` is false: a dry run). Every problem, one a line.
+pub(crate) fn credentials(
+    power: &Power,
+    ddcfile: &str,
+    need_program: bool,
+) -> Result<Credentials, String> {
     let at = &power.password_file_at;
     let mut problems = Vec::new();
     let user = power.user.clone().unwrap_or_else(|| {
         problems.push(format!(
-            "{at}: power.user: not set; ddc power logs in to the BMCs as [power] user = \"NAME\""
+            "{ddcfile}: power.user: not set; ddc power logs in to the BMCs as [power] user = \"NAME\""
         ));
         String::new()
     });

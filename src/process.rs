@@ -241,11 +241,16 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration, cancel: &Cancel) -> Res
             v
         });
         let mut pause = Duration::from_millis(2);
+        // The leader is reaped only once its output has closed: until then
+        // it stays a zombie, so its group id names no other group when
+        // the group is killed.
         let end = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(Some(status)),
-                Ok(None) => {}
-                Err(e) => break Err(e),
+            let exited = leader_exited(pid);
+            if exited.as_ref().is_ok_and(|&e| e) && out.is_finished() && err.is_finished() {
+                break child.wait().map(Some);
+            }
+            if let Err(e) = exited {
+                break Err(e);
             }
             if cancel.is_cancelled() || started.elapsed() >= timeout {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -271,4 +276,81 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration, cancel: &Cancel) -> Res
     });
     cancel.groups.lock().expect("groups").remove(&pid);
     outcome.with_context(|| format!("cannot wait for {program}"))
+}
+
+/// Whether the child `pid` has ended, without reaping it (`WNOWAIT`).
+fn leader_exited(pid: i32) -> std::io::Result<bool> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+        Ok(WaitStatus::StillAlive) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a process whose command line is exactly `words` runs.
+    fn running(words: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == words)
+        })
+    }
+
+    #[test]
+    fn a_bounded_run_kills_the_whole_group_at_its_timeout() {
+        // A child of the child, in the same group, outlives nothing.
+        let marker = format!("sleep 31.{}", std::process::id());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{marker} & echo started; wait")]);
+        let t = std::time::Instant::now();
+        let b = run_bounded(&mut cmd, Duration::from_millis(300), &Cancel::default()).unwrap();
+        assert!(matches!(b, Bounded::TimedOut), "{b:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!running(&marker), "{marker} outlived its group");
+    }
+
+    #[test]
+    fn a_bounded_run_ends_at_its_timeout_when_a_left_child_holds_its_output() {
+        let marker = format!("sleep 32.{}", std::process::id());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{marker} & echo started")]);
+        let t = std::time::Instant::now();
+        let b = run_bounded(&mut cmd, Duration::from_millis(300), &Cancel::default()).unwrap();
+        assert!(matches!(b, Bounded::TimedOut), "{b:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!running(&marker), "{marker} outlived its group");
+    }
+
+    #[test]
+    fn a_bounded_run_gives_the_output_and_status() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        match run_bounded(&mut cmd, Duration::from_secs(10), &Cancel::default()).unwrap() {
+            Bounded::Exited {
+                status,
+                stdout,
+                stderr,
+            } => {
+                assert_eq!(status.code(), Some(3));
+                assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cancelled_run_starts_nothing() {
+        let cancel = Arc::new(Cancel::default());
+        cancel.flag.store(true, Ordering::SeqCst);
+        let mut cmd = Command::new("true");
+        let b = run_bounded(&mut cmd, Duration::from_secs(1), &cancel).unwrap();
+        assert!(matches!(b, Bounded::Cancelled), "{b:?}");
+    }
 }

@@ -43,7 +43,8 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         return Ok(());
     }
     nodes.sort_by_cached_key(|n| natural(&n.hostname));
-    let creds = bmc::credentials(&cfg.power, !o.dry_run).map_err(NotStarted)?;
+    let shown = file.display().to_string();
+    let creds = bmc::credentials(&cfg.power, &shown, !o.dry_run).map_err(NotStarted)?;
     if o.dry_run {
         print_plan(&cfg, &creds, &nodes, o.action, o.json);
         return Ok(());
