@@ -694,3 +694,40 @@ fn power_reaches_a_qemu_vm_through_its_simulated_bmc() {
     vm.wait("the VM to start", || vm.pid().is_some());
     ok(&["status"], "on");
 }
+
+#[test]
+fn no_more_than_parallel_bmcs_are_asked_at_once() {
+    let silent = free_udp_port();
+    let p = project([None, None], 1);
+    p.edit("Ddcfile.toml", "timeout = 1", "timeout = 1\nparallel = 2");
+    let mut csv = String::from("hostname,mac,ip,bmc\n");
+    for i in 0..6 {
+        csv.push_str(&format!(
+            "n{i},52:54:00:00:01:0{i},192.0.2.{},127.0.0.1:{silent}\n",
+            100 + i
+        ));
+    }
+    p.write("nodes.csv", &csv);
+    p.edit(
+        "Ddcfile.toml",
+        "tasks_dir = \"tasks\"",
+        "tasks_dir = \"tasks\"\nnodes_file = \"nodes.csv\"",
+    );
+    let mut child = p
+        .command(&["power", "status", "--image", "default", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let needle = format!("-p {silent} ");
+    let mut most = 0;
+    while child.try_wait().unwrap().is_none() {
+        most = most.max(processes_with(&needle).len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    // 8 nodes: the two of the Ddcfile have no bmc.
+    assert_eq!(lines, 8);
+    assert_eq!(most, 2, "at most 2 ipmitools at once, and 2 at some point");
+}
