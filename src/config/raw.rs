@@ -10,7 +10,7 @@ use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Boot, Bootstrapper, Union};
+use super::model::{Boot, Bootstrapper, IpmiInterface, PowerDriver, Union};
 
 /// A string naming one value of a closed set `T` (a serde enum of unit
 /// variants), or the string itself when it names none. Reading never fails
@@ -49,6 +49,8 @@ pub(super) struct RawDdcfile {
     pub(super) nodes: Vec<RawNode>,
     #[serde(default)]
     pub(super) apply: RawApply,
+    #[serde(default)]
+    pub(super) power: RawPower,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +118,7 @@ pub(super) struct RawNode {
     pub(super) image: Option<Spanned<String>>,
     pub(super) cmdline: Option<Spanned<String>>,
     pub(super) boot: Option<Spanned<String>>,
+    pub(super) bmc: Option<Spanned<String>>,
 }
 
 /// `[apply]`: how ddc reaches each daemon. A value is a string (`"auto"`,
@@ -129,4 +132,20 @@ pub(super) struct RawApply {
     pub(super) dhcpd: Option<Spanned<toml::Value>>,
     pub(super) nfs: Option<Spanned<toml::Value>>,
     pub(super) rsyslog: Option<Spanned<toml::Value>>,
+}
+
+/// `[power]`: how `ddc power` reaches the nodes' BMCs. `password` is read
+/// only to be refused at its line (the password belongs in `password_file`),
+/// as any TOML value, so that no value of it gets printed.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPower {
+    pub(super) driver: Option<Spanned<Choice<PowerDriver>>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) interface: Option<Spanned<Choice<IpmiInterface>>>,
+    pub(super) cipher_suite: Option<Spanned<i64>>,
+    pub(super) timeout: Option<Spanned<i64>>,
+    pub(super) parallel: Option<Spanned<i64>>,
 }

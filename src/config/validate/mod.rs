@@ -1,7 +1,8 @@
 //! Validation: turns the raw TOML and the inventory's rows into the model,
 //! collecting every problem with its position instead of stopping at the
 //! first. `cluster` checks the [cluster], [paths] and [server] tables, `image`
-//! the images, `nodes` the nodes, `apply` the [apply] table; `rules` says
+//! the images, `nodes` the nodes, `apply` the [apply] table, `power` the
+//! [power] table and the nodes' BMCs; `rules` says
 //! what single values may be.
 //!
 //! Imports the layers below it (origin, raw, model, inventory, mirror);
@@ -14,6 +15,7 @@ mod exports;
 mod image;
 mod nodes;
 mod paths;
+mod power;
 mod rules;
 
 use std::collections::{BTreeSet, HashMap};
@@ -112,6 +114,7 @@ impl Validator<'_> {
         let paths = self.paths(raw.paths, base_dir);
         self.check_hosts_file(&paths, hosts_origin);
         let apply = self.apply(raw.apply, base_dir);
+        let power = self.power(raw.power, base_dir);
         let tasks_dir = raw.tasks_dir.map(|t| self.path(t, "tasks_dir", base_dir));
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
         let file = ddcfile.to_path_buf();
@@ -169,6 +172,7 @@ impl Validator<'_> {
             images,
             nodes,
             apply,
+            power,
             sources,
         })
     }

@@ -34,6 +34,7 @@ impl Validator<'_> {
             image: n.image.map(|s| self.sourced(s)),
             cmdline: n.cmdline.map(|s| self.sourced(s)),
             boot: n.boot.map(|s| self.sourced(s)),
+            bmc: n.bmc.map(|s| self.sourced(s)),
         }
     }
 
@@ -87,6 +88,7 @@ impl Validator<'_> {
                 Some(i) => self.node_image(i, images),
                 None => (self.default_image(&n.origin, images), None),
             };
+            let bmc = n.bmc.as_ref().and_then(|b| self.bmc(b));
             let cmdline = n.cmdline.map(|c| {
                 if self.check(&c, "cmdline", &CMDLINE) {
                     if let Some(lines) = kernel_lines {
@@ -108,6 +110,7 @@ impl Validator<'_> {
                     pin,
                     cmdline: cmdline.unwrap_or_default(),
                     boot,
+                    bmc,
                 });
             }
         }
