@@ -293,6 +293,10 @@ const SUBCOMMANDS: &[&str] = &[
     "completions",
     "man",
     "tasks",
+    "power",
+    "nodes",
+    "show",
+    "node",
 ];
 
 #[test]

@@ -368,6 +368,19 @@ fn ragged_rows_ranges_and_their_mistakes() {
         let err = fails(&p, &["nodes"]);
         assert!(err.contains(want), "{row}: {err}");
     }
+    // A BMC address counts up with the range, its port kept.
+    p.write(
+        "nodes.csv",
+        "hostname,mac,ip,bmc\nr[1-3],52:54:00:cc:00:01,192.0.2.200,192.0.2.230:6230\n",
+    );
+    let bmcs: Vec<String> = json_lines(&ok(&p, &["nodes", "--json"]))
+        .iter()
+        .filter_map(|n| n["bmc"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        bmcs,
+        ["192.0.2.230:6230", "192.0.2.231:6230", "192.0.2.232:6230"]
+    );
     // A range in a [[nodes]] table, zero-padded width kept.
     let p = Project::with(
         &common::DDCFILE.replace("hostname = \"node02\"", "hostname = \"n[008-011]\""),

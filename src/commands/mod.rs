@@ -15,6 +15,7 @@ pub(crate) mod init;
 pub(crate) mod node;
 mod node_show;
 pub(crate) mod nodes;
+pub(crate) mod power;
 pub(crate) mod rollback;
 pub(crate) mod tasks;
 pub(crate) mod verify;

@@ -56,6 +56,17 @@ pub(crate) fn text(cfg: &Config, i: usize) -> Result<String> {
             format!("{own}, after the image's"),
         ]);
     }
+    if let Some(b) = &n.bmc {
+        rows.push(["bmc".into(), b.to_string(), own.clone()]);
+    }
+    rows.push([
+        "boot".into(),
+        serde_json::to_value(n.boot)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        "the node's, else its image's, else the cluster's".into(),
+    ]);
     rows.push([
         "master".into(),
         cfg.cluster.master.to_string(),

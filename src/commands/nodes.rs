@@ -157,6 +157,7 @@ pub(crate) fn list(file: &Path, image: Option<&str>, json: bool) -> Result<(), E
                 "entry": entry_shown(&cfg, n),
                 "defined": origin.shown(&cfg),
                 "range": origin.range,
+                "bmc": n.bmc.as_ref().map(|b| b.to_string()),
             });
             out.push_str(&format!("{v}\n"));
             continue;

@@ -16,7 +16,8 @@ pub(crate) enum Count {
     Same,
     /// A MAC address counted up from the row's (in its last three bytes).
     Mac,
-    /// An IPv4 address counted up from the row's.
+    /// An IPv4 address counted up from the row's (a `:PORT` after it
+    /// stays the same).
     Ipv4,
 }
 
@@ -39,6 +40,8 @@ pub(crate) const COLUMNS: &[Column] = &[
     Column { name: "ip", required: true, count: Count::Ipv4, get: |n| Some(&n.ip), set: |n, v| n.ip = v },
     Column { name: "image", required: false, count: Count::Same, get: |n| n.image.as_ref(), set: |n, v| n.image = Some(v) },
     Column { name: "cmdline", required: false, count: Count::Same, get: |n| n.cmdline.as_ref(), set: |n, v| n.cmdline = Some(v) },
+    Column { name: "boot", required: false, count: Count::Same, get: |n| n.boot.as_ref(), set: |n, v| n.boot = Some(v) },
+    Column { name: "bmc", required: false, count: Count::Ipv4, get: |n| n.bmc.as_ref(), set: |n, v| n.bmc = Some(v) },
 ];
 
 /// The column called `name` (any case).
@@ -78,7 +81,10 @@ mod tests {
 
     #[test]
     fn the_header_names_the_optional_columns() {
-        assert_eq!(header_shown(), "hostname,mac,ip[,image[,cmdline]]");
+        assert_eq!(
+            header_shown(),
+            "hostname,mac,ip[,image[,cmdline[,boot[,bmc]]]]"
+        );
         assert_eq!(column("MAC"), Some(1));
     }
 }

@@ -1,7 +1,8 @@
 //! The CSV node inventory named by `nodes_file`: a header row
-//! `hostname,mac,ip[,image[,cmdline]]` (the columns: `columns`), then one
-//! node (or a range of nodes, `node[03-52]`) a row; `#` starts a comment
-//! line, and a row may leave out its trailing optional columns.
+//! `hostname,mac,ip` and optionally `image`, `cmdline`, `boot` and `bmc`
+//! (for `ddc power`), in any order (the columns: `columns`), then one node
+//! (or a range of nodes, `node[03-52]`) a row; `#` starts a comment line,
+//! and a row may leave out its trailing optional columns.
 //!
 //! Rows become the same unvalidated node inputs as `[[nodes]]` tables, so both
 //! sources are validated together (duplicates across them are caught).
@@ -118,6 +119,8 @@ pub(crate) fn parse(bytes: &[u8], shown: &str) -> Result<Vec<NodeInput>, String>
             ip: empty,
             image: None,
             cmdline: None,
+            boot: None,
+            bmc: None,
             origin: origin.clone(),
             range: None,
         };

@@ -109,17 +109,22 @@ pub(crate) fn expand(n: NodeInput) -> Result<Vec<NodeInput>, ConfigError> {
     let mut starts = Vec::new();
     for c in COLUMNS.iter().filter(|c| c.count != Count::Same) {
         let Some(v) = (c.get)(&n) else { continue };
-        let start = first_value(c.count, v, &spec, count).map_err(|e| error(v, c.name, e))?;
-        starts.push((c, start));
+        // An address may carry a port (`bmc = "192.0.2.211:623"`), kept as is.
+        let (value, port) = match v.value.split_once(':') {
+            Some((a, p)) if c.count == Count::Ipv4 => (a, format!(":{p}")),
+            _ => (v.value.as_str(), String::new()),
+        };
+        let start = first_value(c.count, value, &spec, count).map_err(|e| error(v, c.name, e))?;
+        starts.push((c, start, port));
     }
     let mut out = Vec::with_capacity(count as usize);
     for i in 0..count {
         let mut m = n.clone();
         m.hostname.value = range.name(i);
         m.range = Some(spec.clone());
-        for (c, start) in &starts {
+        for (c, start, port) in &starts {
             let mut v = (c.get)(&n).expect("counted above").clone();
-            v.value = shown(c.count, start + i);
+            v.value = format!("{}{port}", shown(c.count, start + i));
             (c.set)(&mut m, v);
         }
         out.push(m);
@@ -136,10 +141,10 @@ fn error(v: &Sourced<String>, key: &str, message: String) -> ConfigError {
 }
 
 /// The value a range counts from, as a number, if `count` values fit.
-fn first_value(kind: Count, v: &Sourced<String>, spec: &str, count: u64) -> Result<u64, String> {
+fn first_value(kind: Count, v: &str, spec: &str, count: u64) -> Result<u64, String> {
     match kind {
         Count::Mac => {
-            let parts: Vec<&str> = v.value.split([':', '-']).collect();
+            let parts: Vec<&str> = v.split([':', '-']).collect();
             let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2);
             let n = ok
                 .then(|| u64::from_str_radix(&parts.concat(), 16).ok())
@@ -147,23 +152,22 @@ fn first_value(kind: Count, v: &Sourced<String>, spec: &str, count: u64) -> Resu
                 .ok_or_else(|| {
                     format!(
                         "{:?} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56); the range {spec} counts up from it",
-                        v.value
+                        v
                     )
                 })?;
             if (n & 0xff_ffff) + count - 1 > 0xff_ffff {
                 return Err(format!(
                     "the range {spec} counts {count} MAC addresses up from {}, past {}: the vendor prefix (the first three bytes) would change; start lower",
-                    v.value,
+                    v,
                     shown(Count::Mac, n | 0xff_ffff)
                 ));
             }
             Ok(n)
         }
         Count::Ipv4 => {
-            let ip: Ipv4Addr = v.value.parse().map_err(|_| {
+            let ip: Ipv4Addr = v.parse().map_err(|_| {
                 format!(
-                    "{:?} is not an IPv4 address (expected four numbers like 192.0.2.11); the range {spec} counts up from it",
-                    v.value
+                    "{v:?} is not an IPv4 address (expected four numbers like 192.0.2.11); the range {spec} counts up from it"
                 )
             })?;
             let n = u64::from(u32::from(ip));
@@ -211,6 +215,8 @@ mod tests {
             ip: s(ip),
             image: Some(s("default")),
             cmdline: None,
+            boot: None,
+            bmc: Some(s("192.0.2.211:623")),
             origin: origin.clone(),
             range: None,
         }
@@ -226,6 +232,7 @@ mod tests {
         assert_eq!(last.ip.value, "192.0.2.62");
         assert_eq!(last.image.as_ref().unwrap().value, "default");
         assert_eq!(last.range.as_deref(), Some("node[03-52]"));
+        assert_eq!(last.bmc.as_ref().unwrap().value, "192.0.3.4:623");
         assert_eq!(nodes[0].hostname.value, "node03");
     }
 
