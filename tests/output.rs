@@ -104,7 +104,10 @@ fn a_failure_is_repeated_at_the_end_and_skipped_nodes_are_counted() {
         "{err}"
     );
     let last = r.stdout.lines().last().unwrap();
-    assert!(last.starts_with("ddc: 0 ran, 4 cached, 1 failed, 53 skipped in "), "{last}");
+    assert!(
+        last.starts_with("ddc: 0 ran, 4 cached, 1 failed, 53 skipped in "),
+        "{last}"
+    );
     // -v lists them.
     let r = p.ddc(&["build", "-v"]);
     let listed = r
