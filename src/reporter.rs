@@ -171,12 +171,17 @@ fn summary_line(s: &Summary, applied: &[String]) -> String {
 /// of each one's error.
 const RECAP_TASKS: usize = 10;
 const RECAP_LINES: usize = 3;
+/// How many error blocks of one per-node kind print as they come (all with
+/// `-v`); the others are counted at the end and repeated in the recap.
+const BLOCKS_PER_KIND: usize = 3;
 
 /// A failed task, repeated at the end.
 struct Failure {
     task: String,
     error: String,
     log: Option<PathBuf>,
+    /// Its error block was not printed (a per-node kind's fourth and on).
+    hidden: bool,
 }
 
 /// The closing lines that repeat each failed task: its name, the first
@@ -195,12 +200,42 @@ fn recap(failures: &[Failure]) -> String {
         }
     }
     if n > RECAP_TASKS {
+        let where_ = if failures[RECAP_TASKS..].iter().any(|f| f.hidden) {
+            "in their logs, or with -v"
+        } else {
+            "above"
+        };
         s.push_str(&format!(
-            "\n  and {} more (their errors are above)",
+            "\n  and {} more (their errors are {where_})",
             n - RECAP_TASKS
         ));
     }
     s
+}
+
+/// `failed pxe: 47 more nodes (node04 … node50)`: per kind, the failed
+/// tasks whose error blocks were not printed.
+fn hidden_failures(failures: &[Failure]) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for f in failures.iter().filter(|f| f.hidden) {
+        let (kind, node) = f.task.split_once(':').unwrap_or((&f.task, ""));
+        by_kind.entry(kind).or_default().push(node);
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, mut nodes)| {
+            nodes.sort_by(|a, b| fold::natural_cmp(a, b));
+            let range = match nodes.len() {
+                1 => nodes[0].to_string(),
+                2 => format!("{}, {}", nodes[0], nodes[1]),
+                n => format!("{} … {}", nodes[0], nodes[n - 1]),
+            };
+            format!(
+                "failed {kind}: {} more nodes ({range}); -v prints each error",
+                nodes.len()
+            )
+        })
+        .collect()
 }
 
 /// The reporter's thread: what it has seen so far.
@@ -317,13 +352,21 @@ impl Printer {
             b.set_message(self.running.join(", "));
         }
         if f.state == TaskState::Failed {
-            if let Some(l) = plain_line(&f, self.verbose) {
+            let kind = f.task.split(':').next().unwrap_or_default();
+            let shown = self
+                .failures
+                .iter()
+                .filter(|x| !x.hidden && x.task.split(':').next() == Some(kind))
+                .count();
+            let hidden = f.per_node && !self.verbose && shown >= BLOCKS_PER_KIND;
+            if let Some(l) = plain_line(&f, self.verbose).filter(|_| !hidden) {
                 self.err(&l);
             }
             self.failures.push(Failure {
                 task: f.task,
                 error: f.reason.unwrap_or_default(),
                 log: f.log,
+                hidden,
             });
             return;
         }
@@ -346,6 +389,12 @@ impl Printer {
         }
         for l in std::mem::take(&mut self.folds).lines(self.verbose) {
             self.out(&l);
+        }
+        // In the same order whatever order the scheduler ran them in.
+        self.failures
+            .sort_by(|a, b| fold::natural_cmp(&a.task, &b.task));
+        for l in hidden_failures(&self.failures) {
+            self.err(&l);
         }
         if !self.failures.is_empty() {
             self.err(&recap(&self.failures));

@@ -121,6 +121,38 @@ fn a_failure_is_repeated_at_the_end_and_skipped_nodes_are_counted() {
 }
 
 #[test]
+fn many_failed_nodes_print_three_errors_and_count_the_rest() {
+    let p = fifty();
+    let t = p
+        .read("Ddcfile.toml")
+        .replace("ip       = ", "image    = \"default@7\"\nip       = ");
+    p.write("Ddcfile.toml", &t);
+    let r = p.ddc(&["build", "-k"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let blocks = r.stderr.matches("error: pxe:node").count();
+    assert_eq!(blocks, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("failed pxe: 47 more nodes ("),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("ddc: 50 tasks failed:\n"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\n  and 40 more (their errors are in their logs, or with -v)\n"),
+        "{}",
+        r.stderr
+    );
+    let r = p.ddc(&["build", "-k", "-v"]);
+    assert_eq!(
+        r.stderr.matches("error: pxe:node").count(),
+        50,
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn reasons_show_old_and_new_values_but_never_a_secret() {
     let p = fifty();
     p.edit("Ddcfile.toml", "52:54:00:aa:00:05", "52:54:00:aa:00:f5");
