@@ -56,35 +56,10 @@ pub struct Record {
     /// record, so a build killed before its end still removes them next time.
     #[serde(default)]
     pub replaced: Vec<PathBuf>,
-}
-
-/// A record as snapshots of the first format hold it: with task data that
-/// nothing read, kept as JSON text.
-#[derive(Deserialize)]
-struct RecordV1 {
-    task: String,
-    key: Fingerprint,
-    input_names: String,
-    input_hashes: Vec<u64>,
-    outputs: Vec<OutputRecord>,
-    out_hash: Fingerprint,
-    _meta: String,
-    seconds: f64,
-}
-
-impl From<RecordV1> for Record {
-    fn from(r: RecordV1) -> Self {
-        Record {
-            task: r.task,
-            key: r.key,
-            input_names: r.input_names,
-            input_hashes: r.input_hashes,
-            outputs: r.outputs,
-            out_hash: r.out_hash,
-            seconds: r.seconds,
-            replaced: Vec::new(),
-        }
-    }
+    /// The values of the scalar inputs, shortened, one line per name
+    /// (`=VALUE`, or empty): what a reason shows as `old -> new`.
+    #[serde(default)]
+    pub input_values: String,
 }
 
 impl Record {
@@ -97,15 +72,19 @@ impl Record {
     }
 }
 
+mod compat;
+use compat::{RecordV1, RecordV2};
+
 /// The snapshot's first bytes: format and version. The body is chunks of
 /// records, each a little-endian u64 byte count and then the chunk's records
-/// in the second format's encoding, so that the chunks decode in parallel:
-/// at 10,000 records, decoding was the longest part of a no-op.
+/// as one postcard list, so that the chunks decode in parallel: at 10,000
+/// records, decoding was the longest part of a no-op.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"ddcrec03";
-/// The second format (one postcard list of records), still read.
-const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"ddcrec02";
-/// The first format, still read: a build after an upgrade reruns nothing.
-const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"ddcrec01";
+/// The earlier formats (one postcard list of records without values; the
+/// first with unused task data), still read: a build after an upgrade reruns
+/// nothing.
+pub(crate) const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"ddcrec02";
+pub(crate) const SNAPSHOT_MAGIC_V1: &[u8; 8] = b"ddcrec01";
 /// Records a chunk of the snapshot.
 const SNAPSHOT_CHUNK: usize = 1024;
 
@@ -197,7 +176,9 @@ impl State {
                 let records = if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
                     decode_chunks(body)
                 } else if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC_V2) {
-                    postcard::from_bytes::<Vec<Record>>(body).ok()
+                    postcard::from_bytes::<Vec<RecordV2>>(body)
+                        .ok()
+                        .map(|v| v.into_iter().map(Record::from).collect())
                 } else if let Some(body) = bytes.strip_prefix(SNAPSHOT_MAGIC_V1) {
                     postcard::from_bytes::<Vec<RecordV1>>(body)
                         .ok()
@@ -519,7 +500,7 @@ impl Lock {
 mod tests {
     use super::*;
 
-    fn rec(task: &str) -> Record {
+    pub(super) fn rec(task: &str) -> Record {
         Record {
             task: task.into(),
             key: Fingerprint::of(task.as_bytes()),
@@ -529,60 +510,21 @@ mod tests {
             out_hash: Fingerprint::of(b"o"),
             seconds: 0.0,
             replaced: vec![],
+            input_values: String::new(),
         }
     }
 
-    /// A snapshot written before records lost their unused task data is
-    /// still read: an upgrade reruns nothing.
-    #[test]
-    fn first_format_snapshots_are_read() {
-        #[derive(Serialize)]
-        struct V1<'a> {
-            task: &'a str,
-            key: Fingerprint,
-            input_names: &'a str,
-            input_hashes: Vec<u64>,
-            outputs: Vec<OutputRecord>,
-            out_hash: Fingerprint,
-            meta: &'a str,
-            seconds: f64,
-        }
-        let d = tempfile::tempdir().unwrap();
-        let dirs = CacheDirs::new(d.path().to_path_buf());
-        let r = rec("publish:default");
-        let old = V1 {
-            task: &r.task,
-            key: r.key,
-            input_names: &r.input_names,
-            input_hashes: r.input_hashes.clone(),
-            outputs: vec![],
-            out_hash: r.out_hash,
-            meta: "{\"generation\":\"0001-abc\"}",
-            seconds: 1.5,
-        };
-        let mut bytes = SNAPSHOT_MAGIC_V1.to_vec();
-        bytes.extend(postcard::to_stdvec(&vec![old]).unwrap());
-        fs::create_dir_all(dirs.state()).unwrap();
-        fs::write(dirs.state().join("records.bin"), bytes).unwrap();
-        let st = State::load(&dirs).unwrap();
-        assert_eq!(st.records["publish:default"], Record { seconds: 1.5, ..r });
-        st.compact(&dirs).unwrap();
-        let again = State::load(&dirs).unwrap();
-        assert_eq!(again.records, st.records);
-    }
-
-    /// Second-format snapshots are read; a compaction writes the third, in
-    /// chunks, which reads back the same; a torn chunk drops the snapshot
+    /// A compaction writes the snapshot in chunks, which reads back the same; a torn chunk drops the snapshot
     /// rather than half of it.
     #[test]
-    fn second_format_snapshots_are_read_and_chunks_round_trip() {
+    fn snapshot_chunks_round_trip() {
         let d = tempfile::tempdir().unwrap();
         let dirs = CacheDirs::new(d.path().to_path_buf());
-        let many: Vec<Record> = (0..2500).map(|i| rec(&format!("pxe:n{i:05}"))).collect();
-        let mut bytes = SNAPSHOT_MAGIC_V2.to_vec();
-        bytes.extend(postcard::to_stdvec(&many).unwrap());
-        fs::create_dir_all(dirs.state()).unwrap();
-        fs::write(dirs.state().join("records.bin"), bytes).unwrap();
+        let j = Journal::open(&dirs).unwrap();
+        for i in 0..2500 {
+            j.record(&rec(&format!("pxe:n{i:05}")));
+        }
+        j.close().unwrap();
         let st = State::load(&dirs).unwrap();
         assert_eq!(st.records.len(), 2500);
         st.compact(&dirs).unwrap();

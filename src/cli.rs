@@ -32,8 +32,8 @@ pub(crate) struct Cli {
         default_value = "Ddcfile.toml"
     )]
     pub(crate) file: PathBuf,
-    /// Print every task, cached ones too.
-    #[arg(short, long, global = true)]
+    /// Before the command (`ddc -v build`): as the command's own -v.
+    #[arg(short, long, hide = true)]
     pub(crate) verbose: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -64,6 +64,8 @@ pub(crate) enum Command {
         /// normal build trusts their roots: ddc writes them once).
         #[arg(long)]
         verify: bool,
+        #[command(flatten)]
+        verbose: Verbose,
     },
     /// Show the task graph and each task's state against the cache.
     Graph {
@@ -106,6 +108,7 @@ pub(crate) enum Command {
     /// Re-hash published generations against their manifests (default: the
     /// current one of each image) and name what changed; exit 1 if anything did.
     Verify {
+        /// The image (a name under [images]); none is every image.
         image: Option<String>,
         /// Its name, number or hash prefix.
         generation: Option<String>,
@@ -113,15 +116,21 @@ pub(crate) enum Command {
     /// What changed between two generations: packages, then files (default:
     /// the one before the current against the current).
     Diff {
+        /// The image (a name under [images]).
         image: String,
+        /// The older generation: its name, number or hash prefix (default:
+        /// the one before the current).
         from: Option<String>,
+        /// The newer generation (default: the current one).
         to: Option<String>,
+        /// The differences as one JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Make the newest (or named) generation current again after a rollback,
     /// and rewrite the boot entries; nothing is rebuilt. Builds do not make
     /// a rolled-back-from generation current until it is rolled forward.
+    /// `ddc rollback IMG latest` does the same as `ddc rollforward IMG`.
     Rollforward(Switch),
     /// Delete old generations (never the current one, a pinned one, or one a
     /// boot entry points at) and rewrite the exports without them.
@@ -135,6 +144,8 @@ pub(crate) enum Command {
         /// Fail instead of waiting when another ddc holds the cache.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        verbose: Verbose,
     },
     /// Forget the cache (all, or the named tasks and their dependents).
     Clean {
@@ -309,12 +320,23 @@ pub(crate) enum Shell {
     Fish,
 }
 
+/// `-v`, on the commands that print tasks (a build, and the commands that
+/// rewrite boot entries or exports through one).
+#[derive(Args)]
+pub(crate) struct Verbose {
+    /// Print every task: cached ones too, and each node's task on a line
+    /// of its own instead of one line per kind.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
 /// The arguments of `rollback` and `rollforward`.
 #[derive(Args)]
 pub(crate) struct Switch {
     /// The image (a name under [images]).
     image: String,
-    /// Its name, number or hash prefix (`ddc generations` lists them).
+    /// Its name, number or hash prefix (`ddc generations` lists them);
+    /// `latest` is the newest.
     generation: Option<String>,
     /// One JSON object per task per line on stdout.
     #[arg(long)]
@@ -322,10 +344,13 @@ pub(crate) struct Switch {
     /// Fail instead of waiting when another ddc holds the cache.
     #[arg(long)]
     no_wait: bool,
+    #[command(flatten)]
+    verbose: Verbose,
 }
 
 impl Switch {
     fn run(self, file: &std::path::Path, verbose: bool, forward: bool) -> Result<(), Error> {
+        let verbose = verbose || self.verbose.verbose;
         commands::rollback::run(
             file,
             commands::rollback::Options {
@@ -383,6 +408,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             keep_going,
             no_wait,
             verify,
+            verbose: v,
         } => commands::build::run(
             file,
             commands::build::Options {
@@ -393,7 +419,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 jobs,
                 keep_going,
                 no_wait,
-                verbose,
+                verbose: verbose || v.verbose,
             },
         ),
         Command::Graph { format } => commands::graph::run(file, format.into()),
@@ -426,13 +452,14 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             keep,
             dry_run,
             no_wait,
+            verbose: v,
         } => commands::gc::run(
             file,
             commands::gc::Options {
                 keep,
                 dry_run,
                 no_wait,
-                verbose,
+                verbose: verbose || v.verbose,
             },
         ),
         Command::Clean { tasks, no_wait } => commands::clean::run(file, &tasks, no_wait),
@@ -450,5 +477,45 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write the man page: {e}"))),
         Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
         Command::Power(p) => p.run(file),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "ddc", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    /// `-v` is offered where it changes what is printed, and only there.
+    #[test]
+    fn verbose_only_where_it_does_something() {
+        let cmd = Cli::command();
+        let with: Vec<&str> = cmd
+            .get_subcommands()
+            .filter(|s| s.get_arguments().any(|a| a.get_id() == "verbose"))
+            .map(|s| s.get_name())
+            .collect();
+        assert_eq!(with, ["build", "rollback", "rollforward", "gc"]);
+        // Before the command, as earlier versions took it.
+        assert!(Cli::try_parse_from(["ddc", "-v", "build"]).is_ok());
+        assert!(Cli::try_parse_from(["ddc", "graph", "-v"]).is_err());
     }
 }

@@ -327,31 +327,62 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
     Ok(out)
 }
 
-/// Generations `gc` must keep, per image, with the reason.
-pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), String> {
-    let mut out = BTreeMap::new();
+/// Why `gc` keeps a generation. Several may hold; the strongest (the
+/// first variant) is the one named.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Keep {
+    /// Where `current` points: new boots get it.
+    Current,
+    /// A node's `image = "IMG@GEN"` pins it.
+    PinnedBy(String),
+    /// A boot entry on disk points at it.
+    BootEntry(String),
+    /// One of the newest `--keep` generations.
+    Newest(usize),
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keep::Current => f.write_str("current"),
+            Keep::PinnedBy(node) => write!(f, "pinned by {node}"),
+            Keep::BootEntry(file) => write!(f, "boot entry {file} points at it"),
+            Keep::Newest(n) => write!(f, "one of the newest {n}"),
+        }
+    }
+}
+
+/// Generations `gc` must keep, per image, with the strongest reason.
+pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), Keep> {
+    let mut out: BTreeMap<(String, String), Keep> = BTreeMap::new();
+    let mut hold = |image: &str, g: &str, why: Keep| {
+        let e = out
+            .entry((image.to_string(), g.to_string()))
+            .or_insert(why.clone());
+        if why < *e {
+            *e = why;
+        }
+    };
     let entries = entries_by_generation(cfg);
     for image in cfg.images.keys() {
         let gens = list(&cfg.paths.nfs_root, image);
         if let Some(c) = current(&cfg.paths.nfs_root, image) {
-            out.insert((image.clone(), c), "current".to_string());
+            hold(image, &c, Keep::Current);
         }
         for g in gens.iter().rev().take(keep) {
-            out.entry((image.clone(), g.name.clone()))
-                .or_insert_with(|| format!("one of the newest {keep}"));
+            hold(image, &g.name, Keep::Newest(keep));
         }
+        // Of several pinning nodes (or boot entries), the first by name is named.
         for n in cfg.nodes.iter().filter(|n| &n.image == image) {
-            if let Some(pin) = &n.pin {
-                if let Some(g) = resolve(&gens, pin) {
-                    out.entry((image.clone(), g.name.clone()))
-                        .or_insert_with(|| format!("pinned by {}", n.hostname));
-                }
+            if let Some(g) = n.pin.as_deref().and_then(|pin| resolve(&gens, pin)) {
+                hold(image, &g.name, Keep::PinnedBy(n.hostname.clone()));
             }
         }
         for ((img, g), files) in &entries {
             if img == image {
-                out.entry((image.clone(), g.clone()))
-                    .or_insert_with(|| format!("boot entry {} points at it", files[0]));
+                if let Some(f) = files.iter().min() {
+                    hold(image, g, Keep::BootEntry(f.clone()));
+                }
             }
         }
     }

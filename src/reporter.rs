@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod fold;
+mod live;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
@@ -24,7 +27,8 @@ pub enum TaskState {
 pub enum Event {
     /// How many tasks this run looks at.
     Planned(usize),
-    Started(String),
+    /// A heavy task started; where its log is, for the heartbeat.
+    Started(String, Option<PathBuf>),
     Finished(Finished),
     /// Many cheap tasks finished together.
     Batch(Vec<Finished>),
@@ -46,6 +50,13 @@ pub struct Finished {
     pub log: Option<PathBuf>,
     #[serde(skip)]
     pub tail: Vec<String>,
+    /// One of a kind's per-node tasks: folded with the others that ended alike.
+    #[serde(skip)]
+    pub per_node: bool,
+    /// The reason without the values it shows (`input changed: node.mac`),
+    /// to fold by; None when it is the reason itself.
+    #[serde(skip)]
+    pub reason_kind: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -69,10 +80,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// JSON if asked; a progress bar only on a terminal that draws one
+    /// (not `TERM=dumb`); plain lines, without any escape code, otherwise.
     pub fn choose(json: bool) -> Mode {
         if json {
             Mode::Json
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        {
             Mode::Progress
         } else {
             Mode::Plain
@@ -88,7 +103,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn start(mode: Mode, verbose: bool) -> Reporter {
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || print_events(mode, verbose, rx));
+        let thread = std::thread::spawn(move || Printer::new(mode, verbose).run(rx));
         Reporter { tx, thread }
     }
 
@@ -110,7 +125,7 @@ fn plain_line(f: &Finished, verbose: bool) -> Option<String> {
         .unwrap_or_default();
     match f.state {
         TaskState::Ran => Some(format!("ran {} ({:.2}s){reason}", f.task, f.seconds)),
-        TaskState::Cached => verbose.then(|| format!("cached {}", f.task)),
+        TaskState::Cached => verbose.then(|| format!("cached {}{reason}", f.task)),
         TaskState::Stale => Some(format!("would run {}{reason}", f.task)),
         TaskState::Skipped => Some(format!("skipped {}{reason}", f.task)),
         TaskState::Failed => {
@@ -152,101 +167,259 @@ fn summary_line(s: &Summary, applied: &[String]) -> String {
     }
 }
 
-fn print_events(mode: Mode, verbose: bool, rx: mpsc::Receiver<Event>) {
-    let stdout = std::io::stdout();
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut running: Vec<String> = Vec::new();
-    let mut applied: Vec<String> = Vec::new();
-    let events = rx.into_iter().flat_map(|ev| match ev {
-        Event::Batch(v) => v.into_iter().map(Event::Finished).collect::<Vec<_>>(),
-        other => vec![other],
-    });
-    for ev in events {
-        match (mode, ev) {
-            // Silent (ddc graph) still says what it could not see.
-            (Mode::Silent, Event::Note(n)) => eprintln!("ddc: {n}"),
-            (Mode::Silent, _) => {}
-            (Mode::Progress, Event::Planned(n)) => {
-                let b = indicatif::ProgressBar::new(n as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
-                    )
-                    .expect("a valid template"),
-                );
-                b.enable_steady_tick(Duration::from_millis(200));
-                bar = Some(b);
+/// How many failed tasks the closing summary repeats, and how many lines
+/// of each one's error.
+const RECAP_TASKS: usize = 10;
+const RECAP_LINES: usize = 3;
+/// How many error blocks of one per-node kind print as they come (all with
+/// `-v`); the others are counted at the end and repeated in the recap.
+const BLOCKS_PER_KIND: usize = 3;
+
+/// A failed task, repeated at the end.
+struct Failure {
+    task: String,
+    error: String,
+    log: Option<PathBuf>,
+    /// Its error block was not printed (a per-node kind's fourth and on).
+    hidden: bool,
+}
+
+/// The closing lines that repeat each failed task: its name, the first
+/// lines of its error, its log.
+fn recap(failures: &[Failure]) -> String {
+    let n = failures.len();
+    let mut s = format!("ddc: {n} task{} failed:", if n == 1 { "" } else { "s" });
+    for f in failures.iter().take(RECAP_TASKS) {
+        let mut lines = f.error.lines();
+        s.push_str(&format!("\n  {}: {}", f.task, lines.next().unwrap_or("")));
+        for l in lines.take(RECAP_LINES - 1) {
+            s.push_str(&format!("\n    {l}"));
+        }
+        if let Some(log) = &f.log {
+            s.push_str(&format!("\n    log: {}", log.display()));
+        }
+    }
+    if n > RECAP_TASKS {
+        let where_ = if failures[RECAP_TASKS..].iter().any(|f| f.hidden) {
+            "in their logs, or with -v"
+        } else {
+            "above"
+        };
+        s.push_str(&format!(
+            "\n  and {} more (their errors are {where_})",
+            n - RECAP_TASKS
+        ));
+    }
+    s
+}
+
+/// `failed pxe: 47 more nodes (node04 … node50)`: per kind, the failed
+/// tasks whose error blocks were not printed.
+fn hidden_failures(failures: &[Failure]) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for f in failures.iter().filter(|f| f.hidden) {
+        let (kind, node) = f.task.split_once(':').unwrap_or((&f.task, ""));
+        by_kind.entry(kind).or_default().push(node);
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, mut nodes)| {
+            nodes.sort_by(|a, b| fold::natural_cmp(a, b));
+            let range = match nodes.len() {
+                1 => nodes[0].to_string(),
+                2 => format!("{}, {}", nodes[0], nodes[1]),
+                n => format!("{} … {}", nodes[0], nodes[n - 1]),
+            };
+            format!(
+                "failed {kind}: {} more nodes ({range}); -v prints each error",
+                nodes.len()
+            )
+        })
+        .collect()
+}
+
+/// The reporter's thread: what it has seen so far.
+struct Printer {
+    mode: Mode,
+    verbose: bool,
+    bar: Option<indicatif::ProgressBar>,
+    running: Vec<String>,
+    live: live::Running,
+    applied: Vec<String>,
+    folds: fold::Folds,
+    failures: Vec<Failure>,
+}
+
+impl Printer {
+    fn new(mode: Mode, verbose: bool) -> Self {
+        Printer {
+            mode,
+            verbose,
+            bar: None,
+            running: Vec::new(),
+            live: Default::default(),
+            applied: Vec::new(),
+            folds: Default::default(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Prints events until every sender is gone; between them, heartbeats.
+    fn run(mut self, rx: mpsc::Receiver<Event>) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(Event::Batch(v)) => v.into_iter().for_each(|f| self.finished(f)),
+                Ok(ev) => self.event(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            (_, Event::Planned(_)) => {}
-            (Mode::Progress, Event::Started(t)) => {
-                running.push(t);
-                if let Some(b) = &bar {
-                    b.set_message(running.join(", "));
-                }
-            }
-            (Mode::Plain, Event::Started(t)) => {
-                if verbose {
-                    let _ = writeln!(std::io::stderr(), "running {t}");
-                }
-            }
-            (_, Event::Started(_)) => {}
-            (Mode::Json, Event::Finished(f)) => {
-                let mut out = stdout.lock();
-                let _ = serde_json::to_writer(&mut out, &f);
-                let _ = out.write_all(b"\n");
-                if f.state == TaskState::Failed {
-                    if let Some(l) = plain_line(&f, verbose) {
-                        let _ = writeln!(std::io::stderr(), "{l}");
-                    }
-                }
-            }
-            (Mode::Progress, Event::Finished(f)) => {
-                running.retain(|t| *t != f.task);
-                if let Some(b) = &bar {
-                    b.inc(1);
-                    b.set_message(running.join(", "));
-                    if let Some(l) = plain_line(&f, verbose) {
-                        b.println(l);
-                    }
-                }
-            }
-            (_, Event::Finished(f)) => {
-                if let Some(l) = plain_line(&f, verbose) {
-                    if f.state == TaskState::Failed {
-                        let _ = writeln!(std::io::stderr(), "{l}");
-                    } else {
-                        let _ = writeln!(stdout.lock(), "{l}");
-                    }
-                }
-            }
-            (Mode::Progress, Event::Note(n)) => match &bar {
-                Some(b) => b.println(format!("ddc: {n}")),
-                None => {
-                    let _ = writeln!(std::io::stderr(), "ddc: {n}");
-                }
-            },
-            (_, Event::Note(n)) => {
-                let _ = writeln!(std::io::stderr(), "ddc: {n}");
-            }
-            (_, Event::Applied(a)) => applied.push(a),
-            (_, Event::Batch(_)) => unreachable!("batches are flattened above"),
-            (m, Event::Summary(s)) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
-                applied.sort();
-                let line = summary_line(&s, &applied);
-                if m == Mode::Json {
-                    let _ = writeln!(std::io::stderr(), "{line}");
-                } else {
-                    let _ = writeln!(stdout.lock(), "{line}");
+            if self.mode == Mode::Plain {
+                for l in self.live.heartbeats() {
+                    let _ = writeln!(std::io::stderr(), "{l}");
                 }
             }
         }
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
     }
-    if let Some(b) = bar.take() {
-        b.finish_and_clear();
+
+    /// Prints a line above the bar, or on stdout.
+    fn out(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        }
     }
+
+    fn err(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        match (self.mode, ev) {
+            // Silent (ddc graph) still says what it could not see.
+            (Mode::Silent, Event::Note(n)) => eprintln!("ddc: {n}"),
+            (Mode::Silent, _) => {}
+            (Mode::Progress, Event::Planned(n)) => self.bar = Some(progress_bar(n)),
+            (_, Event::Planned(_)) => {}
+            (Mode::Progress, Event::Started(t, _)) => {
+                self.running.push(t);
+                if let Some(b) = &self.bar {
+                    b.set_message(self.running.join(", "));
+                }
+            }
+            (Mode::Plain, Event::Started(t, log)) => {
+                let _ = writeln!(std::io::stderr(), "running {t}");
+                self.live.start(t, log);
+            }
+            (_, Event::Started(..)) => {}
+            (_, Event::Finished(f)) => self.finished(f),
+            (_, Event::Note(n)) => self.err(&format!("ddc: {n}")),
+            (_, Event::Applied(a)) => self.applied.push(a),
+            (_, Event::Batch(v)) => v.into_iter().for_each(|f| self.finished(f)),
+            (_, Event::Summary(s)) => self.summary(&s),
+        }
+    }
+
+    fn finished(&mut self, f: Finished) {
+        match self.mode {
+            Mode::Silent => return,
+            Mode::Json => {
+                let mut out = std::io::stdout().lock();
+                let _ = serde_json::to_writer(&mut out, &f);
+                let _ = out.write_all(b"\n");
+            }
+            Mode::Progress | Mode::Plain => {}
+        }
+        self.running.retain(|t| *t != f.task);
+        self.live.stop(&f.task);
+        if let Some(b) = &self.bar {
+            // Only tasks that run move the bar: the others leave its length.
+            match f.state {
+                TaskState::Cached | TaskState::Skipped => {
+                    b.set_length(b.length().unwrap_or(1).saturating_sub(1))
+                }
+                _ => b.inc(1),
+            }
+            b.set_message(self.running.join(", "));
+        }
+        if f.state == TaskState::Failed {
+            let kind = f.task.split(':').next().unwrap_or_default();
+            let shown = self
+                .failures
+                .iter()
+                .filter(|x| !x.hidden && x.task.split(':').next() == Some(kind))
+                .count();
+            let hidden = f.per_node && !self.verbose && shown >= BLOCKS_PER_KIND;
+            if let Some(l) = plain_line(&f, self.verbose).filter(|_| !hidden) {
+                self.err(&l);
+            }
+            self.failures.push(Failure {
+                task: f.task,
+                error: f.reason.unwrap_or_default(),
+                log: f.log,
+                hidden,
+            });
+            return;
+        }
+        if self.mode == Mode::Json {
+            return;
+        }
+        let Some(line) = plain_line(&f, self.verbose) else {
+            return;
+        };
+        if f.per_node {
+            self.folds.add(&f, line);
+        } else {
+            self.out(&line);
+        }
+    }
+
+    fn summary(&mut self, s: &Summary) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        for l in std::mem::take(&mut self.folds).lines(self.verbose) {
+            self.out(&l);
+        }
+        // In the same order whatever order the scheduler ran them in.
+        self.failures
+            .sort_by(|a, b| fold::natural_cmp(&a.task, &b.task));
+        for l in hidden_failures(&self.failures) {
+            self.err(&l);
+        }
+        if !self.failures.is_empty() {
+            self.err(&recap(&self.failures));
+        }
+        self.applied.sort();
+        let line = summary_line(s, &self.applied);
+        if self.mode == Mode::Json {
+            self.err(&line);
+        } else {
+            self.out(&line);
+        }
+    }
+}
+
+/// The bar: tasks that ran out of those that run (cached ones shorten it).
+fn progress_bar(n: usize) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(n as u64);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} (eta {eta}) {wide_msg}",
+        )
+        .expect("a valid template"),
+    );
+    b.enable_steady_tick(Duration::from_millis(200));
+    b
 }
 
 #[cfg(test)]

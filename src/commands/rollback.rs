@@ -17,7 +17,8 @@ use super::{load, run_build, Loaded, Run};
 /// The options of `ddc rollback`.
 pub(crate) struct Options {
     pub(crate) image: String,
-    /// Its name, number or hash prefix; none is the one before the current.
+    /// Its name, number or hash prefix; none is the one before the current
+    /// (`latest`: the newest, as `rollforward`).
     pub(crate) generation: Option<String>,
     pub(crate) json: bool,
     pub(crate) no_wait: bool,
@@ -26,7 +27,12 @@ pub(crate) struct Options {
     pub(crate) forward: bool,
 }
 
-pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
+pub(crate) fn run(file: &Path, mut o: Options) -> Result<(), Error> {
+    // `ddc rollback IMG latest` is `ddc rollforward IMG`.
+    if o.generation.as_deref() == Some("latest") {
+        o.generation = None;
+        o.forward = true;
+    }
     let Loaded { cfg, graph, .. } = load(file)?;
     let image = o.image.as_str();
     if !cfg.images.contains_key(image) {

@@ -9,9 +9,11 @@
 mod key;
 mod log;
 mod preflight;
+mod prepare;
 mod readable;
 mod record;
 mod sweep;
+mod values;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use anyhow::Result;
 
 use crate::cache::{self, CacheDirs, Journal, Record, State};
 use crate::config::Config;
-use crate::error::{Error, NotStarted};
+use crate::error::Error;
 use crate::fingerprint::{CacheKey, Fingerprint, Input};
 use crate::fsutil;
 use crate::graph::Graph;
@@ -34,6 +36,7 @@ use crate::scheduler::{self, Skip};
 use crate::template::Templates;
 
 use log::{open_log, tail, LOG_MODE};
+use prepare::prepare;
 
 pub(crate) use key::StaleReason;
 
@@ -162,6 +165,8 @@ struct Engine<'a> {
     unreadable: readable::Unreadable,
     /// With `no_deps`: the tasks that may run; the others use their records.
     targets: Option<Vec<bool>>,
+    /// The values of scalar inputs: recorded, and shown as `old -> new`.
+    values: values::Values<'a>,
 }
 
 impl Engine<'_> {
@@ -181,13 +186,16 @@ impl Engine<'_> {
     fn conclude(&self, i: usize, o: Outcome) -> bool {
         let spec = &self.graph.tasks[i];
         let state = o.result.state;
+        let (reason, reason_kind) = self.reason_text(spec, o.result.reason.as_ref());
         let f = Finished {
             task: spec.id.to_string(),
             state,
-            reason: o.result.reason.as_ref().map(|r| r.to_string()),
+            reason,
             seconds: o.seconds,
             tail: o.log.as_deref().map(|l| tail(l, 15)).unwrap_or_default(),
             log: o.log,
+            per_node: spec.recipe().per_node(),
+            reason_kind,
         };
         let _ = self.results[i].set(o.result);
         if spec.recipe().heavy() {
@@ -196,6 +204,27 @@ impl Engine<'_> {
             self.batched.lock().expect("batch").push(f);
         }
         state != TaskState::Failed
+    }
+
+    /// A reason as reported, and without its values when it shows some: an
+    /// input's change shows `old -> new` (computed only for a reported task).
+    fn reason_text(&self, spec: &TaskSpec, r: Option<&Reason>) -> (Option<String>, Option<String>) {
+        let Some(r) = r else {
+            return (None, None);
+        };
+        let text = r.to_string();
+        let change = match r {
+            Reason::Stale(StaleReason::InputChanged(name)) => self
+                .state
+                .records
+                .get(spec.id.as_str())
+                .and_then(|old| self.values.change(spec, old, name)),
+            _ => None,
+        };
+        match change {
+            Some(c) => (Some(format!("{text} {c}")), Some(text)),
+            None => (Some(text), None),
+        }
     }
 
     /// The late inputs and dependencies' output hashes of a task, or the
@@ -296,7 +325,8 @@ impl Engine<'_> {
         why: StaleReason,
     ) -> Outcome {
         if spec.recipe().heavy() {
-            self.send(Event::Started(spec.id.to_string()));
+            let log = self.dirs.log(spec.id.as_str());
+            self.send(Event::Started(spec.id.to_string(), Some(log)));
         }
         match self.produce(spec, key, inputs, deps) {
             Ok(rec) => {
@@ -390,6 +420,8 @@ impl Engine<'_> {
             .for_each(|e| self.send(e));
         let seconds = start.elapsed().as_secs_f64();
         let mut rec = record::record(self.dirs, spec, key, inputs, deps, &produced, seconds)?;
+        let names = spec.inputs.iter().chain(inputs).map(|i| i.name.as_ref());
+        rec.input_values = self.values.encode(spec, names);
         if !spec.recipe().keeps_outputs() {
             let id = spec.id.as_str();
             let orphans = self.state.orphans.iter().filter(|(t, _)| t == id);
@@ -401,58 +433,6 @@ impl Engine<'_> {
         }
         Ok(rec)
     }
-}
-
-/// Notes, state and checks before a build. Returns the loaded state.
-fn prepare(
-    cfg: &Config,
-    graph: &Graph,
-    opts: &BuildOptions,
-    events: &Sender<Event>,
-    state: Option<State>,
-    wanted: &[bool],
-) -> Result<State, Error> {
-    let dirs = cache_dirs(cfg);
-    let note = |s: String| {
-        let _ = events.send(Event::Note(s));
-    };
-    if cfg.server.allow_insecure_ports {
-        note(format!(
-            "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
-            cfg.file.display()
-        ));
-    }
-    let state = match state {
-        Some(s) if s.is_current(&dirs) => s,
-        _ => readable::load_state(&dirs, opts.dry_run, &note)?,
-    };
-    // Everything the build needs is checked before it touches anything.
-    if !opts.no_deps {
-        match preflight::preflight(cfg, graph, &state, wanted, opts.dry_run) {
-            Some(p) if opts.dry_run => note(format!("ddc build would not start: {p}")),
-            Some(p) => return Err(NotStarted(p).into()),
-            None => {}
-        }
-    }
-    if !opts.dry_run {
-        for m in crate::chroot::unmount_leftovers(&dirs.root) {
-            note(format!(
-                "unmounted {} left mounted by an earlier, interrupted run",
-                m.display()
-            ));
-        }
-    }
-    if !opts.dry_run {
-        cache::claim(&dirs, &cfg.file)?;
-        let killed = cache::begin_build(&dirs)?;
-        for p in sweep::temp_files(&state, &dirs, killed) {
-            note(format!(
-                "removed {}, left by a ddc that was killed",
-                p.display()
-            ));
-        }
-    }
-    Ok(state)
 }
 
 /// The reason shown for a task the scheduler did not start.
@@ -561,6 +541,7 @@ pub(crate) fn build(
         verify: opts.verify,
         unreadable: Default::default(),
         targets,
+        values: values::Values::new(cfg),
     };
     execute(&engine, opts, &wanted);
     tracing::debug!("tasks done at {:?}", start.elapsed());

@@ -70,6 +70,8 @@ pub(crate) fn record(
         out_hash: Fingerprint(*h.finalize().as_bytes()),
         seconds,
         replaced: Vec::new(),
+        // The engine's to fill: it knows the config the values come from.
+        input_values: String::new(),
     })
 }
 
