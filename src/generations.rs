@@ -333,7 +333,25 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
 }
 
 /// Generations `gc` must keep, per image, with the reason.
-pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), String> {
+/// Generations nodes report running, by (image, generation), with the nodes.
+pub type Running = BTreeMap<(String, String), Vec<String>>;
+
+/// A list of node names, folded after the first few: `a, b, c, d and 96 more`.
+pub fn fold(names: &[String]) -> String {
+    match names.len() {
+        n if n <= 6 => names.join(", "),
+        n => format!("{} and {} more", names[..4].join(", "), n - 4),
+    }
+}
+
+/// Generations `gc` must keep, per image, with the reason; `running` ones
+/// too unless `force`.
+pub fn protected(
+    cfg: &Config,
+    keep: usize,
+    running: &Running,
+    force: bool,
+) -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
     let entries = entries_by_generation(cfg);
     for image in cfg.images.keys() {
@@ -359,16 +377,32 @@ pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), String
                     .or_insert_with(|| format!("boot entry {} points at it", files[0]));
             }
         }
+        for ((img, g), nodes) in running.iter().filter(|_| !force) {
+            if img == image {
+                let why = format!("running on {}", fold(nodes));
+                out.entry((image.clone(), g.clone()))
+                    .and_modify(|w| *w = format!("{w}; {why}"))
+                    .or_insert(why);
+            }
+        }
     }
     out
 }
 
 /// What `gc` deletes (or would, with `dry_run`): lines to print.
-pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
+/// With `force`, generations in `running` go too, each line naming the
+/// nodes that lose their root.
+pub fn gc(
+    cfg: &Config,
+    keep: usize,
+    dry_run: bool,
+    running: &Running,
+    force: bool,
+) -> Result<Vec<String>> {
     // Deleted without following a link below them.
     fsutil::own(&cfg.paths.nfs_root, fsutil::DIR_MODE);
     fsutil::own(&cfg.paths.tftp_root, fsutil::DIR_MODE);
-    let keep_set = protected(cfg, keep);
+    let keep_set = protected(cfg, keep, running, force);
     let mut lines = Vec::new();
     let mut freed = 0u64;
     for image in cfg.images.keys() {
@@ -383,9 +417,12 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
             let root = cfg.paths.nfs_root.join(image).join(&g.name);
             let own = unique_bytes(&root);
             freed += own;
+            let breaks = running.get(&key).map_or_else(String::new, |nodes| {
+                format!("; breaks {}: running on it, their root goes", fold(nodes))
+            });
             if dry_run {
                 lines.push(format!(
-                    "would delete {image}/{} (frees {})",
+                    "would delete {image}/{} (frees {}{breaks})",
                     g.name,
                     human(own)
                 ));
@@ -393,7 +430,11 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
                 fsutil::safe_remove_dir_all(&root)?;
                 fsutil::remove_path(&crate::manifest::path_of(&root))?;
                 fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
-                lines.push(format!("deleted {image}/{} (freed {})", g.name, human(own)));
+                lines.push(format!(
+                    "deleted {image}/{} (freed {}{breaks})",
+                    g.name,
+                    human(own)
+                ));
             }
         }
     }

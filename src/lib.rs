@@ -15,12 +15,14 @@ mod generations;
 mod graph;
 mod hostnet;
 mod manifest;
+mod nodestate;
 mod process;
 mod recipes;
 mod render;
 mod reporter;
 mod scheduler;
 mod secrets;
+mod serve;
 mod tasks_dir;
 mod template;
 

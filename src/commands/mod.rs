@@ -13,6 +13,8 @@ pub(crate) mod generations;
 pub(crate) mod graph;
 pub(crate) mod init;
 pub(crate) mod rollback;
+pub(crate) mod serve;
+pub(crate) mod status;
 pub(crate) mod tasks;
 pub(crate) mod verify;
 
