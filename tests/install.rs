@@ -293,6 +293,8 @@ const SUBCOMMANDS: &[&str] = &[
     "completions",
     "man",
     "tasks",
+    "serve",
+    "status",
 ];
 
 #[test]
