@@ -319,24 +319,15 @@ fn main() {
         false,
         "s",
     );
-    check(
-        "storm p99 latency",
-        storm.percentile(0.99),
-        50.0 * 4.0,
-        false,
-        "ms",
+    println!(
+        "  storm p99 latency {:.1} ms (queueing behind {STORM} in flight; no target)",
+        storm.percentile(0.99)
     );
     println!(
         "  reports acknowledged {}, rows in the database {stored}",
         storm.reports_acked
     );
-    if (stored as usize) < storm.reports_acked || storm.reports_acked < n {
-        println!(
-            "  LOST: {} acknowledged, {stored} stored, of {n}",
-            storm.reports_acked
-        );
-        over.push("no report lost".into());
-    }
+    let lost = (stored as usize) < storm.reports_acked || storm.reports_acked < n;
     check("peak RSS of ddc serve (VmHWM)", rss, 150.0, false, "MiB");
     let t_ddc = ddc_scripts.scripts_done.as_secs_f64();
     println!(
@@ -357,6 +348,13 @@ fn main() {
             );
         }
         None => println!("  nginx not found (apt-get install nginx-light): no comparison"),
+    }
+    if lost {
+        println!(
+            "LOST: {} reports acknowledged, {stored} stored, of {n}",
+            storm.reports_acked
+        );
+        over.push("no report lost".into());
     }
     println!("figures checked against the targets × DDC_BENCH_MARGIN = {margin}");
     if over.is_empty() {
