@@ -12,6 +12,7 @@
 
 mod files;
 mod inventory;
+mod listener;
 mod report;
 mod routes;
 mod writer;
@@ -67,6 +68,8 @@ pub(crate) fn run(file: &Path, cfg: Config, listen: Option<SocketAddrV4>) -> Res
         );
         tokio::spawn(inventory::watch(file.to_path_buf(), shared, cfg.clone()));
         let service = routes::router(app).into_make_service_with_connect_info::<SocketAddr>();
+        // tap_io: axum gives `ConnectInfo<SocketAddr>` for any listener so wrapped.
+        let listener = axum::serve::ListenerExt::tap_io(listener::Capped::new(listener), |_| {});
         axum::serve(listener, service)
             .with_graceful_shutdown(stopped())
             .await
