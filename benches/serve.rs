@@ -244,41 +244,27 @@ fn margin() -> f64 {
     }
 }
 
-fn main() {
-    let n: usize = std::env::var("NODES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let margin = margin();
-    let dir = project(n);
-    let d = dir.path();
-    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, http::free_port()).into();
-    let serve = start_serve(d, addr);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    println!(
-        "ddc serve, {n} simulated nodes on loopback, database in {}",
-        d.display()
-    );
-    let sustained = rt.block_on(run(addr, n, SUSTAINED, Some("0001-aaaaaaaaaaaa")));
-    let storm = rt.block_on(run(addr, n, STORM, Some("0002-bbbbbbbbbbbb")));
-    let rss = vm_hwm_mib(serve.0.id());
-    drop(serve);
-    let stored = rows_with(d, "0002-bbbbbbbbbbbb");
-    let nginx_addr: SocketAddr = (Ipv4Addr::LOCALHOST, http::free_port()).into();
-    let ddc_scripts = rt.block_on(async {
-        let serve = start_serve(d, addr);
-        let p = run(addr, n, STORM, None).await;
-        drop(serve);
-        p
-    });
-    let nginx = start_nginx(d, nginx_addr).map(|proc| {
-        let p = rt.block_on(run(nginx_addr, n, STORM, None));
-        drop(proc);
-        p
-    });
+/// What the phases measured, for [`judge`].
+struct Results {
+    sustained: Phase,
+    storm: Phase,
+    stored: i64,
+    rss: f64,
+    ddc_scripts: Phase,
+    nginx: Option<Phase>,
+}
+
+/// Prints the figures against their targets; returns those over.
+fn judge(r: &Results, n: usize, margin: f64) -> Vec<String> {
+    let Results {
+        sustained,
+        storm,
+        stored,
+        rss,
+        ddc_scripts,
+        nginx,
+    } = r;
+    let (stored, rss) = (*stored, *rss);
     let mut over = Vec::new();
     let mut check = |name: &str, value: f64, target: f64, higher_is_better: bool, unit: &str| {
         let ok = if higher_is_better {
@@ -356,6 +342,53 @@ fn main() {
         );
         over.push("no report lost".into());
     }
+    over
+}
+
+fn main() {
+    let n: usize = std::env::var("NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let margin = margin();
+    let dir = project(n);
+    let d = dir.path();
+    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, http::free_port()).into();
+    let serve = start_serve(d, addr);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "ddc serve, {n} simulated nodes on loopback, database in {}",
+        d.display()
+    );
+    let sustained = rt.block_on(run(addr, n, SUSTAINED, Some("0001-aaaaaaaaaaaa")));
+    let storm = rt.block_on(run(addr, n, STORM, Some("0002-bbbbbbbbbbbb")));
+    let rss = vm_hwm_mib(serve.0.id());
+    drop(serve);
+    let stored = rows_with(d, "0002-bbbbbbbbbbbb");
+    let nginx_addr: SocketAddr = (Ipv4Addr::LOCALHOST, http::free_port()).into();
+    let ddc_scripts = rt.block_on(async {
+        let serve = start_serve(d, addr);
+        let p = run(addr, n, STORM, None).await;
+        drop(serve);
+        p
+    });
+    let nginx = start_nginx(d, nginx_addr).map(|proc| {
+        let p = rt.block_on(run(nginx_addr, n, STORM, None));
+        drop(proc);
+        p
+    });
+    let r = Results {
+        sustained,
+        storm,
+        stored,
+        rss,
+        ddc_scripts,
+        nginx,
+    };
+    let over = judge(&r, n, margin);
     println!("figures checked against the targets × DDC_BENCH_MARGIN = {margin}");
     if over.is_empty() {
         println!("all within their targets");
