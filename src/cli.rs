@@ -146,6 +146,32 @@ pub(crate) enum Command {
         no_wait: bool,
         #[command(flatten)]
         verbose: Verbose,
+        /// Delete generations that nodes report running too, and name the
+        /// nodes whose root goes (the current, pinned and entry-referenced
+        /// ones are still kept).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the node-facing HTTP service in the foreground: the TFTP root's
+    /// files (iPXE scripts, kernels, initrds), the nodes' reports, machines
+    /// not in the inventory. Stops on SIGTERM or SIGINT.
+    Serve {
+        /// Listen here instead of [server] http (default MASTER:8080).
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddrV4>,
+    },
+    /// Each node's state (never seen, booting, up, silent), the generation
+    /// it runs and the one its entry points at, from the node-state database.
+    Status {
+        /// Only these nodes.
+        nodes: Vec<String>,
+        /// One JSON object per node per line.
+        #[arg(long)]
+        json: bool,
+        /// Move the node-state database aside (when it is corrupt) so that
+        /// `ddc serve` starts an empty one; stop `ddc serve` first.
+        #[arg(long)]
+        reset_db: bool,
     },
     /// Forget the cache (all, or the named tasks and their dependents).
     Clean {
@@ -453,6 +479,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             dry_run,
             no_wait,
             verbose: v,
+            force,
         } => commands::gc::run(
             file,
             commands::gc::Options {
@@ -460,6 +487,20 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
                 dry_run,
                 no_wait,
                 verbose: verbose || v.verbose,
+                force,
+            },
+        ),
+        Command::Serve { listen } => commands::serve::run(file, listen),
+        Command::Status {
+            nodes,
+            json,
+            reset_db,
+        } => commands::status::run(
+            file,
+            commands::status::Options {
+                nodes,
+                json,
+                reset_db,
             },
         ),
         Command::Clean { tasks, no_wait } => commands::clean::run(file, &tasks, no_wait),

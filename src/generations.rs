@@ -333,6 +333,8 @@ pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::
 pub enum Keep {
     /// Where `current` points: new boots get it.
     Current,
+    /// Nodes report running it (their root): deleting it breaks them.
+    Running(Vec<String>),
     /// A node's `image = "IMG@GEN"` pins it.
     PinnedBy(String),
     /// A boot entry on disk points at it.
@@ -345,6 +347,7 @@ impl std::fmt::Display for Keep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Keep::Current => f.write_str("current"),
+            Keep::Running(nodes) => write!(f, "running on {}", crate::names::fold(nodes)),
             Keep::PinnedBy(node) => write!(f, "pinned by {node}"),
             Keep::BootEntry(file) => write!(f, "boot entry {file} points at it"),
             Keep::Newest(n) => write!(f, "one of the newest {n}"),
@@ -352,8 +355,17 @@ impl std::fmt::Display for Keep {
     }
 }
 
-/// Generations `gc` must keep, per image, with the strongest reason.
-pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), Keep> {
+/// Generations nodes report running, by (image, generation), with the nodes.
+pub type Running = BTreeMap<(String, String), Vec<String>>;
+
+/// Generations `gc` must keep, per image, with the strongest reason;
+/// `running` ones too unless `force`.
+pub fn protected(
+    cfg: &Config,
+    keep: usize,
+    running: &Running,
+    force: bool,
+) -> BTreeMap<(String, String), Keep> {
     let mut out: BTreeMap<(String, String), Keep> = BTreeMap::new();
     let mut hold = |image: &str, g: &str, why: Keep| {
         let e = out
@@ -385,16 +397,29 @@ pub fn protected(cfg: &Config, keep: usize) -> BTreeMap<(String, String), Keep> 
                 }
             }
         }
+        for ((img, g), nodes) in running.iter().filter(|_| !force) {
+            if img == image {
+                hold(image, g, Keep::Running(nodes.clone()));
+            }
+        }
     }
     out
 }
 
 /// What `gc` deletes (or would, with `dry_run`): lines to print.
-pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
+/// With `force`, generations in `running` go too, each line naming the
+/// nodes that lose their root.
+pub fn gc(
+    cfg: &Config,
+    keep: usize,
+    dry_run: bool,
+    running: &Running,
+    force: bool,
+) -> Result<Vec<String>> {
     // Deleted without following a link below them.
     fsutil::own(&cfg.paths.nfs_root, fsutil::DIR_MODE);
     fsutil::own(&cfg.paths.tftp_root, fsutil::DIR_MODE);
-    let keep_set = protected(cfg, keep);
+    let keep_set = protected(cfg, keep, running, force);
     let mut lines = Vec::new();
     let mut freed = 0u64;
     for image in cfg.images.keys() {
@@ -409,9 +434,15 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
             let root = cfg.paths.nfs_root.join(image).join(&g.name);
             let own = unique_bytes(&root);
             freed += own;
+            let breaks = running.get(&key).map_or_else(String::new, |nodes| {
+                format!(
+                    "; breaks {}: running on it, their root goes",
+                    crate::names::fold(nodes)
+                )
+            });
             if dry_run {
                 lines.push(format!(
-                    "would delete {image}/{} (frees {})",
+                    "would delete {image}/{} (frees {}{breaks})",
                     g.name,
                     human(own)
                 ));
@@ -419,7 +450,11 @@ pub fn gc(cfg: &Config, keep: usize, dry_run: bool) -> Result<Vec<String>> {
                 fsutil::safe_remove_dir_all(&root)?;
                 fsutil::remove_path(&crate::manifest::path_of(&root))?;
                 fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
-                lines.push(format!("deleted {image}/{} (freed {})", g.name, human(own)));
+                lines.push(format!(
+                    "deleted {image}/{} (freed {}{breaks})",
+                    g.name,
+                    human(own)
+                ));
             }
         }
     }

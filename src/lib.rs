@@ -17,12 +17,14 @@ mod graph;
 mod hostnet;
 mod manifest;
 mod names;
+mod nodestate;
 mod process;
 mod recipes;
 mod render;
 mod reporter;
 mod scheduler;
 mod secrets;
+mod serve;
 mod tasks_dir;
 mod template;
 

@@ -297,6 +297,8 @@ const SUBCOMMANDS: &[&str] = &[
     "nodes",
     "show",
     "node",
+    "serve",
+    "status",
 ];
 
 #[test]

@@ -17,6 +17,8 @@ mod node_show;
 pub(crate) mod nodes;
 pub(crate) mod power;
 pub(crate) mod rollback;
+pub(crate) mod serve;
+pub(crate) mod status;
 pub(crate) mod tasks;
 pub(crate) mod verify;
 

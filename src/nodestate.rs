@@ -1,0 +1,534 @@
+//! The node-state database, `cache/nodes.db`: what each node last reported
+//! (the generation it booted, kernel, uptime, failed units), when it last
+//! fetched its iPXE script, and the machines not in the inventory that asked
+//! for one (`discovered`). SQLite in WAL mode, so `ddc serve` writes while
+//! `ddc status` and `ddc gc` read; the schema is versioned by
+//! `PRAGMA user_version`. Every command that reads or writes node state goes
+//! through this module. It imports only `fsutil`: the states it derives
+//! (`never_seen`, `booting`, `up`, `silent`) need only times and a heartbeat.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+/// The schema this ddc writes and reads.
+const SCHEMA_VERSION: i32 = 1;
+
+/// At most this many machines not in the inventory are remembered; a
+/// stranger cannot grow the table without bound.
+pub const DISCOVERED_MAX: i64 = 10_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    hostname TEXT PRIMARY KEY,
+    mac TEXT,
+    image TEXT,
+    generation TEXT,
+    boot_id TEXT,
+    kernel TEXT,
+    uptime REAL,
+    failed_units TEXT,
+    report_at INTEGER,
+    report_ip TEXT,
+    fetch_at INTEGER,
+    fetch_ip TEXT
+);
+CREATE TABLE IF NOT EXISTS discovered (
+    mac TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    ip TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    arch TEXT NOT NULL
+);
+";
+
+/// The database file of a cluster whose cache folder is `cache`.
+pub fn db_path(cache: &Path) -> PathBuf {
+    cache.join("nodes.db")
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A report a node sent, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub hostname: String,
+    pub mac: String,
+    pub image: String,
+    pub generation: String,
+    pub boot_id: String,
+    pub kernel: String,
+    pub uptime: f64,
+    pub failed_units: Vec<String>,
+}
+
+/// One write to the database.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A node's report, received at `at` (ms) from `ip`.
+    Report { report: Report, at: i64, ip: String },
+    /// A node fetched its iPXE script.
+    Fetch {
+        hostname: String,
+        at: i64,
+        ip: String,
+    },
+    /// A machine not in the inventory asked for a script.
+    Unknown {
+        mac: String,
+        at: i64,
+        ip: String,
+        platform: String,
+        arch: String,
+    },
+}
+
+/// What the database holds about one node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeRow {
+    pub report: Option<Report>,
+    pub report_at: Option<i64>,
+    pub fetch_at: Option<i64>,
+}
+
+/// A node's state, from its last report and last script fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    NeverSeen,
+    Booting,
+    Up,
+    Silent,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::NeverSeen => "never_seen",
+            State::Booting => "booting",
+            State::Up => "up",
+            State::Silent => "silent",
+        }
+    }
+}
+
+impl NodeRow {
+    /// `booting` when it fetched its script after its last report, `up`
+    /// with a report in the last 3 heartbeats, `silent` before that.
+    pub fn state(&self, now: i64, heartbeat_s: u32) -> State {
+        match (self.report_at, self.fetch_at) {
+            (None, None) => State::NeverSeen,
+            (None, Some(_)) => State::Booting,
+            (Some(r), Some(f)) if f > r => State::Booting,
+            (Some(r), _) if now - r <= 3 * i64::from(heartbeat_s) * 1000 => State::Up,
+            (Some(_), _) => State::Silent,
+        }
+    }
+
+    /// The later of the last report and the last fetch.
+    pub fn last_seen(&self) -> Option<i64> {
+        self.report_at.max(self.fetch_at)
+    }
+
+    /// When the node booted: the report's time less its uptime.
+    pub fn booted_at(&self) -> Option<i64> {
+        let r = self.report.as_ref()?;
+        Some(self.report_at? - (r.uptime * 1000.0) as i64)
+    }
+}
+
+/// An open node-state database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    discovered: i64,
+}
+
+/// The error for a database SQLite cannot read, naming the file and the reset.
+fn explain(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let corrupt = matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase));
+    if corrupt {
+        anyhow!(
+            "the node-state database {} is corrupt ({e}); stop `ddc serve` and run \
+             `ddc status --reset-db` to move it aside and start an empty one \
+             (nodes report again within one heartbeat)",
+            path.display()
+        )
+    } else {
+        anyhow!(e).context(format!(
+            "cannot use the node-state database {}",
+            path.display()
+        ))
+    }
+}
+
+impl Store {
+    /// Opens (creating it, mode 0600, if missing) the database for writing:
+    /// WAL, full sync on commit, the schema checked or made.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            // Created empty with its mode before SQLite opens it.
+            crate::fsutil::open_file(path, crate::fsutil::Open::Keep, 0o600)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| explain(path, e))?;
+        let mut s = Store {
+            conn,
+            path: path.to_path_buf(),
+            discovered: 0,
+        };
+        s.setup(true).map_err(|e| explain(path, e))?;
+        s.discovered = s
+            .conn
+            .query_row("SELECT count(*) FROM discovered", [], |r| r.get(0))
+            .map_err(|e| explain(path, e))?;
+        Ok(s)
+    }
+
+    /// Opens an existing database to read; None when there is none yet.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| explain(path, e))?;
+        let mut s = Store {
+            conn,
+            path: path.to_path_buf(),
+            discovered: 0,
+        };
+        s.setup(false).map_err(|e| explain(path, e))?;
+        Ok(Some(s))
+    }
+
+    fn setup(&mut self, create: bool) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(Duration::from_secs(5))?;
+        let version: i32 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!(
+                    "schema version {version} is newer than this ddc's {SCHEMA_VERSION}"
+                )),
+            ));
+        }
+        if create {
+            self.conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .or_else(|e| match e {
+                    // The pragma returns a row: rusqlite reports it as an error.
+                    rusqlite::Error::ExecuteReturnedResults => Ok(()),
+                    e => Err(e),
+                })?;
+            self.conn.pragma_update(None, "synchronous", "FULL")?;
+            self.conn.execute_batch(SCHEMA)?;
+            self.conn
+                .pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        } else {
+            // Reads the header: a file that is not a database fails here.
+            self.conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Applies `writes` in one transaction (one commit, one sync). Each gets
+    /// its own outcome: `Err` with a reason for an unknown machine refused
+    /// because the `discovered` table is full.
+    pub fn apply(&mut self, writes: &[Write]) -> Result<Vec<Result<(), String>>> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| explain(&path, e))?;
+        let mut out = Vec::with_capacity(writes.len());
+        let mut added = 0;
+        for w in writes {
+            out.push(
+                apply_one(&tx, w, self.discovered + added, &mut added)
+                    .map_err(|e| explain(&path, e))?,
+            );
+        }
+        tx.commit().map_err(|e| explain(&path, e))?;
+        self.discovered += added;
+        Ok(out)
+    }
+
+    /// Every node row, by hostname.
+    pub fn nodes(&self) -> Result<BTreeMap<String, NodeRow>> {
+        self.read_nodes().map_err(|e| explain(&self.path, e))
+    }
+
+    fn read_nodes(&self) -> rusqlite::Result<BTreeMap<String, NodeRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT hostname, mac, image, generation, boot_id, kernel, uptime, failed_units, \
+             report_at, fetch_at FROM nodes",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let hostname: String = r.get(0)?;
+            let report_at: Option<i64> = r.get(8)?;
+            let report = match report_at {
+                Some(_) => Some(Report {
+                    hostname: hostname.clone(),
+                    mac: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    image: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    generation: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    boot_id: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    kernel: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    uptime: r.get::<_, Option<f64>>(6)?.unwrap_or_default(),
+                    failed_units: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|t| serde_json::from_str(&t).ok())
+                        .unwrap_or_default(),
+                }),
+                None => None,
+            };
+            let row = NodeRow {
+                report,
+                report_at,
+                fetch_at: r.get(9)?,
+            };
+            Ok((hostname, row))
+        })?;
+        rows.collect()
+    }
+
+    /// The generations nodes report running, by (image, generation), with
+    /// the nodes, sorted: what `gc` must not delete.
+    pub fn running(&self) -> Result<BTreeMap<(String, String), Vec<String>>> {
+        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (host, row) in self.nodes()? {
+            if let Some(r) = row.report {
+                out.entry((r.image, r.generation)).or_default().push(host);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction,
+    w: &Write,
+    discovered: i64,
+    added: &mut i64,
+) -> rusqlite::Result<Result<(), String>> {
+    match w {
+        Write::Report { report: r, at, ip } => {
+            let units = serde_json::to_string(&r.failed_units).unwrap_or_default();
+            tx.prepare_cached(
+                "INSERT INTO nodes (hostname, mac, image, generation, boot_id, kernel, uptime, \
+                 failed_units, report_at, report_ip) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) \
+                 ON CONFLICT(hostname) DO UPDATE SET mac=?2, image=?3, generation=?4, \
+                 boot_id=?5, kernel=?6, uptime=?7, failed_units=?8, report_at=?9, report_ip=?10",
+            )?
+            .execute(params![
+                r.hostname,
+                r.mac,
+                r.image,
+                r.generation,
+                r.boot_id,
+                r.kernel,
+                r.uptime,
+                units,
+                at,
+                ip
+            ])?;
+        }
+        Write::Fetch { hostname, at, ip } => {
+            tx.prepare_cached(
+                "INSERT INTO nodes (hostname, fetch_at, fetch_ip) VALUES (?1,?2,?3) \
+                 ON CONFLICT(hostname) DO UPDATE SET fetch_at=?2, fetch_ip=?3",
+            )?
+            .execute(params![hostname, at, ip])?;
+        }
+        Write::Unknown {
+            mac,
+            at,
+            ip,
+            platform,
+            arch,
+        } => {
+            let known: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM discovered WHERE mac = ?1")?
+                .query_row([mac], |r| r.get(0))
+                .optional()?;
+            if known.is_some() {
+                tx.prepare_cached(
+                    "UPDATE discovered SET last_seen=?2, ip=?3, platform=?4, arch=?5 WHERE mac=?1",
+                )?
+                .execute(params![mac, at, ip, platform, arch])?;
+            } else if discovered >= DISCOVERED_MAX {
+                return Ok(Err(format!(
+                    "the discovered table is full ({DISCOVERED_MAX} machines)"
+                )));
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO discovered (mac, first_seen, last_seen, ip, platform, arch) \
+                     VALUES (?1,?2,?2,?3,?4,?5)",
+                )?
+                .execute(params![mac, at, ip, platform, arch])?;
+                *added += 1;
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Moves a database aside (`FILE.corrupt-SECONDS`, with its WAL files) so
+/// the next open starts an empty one. Returns where it went, or None if
+/// there was no database.
+pub fn reset(path: &Path) -> Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let aside = PathBuf::from(format!("{}.corrupt-{}", path.display(), now_ms() / 1000));
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("cannot move {} aside", path.display()))?;
+    for ext in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{ext}", path.display()));
+        if side.exists() {
+            std::fs::rename(&side, format!("{}{ext}", aside.display()))
+                .with_context(|| format!("cannot move {} aside", side.display()))?;
+        }
+    }
+    Ok(Some(aside))
+}
+
+/// RFC 3339 (UTC, seconds) of a time in ms since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(host: &str, generation: &str) -> Report {
+        Report {
+            hostname: host.into(),
+            mac: "52:54:00:12:34:56".into(),
+            image: "default".into(),
+            generation: generation.into(),
+            boot_id: "b".into(),
+            kernel: "6.1.0".into(),
+            uptime: 10.0,
+            failed_units: vec!["a.service".into()],
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn states_follow_reports_and_fetches() {
+        let hb = 60;
+        let mut row = NodeRow::default();
+        assert_eq!(row.state(1000, hb), State::NeverSeen);
+        row.fetch_at = Some(1000);
+        assert_eq!(row.state(2000, hb), State::Booting);
+        row.report_at = Some(2000);
+        assert_eq!(row.state(2000, hb), State::Up);
+        assert_eq!(row.state(2000 + 180_000, hb), State::Up);
+        assert_eq!(row.state(2001 + 180_000, hb), State::Silent);
+        row.fetch_at = Some(3000);
+        assert_eq!(row.state(3000, hb), State::Booting);
+    }
+
+    #[test]
+    fn writes_read_back_and_discovered_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        let mut s = Store::open(&path).unwrap();
+        let out = s
+            .apply(&[
+                Write::Report {
+                    report: report("node01", "0001-aaaaaaaaaaaa"),
+                    at: 5000,
+                    ip: "192.0.2.11".into(),
+                },
+                Write::Fetch {
+                    hostname: "node02".into(),
+                    at: 6000,
+                    ip: "192.0.2.12".into(),
+                },
+            ])
+            .unwrap();
+        assert_eq!(out, vec![Ok(()), Ok(())]);
+        let nodes = s.nodes().unwrap();
+        assert_eq!(
+            nodes["node01"].report,
+            Some(report("node01", "0001-aaaaaaaaaaaa"))
+        );
+        assert_eq!(nodes["node01"].booted_at(), Some(-5000));
+        assert_eq!(nodes["node02"].report, None);
+        assert_eq!(nodes["node02"].fetch_at, Some(6000));
+        let running = s.running().unwrap();
+        assert_eq!(
+            running[&("default".to_string(), "0001-aaaaaaaaaaaa".to_string())],
+            vec!["node01".to_string()]
+        );
+        s.discovered = DISCOVERED_MAX - 1;
+        let unknown = |mac: &str| Write::Unknown {
+            mac: mac.into(),
+            at: 1,
+            ip: "192.0.2.99".into(),
+            platform: "efi".into(),
+            arch: "x86_64".into(),
+        };
+        let out = s
+            .apply(&[unknown("aa"), unknown("bb"), unknown("aa")])
+            .unwrap();
+        assert!(
+            out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
+            "{out:?}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_database_names_the_file_and_the_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+        let e = Store::open_existing(&path).err().unwrap().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("ddc status --reset-db"), "{e}");
+        let aside = reset(&path).unwrap().unwrap();
+        assert!(aside.exists() && !path.exists());
+        Store::open(&path).unwrap();
+    }
+}
