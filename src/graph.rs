@@ -34,7 +34,8 @@ pub(crate) struct Graph {
 /// `staging` says (part of their keys).
 pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
     let mut p = Planner::new(cfg, staging)?;
-    for img in cfg.images.values() {
+    // A base's tasks before those of the images that start from it.
+    for img in cfg.images_in_build_order() {
         for kind in Kind::ALL {
             if kind.recipe().scope() == Scope::Image {
                 kind.recipe().plan(&mut p, Some(img))?;

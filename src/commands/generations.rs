@@ -10,6 +10,8 @@ use super::{load, Loaded};
 /// Prints the generations of `image`, or of every image.
 pub(crate) fn run(file: &Path, image: Option<&str>) -> Result<(), Error> {
     let Loaded { cfg, .. } = load(file)?;
-    print!("{}", crate::generations::report(&cfg, image)?);
+    let layers = crate::engine::cache_dirs(&cfg).root.join("images");
+    let retired = crate::generations::retired(&cfg, &layers);
+    print!("{}", crate::generations::report(&cfg, image, &retired)?);
     Ok(())
 }
