@@ -259,14 +259,6 @@ impl Validator<'_> {
         mark(!raw.ssh_authorized_keys.is_empty(), "ssh_authorized_keys");
         mark(raw.nis_domain.is_some(), "nis_domain");
         mark(raw.boot.is_some(), "boot");
-        for (k, s) in [("arch", &raw.arch), ("mirror", &raw.mirror)] {
-            if let Some(s) = s {
-                fixed.push((k, self.origin(s)));
-            }
-        }
-        if let Some(b) = &raw.bootstrapper {
-            fixed.push(("bootstrapper", self.origin(b)));
-        }
         let suite = match raw.suite {
             Some(s) => {
                 let s = self.sourced(s);
@@ -284,6 +276,14 @@ impl Validator<'_> {
                 String::new()
             }
         };
+        for (k, s) in [("arch", &raw.arch), ("mirror", &raw.mirror)] {
+            if let Some(s) = s {
+                fixed.push((k, self.origin(s)));
+            }
+        }
+        if let Some(b) = &raw.bootstrapper {
+            fixed.push(("bootstrapper", self.origin(b)));
+        }
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
         let union = self.choice(raw.union, &key("union"), |v| {
