@@ -103,11 +103,15 @@ impl Validator<'_> {
         };
         let key = format!("images.{name}.from");
         let cycle_start = r.path.iter().position(|p| *p == from.value);
-        let result = if from.value == name || cycle_start.is_some() {
-            let mut cycle: Vec<&str> = r.path[cycle_start.unwrap_or(r.path.len())..]
-                .iter()
-                .map(String::as_str)
-                .collect();
+        let result = if from.value == name {
+            self.error(
+                from.origin.clone(),
+                key,
+                "an image cannot start from itself; set suite (and its packages) instead",
+            );
+            None
+        } else if let Some(start) = cycle_start {
+            let mut cycle: Vec<&str> = r.path[start..].iter().map(String::as_str).collect();
             cycle.extend([name, from.value.as_str()]);
             self.error(
                 from.origin.clone(),
