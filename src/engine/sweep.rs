@@ -50,6 +50,21 @@ fn retained(cfg: &Config, rec: &Record) -> bool {
             .any(|o| o.path.symlink_metadata().is_ok())
 }
 
+/// The records of retired images that stay (see [`retained`]), looked at
+/// only when some record is not in the graph (`in_graph` of them are):
+/// never on a build of the usual kind.
+fn retained_records<'s>(cfg: &Config, state: &'s State, in_graph: usize) -> HashSet<&'s str> {
+    if in_graph == state.records.len() {
+        return HashSet::new();
+    }
+    state
+        .records
+        .values()
+        .filter(|r| retained(cfg, r))
+        .map(|r| r.task.as_str())
+        .collect()
+}
+
 impl Sweep {
     /// Compares the recorded outputs with the graph and this build's records.
     /// What a task of the graph declares it writes is never removed, recorded
@@ -76,18 +91,7 @@ impl Sweep {
             .iter()
             .filter(|t| state.records.contains_key(t.id.as_str()))
             .count();
-        // Records of retired images stay (looked at only when some record
-        // is not in the graph: never on a build of the usual kind).
-        let kept_retired: HashSet<&str> = if in_graph == state.records.len() {
-            HashSet::new()
-        } else {
-            state
-                .records
-                .values()
-                .filter(|r| retained(cfg, r))
-                .map(|r| r.task.as_str())
-                .collect()
-        };
+        let kept_retired = retained_records(cfg, state, in_graph);
         sweep.retired = kept_retired
             .iter()
             .filter_map(|t| image_of(t))

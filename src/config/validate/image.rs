@@ -248,26 +248,13 @@ impl Validator<'_> {
                 ),
             );
         }
+        let (mut fixed, set) = self.keys_set(&raw);
         let from = raw.from.map(|f| self.sourced(f));
-        let mut fixed: Vec<(&'static str, Origin)> = Vec::new();
-        let mut set: Vec<&'static str> = Vec::new();
-        let mut mark = |on: bool, k: &'static str| {
-            if on {
-                set.push(k)
-            }
-        };
-        mark(raw.union.is_some(), "union");
-        mark(raw.cmdline.is_some(), "cmdline");
-        mark(raw.files.is_some(), "files");
-        mark(raw.root_password_hash.is_some(), "root_password_hash");
-        mark(!raw.ssh_authorized_keys.is_empty(), "ssh_authorized_keys");
-        mark(raw.nis_domain.is_some(), "nis_domain");
-        mark(raw.boot.is_some(), "boot");
         let suite = match raw.suite {
             Some(s) => {
                 let s = self.sourced(s);
                 self.check(&s, &key("suite"), &SUITE);
-                fixed.push(("suite", s.origin.clone()));
+                fixed.insert(0, ("suite", s.origin.clone()));
                 s.value
             }
             None if from.is_some() => String::new(),
@@ -280,14 +267,6 @@ impl Validator<'_> {
                 String::new()
             }
         };
-        for (k, s) in [("arch", &raw.arch), ("mirror", &raw.mirror)] {
-            if let Some(s) = s {
-                fixed.push((k, self.origin(s)));
-            }
-        }
-        if let Some(b) = &raw.bootstrapper {
-            fixed.push(("bootstrapper", self.origin(b)));
-        }
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
         let union = self.choice(raw.union, &key("union"), |v| {
@@ -340,6 +319,33 @@ impl Validator<'_> {
             set,
             mirror,
         })
+    }
+
+    /// Where the keys a child may not change (arch, mirror, bootstrapper)
+    /// are set, and which inheritable keys the table sets.
+    fn keys_set(&self, raw: &RawImage) -> (Vec<(&'static str, Origin)>, Vec<&'static str>) {
+        let mut fixed: Vec<(&'static str, Origin)> = Vec::new();
+        for (k, s) in [("arch", &raw.arch), ("mirror", &raw.mirror)] {
+            if let Some(s) = s {
+                fixed.push((k, self.origin(s)));
+            }
+        }
+        if let Some(b) = &raw.bootstrapper {
+            fixed.push(("bootstrapper", self.origin(b)));
+        }
+        let set = [
+            (raw.union.is_some(), "union"),
+            (raw.cmdline.is_some(), "cmdline"),
+            (raw.files.is_some(), "files"),
+            (raw.root_password_hash.is_some(), "root_password_hash"),
+            (!raw.ssh_authorized_keys.is_empty(), "ssh_authorized_keys"),
+            (raw.nis_domain.is_some(), "nis_domain"),
+            (raw.boot.is_some(), "boot"),
+        ]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+        (fixed, set)
     }
 
     /// A value of a closed set, its default when the key is absent.
