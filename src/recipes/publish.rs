@@ -356,8 +356,13 @@ fn base_generations(cfg: &Config, image: &str) -> Vec<PathBuf> {
     cfg.bases_of(image)
         .into_iter()
         .filter_map(|b| {
+            // Only a generation folder, reached without following a link.
             let g = generations::current(&cfg.paths.nfs_root, &b.name)?;
-            Some(cfg.paths.nfs_root.join(&b.name).join(g))
+            let folder = Folder::open(&cfg.paths.nfs_root.join(&b.name)).ok()?;
+            let listed = generations::list(&cfg.paths.nfs_root, &b.name)
+                .iter()
+                .any(|l| l.name == g);
+            (listed && folder.has_dir(&g).ok()?).then(|| folder.path().join(&g))
         })
         .take(19)
         .collect()
