@@ -73,9 +73,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// List each image's generations: age, size, which nodes boot them.
+    /// List each image's generations: age, size, which nodes boot them;
+    /// images no longer in the Ddcfile are listed as retired.
     Generations {
-        /// Only this image.
+        /// Only this image (a retired one too).
         image: Option<String>,
         /// One JSON object per generation per line (image, id, current,
         /// pinned_by, nodes, created, size).
@@ -133,7 +134,9 @@ pub(crate) enum Command {
     /// `ddc rollback IMG latest` does the same as `ddc rollforward IMG`.
     Rollforward(Switch),
     /// Delete old generations (never the current one, a pinned one, or one a
-    /// boot entry points at) and rewrite the exports without them.
+    /// boot entry points at) and what retired images (no longer in the
+    /// Ddcfile) left: their generations and cache layers; rewrite the
+    /// exports without them.
     Gc {
         /// How many of the newest generations of each image to keep.
         #[arg(long, default_value_t = 2)]

@@ -37,6 +37,23 @@ pub fn published_images(nfs_root: &Path) -> Vec<String> {
     v
 }
 
+/// Images no longer in the Ddcfile (retired) that left something behind:
+/// cache layers (a folder of `cache_images`, the cache's `images`), or
+/// generations in the nfs_root. `ddc gc` deletes them.
+pub fn retired(cfg: &Config, cache_images: &Path) -> Vec<String> {
+    let mut out: BTreeSet<String> = std::fs::read_dir(cache_images)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.extend(published_images(&cfg.paths.nfs_root));
+    out.retain(|i| !cfg.images.contains_key(i));
+    out.into_iter().collect()
+}
+
 /// The generations of an image, oldest first.
 pub fn list(nfs_root: &Path, image: &str) -> Vec<Generation> {
     let mut gens: Vec<Generation> = std::fs::read_dir(nfs_root.join(image))
@@ -264,35 +281,57 @@ pub fn hostnames(cfg: &Config) -> HashMap<String, String> {
         .collect()
 }
 
-/// The text of `ddc generations [IMG]`.
-pub fn report(cfg: &Config, only: Option<&str>) -> Result<String, crate::error::Error> {
-    let images: Vec<&String> = match only {
-        Some(i) if cfg.images.contains_key(i) => {
-            vec![cfg.images.keys().find(|k| *k == i).expect("found")]
-        }
-        Some(i) => {
-            return Err(crate::error::NotStarted(format!(
-                "no image {i:?} in the Ddcfile; images: {}",
-                cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-            .into())
-        }
-        None => cfg.images.keys().collect(),
+/// The text of `ddc generations [IMG]`: the images of the Ddcfile, then
+/// the `retired` ones (no longer in it; see [`retired`]).
+pub fn report(
+    cfg: &Config,
+    only: Option<&str>,
+    retired: &[String],
+) -> Result<String, crate::error::Error> {
+    let all: Vec<(&String, bool)> = cfg
+        .images
+        .keys()
+        .map(|k| (k, false))
+        .chain(retired.iter().map(|r| (r, true)))
+        .collect();
+    let images: Vec<(&String, bool)> = match only {
+        Some(i) => all.iter().copied().filter(|(k, _)| *k == i).collect(),
+        None => all.clone(),
     };
+    if let (Some(i), true) = (only, images.is_empty()) {
+        return Err(crate::error::NotStarted(format!(
+            "no image {i:?} in the Ddcfile, nor a retired one; images: {}",
+            all.iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
     let entries = entries_by_generation(cfg);
     let names = hostnames(cfg);
     let mut out = String::new();
     let mut any_refused = false;
-    for image in images {
+    for (image, is_retired) in images {
         let refused = rolled_back(&cfg.paths.nfs_root, image);
         let gens = list(&cfg.paths.nfs_root, image);
+        let title = if is_retired {
+            format!("{image} (retired: no longer in the Ddcfile; `ddc gc` deletes its generations and cache layers)")
+        } else {
+            image.clone()
+        };
         if gens.is_empty() {
-            out.push_str(&format!("{image}: nothing published yet (ddc build)\n"));
+            let none = if is_retired {
+                "no generations, cache layers only"
+            } else {
+                "nothing published yet (ddc build)"
+            };
+            out.push_str(&format!("{title}: {none}\n"));
             continue;
         }
         let cur = current(&cfg.paths.nfs_root, image);
         let sizes = sizes(&cfg.paths.nfs_root, image, &gens);
-        out.push_str(&format!("{image}:\n"));
+        out.push_str(&format!("{title}:\n"));
         out.push_str("    generation         age     size        nodes\n");
         for (g, size) in gens.iter().zip(sizes) {
             let nodes: Vec<String> = entries
@@ -359,10 +398,12 @@ impl std::fmt::Display for Keep {
 pub type Running = BTreeMap<(String, String), Vec<String>>;
 
 /// Generations `gc` must keep, per image, with the strongest reason;
-/// `running` ones too unless `force`.
+/// `running` ones too unless `force`. Of a `retired` image only those a boot
+/// entry points at, or a node runs, stay.
 pub fn protected(
     cfg: &Config,
     keep: usize,
+    retired: &[String],
     running: &Running,
     force: bool,
 ) -> BTreeMap<(String, String), Keep> {
@@ -376,6 +417,16 @@ pub fn protected(
         }
     };
     let entries = entries_by_generation(cfg);
+    for ((img, g), files) in &entries {
+        if retired.contains(img) {
+            if let Some(f) = files.iter().min() {
+                hold(img, g, Keep::BootEntry(f.clone()));
+            }
+        }
+    }
+    for ((img, g), nodes) in running.iter().filter(|_| !force) {
+        hold(img, g, Keep::Running(nodes.clone()));
+    }
     for image in cfg.images.keys() {
         let gens = list(&cfg.paths.nfs_root, image);
         if let Some(c) = current(&cfg.paths.nfs_root, image) {
@@ -397,32 +448,35 @@ pub fn protected(
                 }
             }
         }
-        for ((img, g), nodes) in running.iter().filter(|_| !force) {
-            if img == image {
-                hold(image, g, Keep::Running(nodes.clone()));
-            }
-        }
     }
     out
 }
 
-/// What `gc` deletes (or would, with `dry_run`): lines to print.
-/// With `force`, generations in `running` go too, each line naming the
-/// nodes that lose their root.
+/// What `gc` deletes (or would, with `dry_run`): lines to print, and the
+/// bytes freed. Every generation of a `retired` image goes, unless a boot
+/// entry points at it or a node runs it; then its folders. With `force`,
+/// generations in `running` go too, each line naming the nodes that lose
+/// their root.
 pub fn gc(
     cfg: &Config,
     keep: usize,
     dry_run: bool,
+    retired: &[String],
     running: &Running,
     force: bool,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, u64)> {
     // Deleted without following a link below them.
     fsutil::own(&cfg.paths.nfs_root, fsutil::DIR_MODE);
     fsutil::own(&cfg.paths.tftp_root, fsutil::DIR_MODE);
-    let keep_set = protected(cfg, keep, running, force);
+    let keep_set = protected(cfg, keep, retired, running, force);
     let mut lines = Vec::new();
     let mut freed = 0u64;
-    for image in cfg.images.keys() {
+    for image in cfg.images.keys().chain(retired) {
+        let tag = if retired.contains(image) {
+            ", retired image"
+        } else {
+            ""
+        };
         // What deleting a generation frees: its files that no other
         // generation links to (counted when it is deleted, in order).
         for g in list(&cfg.paths.nfs_root, image) {
@@ -442,7 +496,7 @@ pub fn gc(
             });
             if dry_run {
                 lines.push(format!(
-                    "would delete {image}/{} (frees {}{breaks})",
+                    "would delete {image}/{} (frees {}{tag}{breaks})",
                     g.name,
                     human(own)
                 ));
@@ -451,19 +505,38 @@ pub fn gc(
                 fsutil::remove_path(&crate::manifest::path_of(&root))?;
                 fsutil::remove_path(&cfg.paths.tftp_root.join(image).join(&g.name))?;
                 lines.push(format!(
-                    "deleted {image}/{} (freed {}{breaks})",
+                    "deleted {image}/{} (freed {}{tag}{breaks})",
                     g.name,
                     human(own)
                 ));
             }
         }
     }
-    lines.push(if dry_run {
-        format!("would free {}", human(freed))
-    } else {
-        format!("freed {}", human(freed))
-    });
-    Ok(lines)
+    if !dry_run {
+        for image in retired {
+            let kept = keep_set.keys().any(|(i, _)| i == image);
+            if !kept {
+                // Its `current` link, rollback record and manifests (never
+                // followed), then the kernel folders.
+                fsutil::safe_remove_dir_all(&cfg.paths.nfs_root.join(image))?;
+                fsutil::safe_remove_dir_all(&cfg.paths.tftp_root.join(image))?;
+            }
+        }
+    }
+    Ok((lines, freed))
+}
+
+/// Disk use of a tree, each file counted once however many links it has.
+pub fn tree_bytes(root: &Path) -> u64 {
+    let mut seen: HashSet<(u64, u64)> = HashSet::new();
+    walkdir::WalkDir::new(root)
+        .same_file_system(true)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| seen.insert((m.dev(), m.ino())))
+        .map(|m| m.blocks() * 512)
+        .sum()
 }
 
 /// Bytes of files in a tree that no other path links to.

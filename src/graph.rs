@@ -28,13 +28,18 @@ pub(crate) struct Graph {
     pub(crate) index: HashMap<TaskId, usize>,
     /// The tasks folder's files, as the keys hashed them (templates render from it).
     pub(crate) files: TasksDir,
+    /// (task, task it runs after): an order, not a dependency (nothing of
+    /// the second is in the first's key). A child image's publish runs after
+    /// its base's, to hard-link against the base's new generation.
+    pub(crate) after: Vec<(usize, usize)>,
 }
 
 /// Builds the graph for a config; image steps stage their trees as
 /// `staging` says (part of their keys).
 pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
     let mut p = Planner::new(cfg, staging)?;
-    for img in cfg.images.values() {
+    // A base's tasks before those of the images that start from it.
+    for img in cfg.images_in_build_order() {
         for kind in Kind::ALL {
             if kind.recipe().scope() == Scope::Image {
                 kind.recipe().plan(&mut p, Some(img))?;
@@ -56,7 +61,7 @@ pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
             );
         }
     }
-    let index = tasks
+    let index: HashMap<TaskId, usize> = tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.id.clone(), i))
@@ -78,11 +83,18 @@ pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
             }
         })
         .collect();
+    let publish = |i: &str| index.get(&TaskId::new(Kind::Publish, Some(i))).copied();
+    let after = cfg
+        .images
+        .values()
+        .filter_map(|i| Some((publish(&i.name)?, publish(i.from.as_deref()?)?)))
+        .collect();
     Ok(Graph {
         tasks,
         dep_name,
         index,
         files,
+        after,
     })
 }
 
@@ -119,6 +131,16 @@ impl Graph {
             }
         }
         Ok(want)
+    }
+
+    /// What the scheduler waits for before each task: its dependencies, and
+    /// the wanted tasks it runs after (see `after`).
+    pub(crate) fn schedule_deps(&self, wanted: &[bool]) -> Vec<Vec<usize>> {
+        let mut deps: Vec<Vec<usize>> = self.tasks.iter().map(|t| t.deps.clone()).collect();
+        for &(t, first) in self.after.iter().filter(|(_, f)| wanted[*f]) {
+            deps[t].push(first);
+        }
+        deps
     }
 
     /// The tasks that depend, directly or not, on any of `roots` (included).

@@ -1,12 +1,16 @@
 //! `ddc gc`: deletes old generations (never the current one, a pinned one,
-//! or one a boot entry points at) under the cache lock, then rewrites the
-//! exports without them; nor one a node reports running (`nodestate`),
-//! unless `--force`. What may go is `crate::generations`' to decide.
+//! or one a boot entry points at; nor one a node reports running
+//! (`nodestate`), unless `--force`) and what retired images (no longer in
+//! the Ddcfile) left: their generations and cache layers, under the cache
+//! lock; then rewrites the exports without them (the build forgets the
+//! retired images' records once their outputs are gone). What may go is
+//! `crate::generations`' to decide.
 //! Must not import `cli`.
 
 use std::path::Path;
 
-use crate::engine::BuildOptions;
+use crate::config::Config;
+use crate::engine::{self, BuildOptions};
 use crate::error::Error;
 use crate::generations;
 
@@ -44,14 +48,50 @@ fn running(cfg: &crate::config::Config, force: bool) -> Result<generations::Runn
     }
 }
 
+/// Deletes (or, with `dry_run`, names) old generations, and the retired
+/// images' generations and cache layers; prints what it did.
+fn collect(
+    cfg: &Config,
+    keep: usize,
+    dry_run: bool,
+    running: &generations::Running,
+    force: bool,
+) -> Result<(), Error> {
+    let layers = engine::cache_dirs(cfg).root.join("images");
+    let retired = generations::retired(cfg, &layers);
+    let (lines, mut freed) = generations::gc(cfg, keep, dry_run, &retired, running, force)?;
+    for line in lines {
+        println!("{line}");
+    }
+    for image in &retired {
+        let dir = layers.join(image);
+        if !dir.is_dir() {
+            continue;
+        }
+        let bytes = generations::tree_bytes(&dir);
+        freed += bytes;
+        let (verb, what) = if dry_run {
+            ("would delete", "frees")
+        } else {
+            crate::fsutil::safe_remove_dir_all(&dir)?;
+            ("deleted", "freed")
+        };
+        println!(
+            "{verb} the cache layers of retired image {image}: {} ({what} {})",
+            crate::fsutil::shown(&dir, &cfg.base_dir),
+            generations::human(bytes)
+        );
+    }
+    let verb = if dry_run { "would free" } else { "freed" };
+    println!("{verb} {}", generations::human(freed));
+    Ok(())
+}
+
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
     let Loaded { cfg, graph, .. } = load(file)?;
     let running = running(&cfg, o.force)?;
     if o.dry_run {
-        for line in generations::gc(&cfg, o.keep, true, &running, o.force)? {
-            println!("{line}");
-        }
-        return Ok(());
+        return collect(&cfg, o.keep, true, &running, o.force);
     }
     // Delete under the lock, then rewrite the exports without the deleted.
     let opts = BuildOptions {
@@ -63,10 +103,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         verify: false,
     };
     let delete = |_: &dyn Fn(String)| -> Result<(), Error> {
-        for line in generations::gc(&cfg, o.keep, false, &running, o.force)? {
-            println!("{line}");
-        }
-        Ok(())
+        collect(&cfg, o.keep, false, &running, o.force)
     };
     let run = Run {
         json: false,

@@ -18,7 +18,9 @@ pub(crate) fn run(file: &Path, image: Option<&str>, json: bool) -> Result<(), Er
     if json {
         print!("{}", report_json(&cfg, image)?);
     } else {
-        print!("{}", gens::report(&cfg, image)?);
+        let layers = crate::engine::cache_dirs(&cfg).root.join("images");
+        let retired = gens::retired(&cfg, &layers);
+        print!("{}", gens::report(&cfg, image, &retired)?);
     }
     Ok(())
 }

@@ -149,8 +149,14 @@ impl Bootstrapper {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
     pub name: String,
+    /// The image whose `packages` layer this one starts from (`from = "IMG"`):
+    /// suite, arch, mirror and bootstrapper are the base's; the other keys
+    /// it does not set are inherited.
+    pub from: Option<String>,
     pub suite: String,
     pub arch: String,
+    /// What this image's own `packages` step installs: for an image with
+    /// `from`, only the packages its bases do not have.
     pub packages: Vec<String>,
     pub union: Union,
     pub cmdline: String,
@@ -208,6 +214,41 @@ impl NodeOrigin {
             (Some(f), true) => format!("{} row {}", rel(f), self.line),
             _ => format!("{}:{}", rel(&cfg.file), self.line),
         }
+    }
+}
+
+impl Config {
+    /// The images, each after the image it starts from (`from`): the order
+    /// their tasks are planned in. Validation refuses cycles.
+    pub fn images_in_build_order(&self) -> Vec<&Image> {
+        let mut out: Vec<&Image> = Vec::new();
+        let mut stack: Vec<&Image> = Vec::new();
+        for img in self.images.values() {
+            let mut at = Some(img);
+            while let Some(i) = at.filter(|i| !out.iter().any(|o| o.name == i.name)) {
+                if stack.iter().any(|s| s.name == i.name) {
+                    break;
+                }
+                stack.push(i);
+                at = i.from.as_ref().and_then(|b| self.images.get(b));
+            }
+            out.extend(stack.drain(..).rev());
+        }
+        out
+    }
+
+    /// The images `image` starts from, nearest first (empty for a root image).
+    pub fn bases_of(&self, image: &str) -> Vec<&Image> {
+        let mut out: Vec<&Image> = Vec::new();
+        let mut at = self.images.get(image).and_then(|i| i.from.as_deref());
+        while let Some(b) = at.and_then(|b| self.images.get(b)) {
+            if out.iter().any(|o| o.name == b.name) || b.name == image {
+                break;
+            }
+            out.push(b);
+            at = b.from.as_deref();
+        }
+        out
     }
 }
 

@@ -93,7 +93,10 @@ pub(super) struct RawServer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawImage {
-    pub(super) suite: Spanned<String>,
+    /// Another image whose packages layer this one starts from.
+    pub(super) from: Option<Spanned<String>>,
+    /// Required unless `from` is set (then inherited, and must not differ).
+    pub(super) suite: Option<Spanned<String>>,
     pub(super) arch: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) packages: Vec<Spanned<String>>,

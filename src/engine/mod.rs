@@ -447,7 +447,7 @@ fn skip_reason(graph: &Graph, s: &Skip) -> String {
 /// Runs the wanted tasks through the scheduler.
 fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
     let graph = engine.graph;
-    let deps: Vec<Vec<usize>> = graph.tasks.iter().map(|t| t.deps.clone()).collect();
+    let deps = graph.schedule_deps(wanted);
     let heavy: Vec<bool> = graph.tasks.iter().map(|t| t.recipe().heavy()).collect();
     let mut skips: Vec<(usize, Skip)> = Vec::new();
     scheduler::execute(

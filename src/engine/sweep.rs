@@ -4,7 +4,7 @@
 //! changed), which its new record names: journaled with it, so a build
 //! killed before this point still removes them the next time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -13,7 +13,7 @@ use crate::cache::{CacheDirs, Journal, Record, State};
 use crate::config::Config;
 use crate::fsutil::{remove_path, shown};
 use crate::graph::Graph;
-use crate::recipes::Kind;
+use crate::recipes::{Kind, Scope};
 
 /// What the sweep found to do.
 pub(crate) struct Sweep {
@@ -25,6 +25,44 @@ pub(crate) struct Sweep {
     forget: Vec<String>,
     /// Outputs of tasks that left the graph that stay (published generations).
     kept: Vec<PathBuf>,
+    /// Images no longer in the Ddcfile whose records and outputs stay.
+    retired: BTreeSet<String>,
+}
+
+/// The image a task of an image is about (`packages:gpu` is gpu's).
+fn image_of(task: &str) -> Option<&str> {
+    let kind = Kind::of_id(task)?;
+    if kind.recipe().scope() != Scope::Image {
+        return None;
+    }
+    task.split_once(':').map(|(_, i)| i)
+}
+
+/// Whether the record of a task that left the graph stays: a task of an
+/// image no longer in the Ddcfile (a retired image) keeps its record and
+/// its outputs (cache layers, generations) while one of them is there, so
+/// that adding the image back reuses them. `ddc gc` deletes them.
+fn retained(cfg: &Config, rec: &Record) -> bool {
+    image_of(&rec.task).is_some_and(|i| !cfg.images.contains_key(i))
+        && rec
+            .outputs
+            .iter()
+            .any(|o| o.path.symlink_metadata().is_ok())
+}
+
+/// The records of retired images that stay (see [`retained`]), looked at
+/// only when some record is not in the graph (`in_graph` of them are):
+/// never on a build of the usual kind.
+fn retained_records<'s>(cfg: &Config, state: &'s State, in_graph: usize) -> HashSet<&'s str> {
+    if in_graph == state.records.len() {
+        return HashSet::new();
+    }
+    state
+        .records
+        .values()
+        .filter(|r| retained(cfg, r))
+        .map(|r| r.task.as_str())
+        .collect()
 }
 
 impl Sweep {
@@ -43,6 +81,7 @@ impl Sweep {
             swept: Vec::new(),
             forget: Vec::new(),
             kept: Vec::new(),
+            retired: BTreeSet::new(),
         };
         // The common case, a no-op or a few tasks rerun to the same paths:
         // nothing replaced, no orphan, no record of a task that left the
@@ -52,8 +91,14 @@ impl Sweep {
             .iter()
             .filter(|t| state.records.contains_key(t.id.as_str()))
             .count();
+        let kept_retired = retained_records(cfg, state, in_graph);
+        sweep.retired = kept_retired
+            .iter()
+            .filter_map(|t| image_of(t))
+            .map(String::from)
+            .collect();
         let quiet = state.orphans.is_empty()
-            && in_graph == state.records.len()
+            && in_graph + kept_retired.len() == state.records.len()
             && state.records.values().all(|r| r.replaced.is_empty())
             && new_records.iter().all(|r| r.replaced.is_empty());
         if quiet {
@@ -91,7 +136,7 @@ impl Sweep {
         for (task, rec) in state
             .records
             .iter()
-            .filter(|(t, _)| !ids.contains(t.as_str()))
+            .filter(|(t, _)| !ids.contains(t.as_str()) && !kept_retired.contains(t.as_str()))
         {
             let keeps = Kind::of_id(task).is_some_and(|k| k.recipe().keeps_outputs());
             let gone = rec.outputs.iter().map(|o| (&o.path, o.dir));
@@ -99,7 +144,7 @@ impl Sweep {
             for (p, dir) in gone.filter(|(p, _)| !claimed.contains(p)) {
                 if !keeps {
                     sweep.removals.push((task.clone(), p.clone()));
-                } else if dir {
+                } else if dir && p.symlink_metadata().is_ok() {
                     sweep.kept.push(p.clone());
                 }
             }
@@ -123,6 +168,11 @@ impl Sweep {
         self.removals
             .iter()
             .map(|(task, p)| format!("would remove {} (left by {task})", shown(p, base)))
+            .chain(self.retired.iter().map(|i| {
+                format!(
+                    "image {i} is retired: its cache layers and generations stay until `ddc gc`"
+                )
+            }))
             .collect()
     }
 
@@ -165,6 +215,11 @@ impl Sweep {
             }
         }
         state.orphans.retain(|(t, _)| failed.contains(t.as_str()));
+        for image in &self.retired {
+            notes.push(format!(
+                "image {image} is retired (no longer in the Ddcfile): its cache layers and generations stay until `ddc gc`; adding it back reuses them"
+            ));
+        }
         for p in &self.kept {
             notes.push(format!(
                 "kept {}: its image left the Ddcfile, but nodes may still run on it; delete it when none does",

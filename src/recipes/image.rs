@@ -21,7 +21,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::plan::tool_version;
-use super::step::{image_dir, lower_layers, staging_mode, Staging, Step};
+use super::step::{image_dir, lower_layers, runs_step, staging_mode, Staging, Step};
 use super::step_env::{step_env, step_vars, StepDirs};
 use super::{Need, Planner, Produced, Recipe, RunCtx, Scope, Script, Subject, TaskSpec};
 use crate::chroot::MountGuard;
@@ -50,6 +50,9 @@ impl Recipe for Step {
     fn plan(&self, p: &mut Planner, image: Option<&Image>) -> Result<()> {
         let img = image.context("internal error: an image step without an image")?;
         let step = *self;
+        if !runs_step(p.cfg, &img.name, step) {
+            return Ok(());
+        }
         let (mut inputs, script) = p.step_files(step.name())?;
         inputs.extend(step_vars(step, p.cfg, img)?.into_iter().map(|v| v.input));
         if step == Step::Debootstrap {
@@ -57,13 +60,13 @@ impl Recipe for Step {
             inputs.push(Planner::value(format!("tool:{tool}"), &tool_version(tool)));
         }
         inputs.push(Planner::value("staging", &p.staging));
-        let deps = match step.index() {
-            0 => Vec::new(),
-            i => p
-                .find(Step::ALL[i - 1].kind(), Some(&img.name))
-                .into_iter()
-                .collect(),
+        // An image with `from` starts on its base's packages layer.
+        let deps = match (step.index(), img.from.as_deref()) {
+            (0, _) => None,
+            (1, Some(base)) => p.find(Step::Packages.kind(), Some(base)),
+            (i, _) => p.find(Step::ALL[i - 1].kind(), Some(&img.name)),
         };
+        let deps = deps.into_iter().collect();
         let mut task = Planner::task(
             step.kind(),
             Some(&img.name),
@@ -121,10 +124,12 @@ impl Recipe for Step {
 /// The tree a step works on, and the overlay that makes it, if any.
 fn working_tree(
     ctx: &mut RunCtx,
-    dir: &Path,
+    image: &str,
     step: Step,
     staging: &Path,
 ) -> Result<(PathBuf, Option<MountGuard>)> {
+    let dir = image_dir(ctx.cache_dir, image);
+    let lower = lower_layers(ctx.cache_dir, ctx.cfg, image, step);
     let work = dir.join(format!("{}.work", step.name()));
     let merged = dir.join(format!("{}.root", step.name()));
     if step == Step::Debootstrap {
@@ -134,13 +139,14 @@ fn working_tree(
     if staging_mode() == Staging::Layers {
         fsutil::make_dir_mode(staging, IMAGE_ROOT_MODE)?;
         fsutil::make_dir(&work)?;
-        let overlay =
-            MountGuard::overlay(&merged, &lower_layers(dir, step), Some((staging, &work)))?;
+        let overlay = MountGuard::overlay(&merged, &lower, Some((staging, &work)))?;
         return Ok((merged, Some(overlay)));
     }
-    let prev = dir.join(Step::ALL[step.index() - 1].name());
+    let prev = lower
+        .first()
+        .context("internal error: a step with nothing to start from")?;
     // `cp -a` would copy a link as a link, and the step write through it.
-    Folder::open(&prev)?;
+    Folder::open(prev)?;
     writeln!(
         ctx.log,
         "ddc: copying {} to {}",
@@ -151,7 +157,7 @@ fn working_tree(
         Command::new("cp")
             .arg("-a")
             .arg("--reflink=auto")
-            .arg(&prev)
+            .arg(prev)
             .arg(staging),
         ctx.log,
         ctx.cancel,
@@ -179,7 +185,8 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
     // 0755, not the cache's 0700: the steps bind-mount it as apt's archive
     // folder, where apt downloads as its own user (_apt).
     fsutil::make_dir_mode(&ctx.cache_dir.join("debs"), 0o755)?;
-    let (rootfs, overlay) = working_tree(ctx, &dir, step, &staging)?;
+    fsutil::make_dir(&dir)?;
+    let (rootfs, overlay) = working_tree(ctx, image, step, &staging)?;
     let guard = if script.chroot {
         Some(MountGuard::chroot(&rootfs)?)
     } else {

@@ -225,7 +225,7 @@ fn run_publish(ctx: &mut RunCtx, image: &str) -> Result<Produced> {
     let layered = staging_mode() == Staging::Layers;
     let merged = dir.join("publish.root");
     let (source, view) = if layered {
-        let layers = lower_layers(&dir, Step::Initramfs);
+        let layers = lower_layers(ctx.cache_dir, ctx.cfg, image, Step::Initramfs);
         let mut all = vec![dir.join(Step::Initramfs.name())];
         all.extend(layers);
         let g = MountGuard::overlay(&merged, &all, None)?;
@@ -293,6 +293,10 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     if let Some(p) = &previous {
         cmd.arg(format!("--link-dest={}", p.display()));
     }
+    // An image with `from` shares what it did not change with its bases'.
+    for p in base_generations(cfg, image) {
+        cmd.arg(format!("--link-dest={}", p.display()));
+    }
     cmd.arg(format!("{}/", source.display())).arg(&target);
     writeln!(ctx.log, "ddc: publishing {} as {}", image, root.display())?;
     run_logged(&mut cmd, ctx.log, ctx.cancel)?;
@@ -344,6 +348,24 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         }),
         ..Default::default()
     })
+}
+
+/// The current generations of the images `image` starts from, nearest
+/// first (rsync takes at most 20 `--link-dest`s; the previous generation is one).
+fn base_generations(cfg: &Config, image: &str) -> Vec<PathBuf> {
+    cfg.bases_of(image)
+        .into_iter()
+        .filter_map(|b| {
+            // Only a generation folder, reached without following a link.
+            let g = generations::current(&cfg.paths.nfs_root, &b.name)?;
+            let folder = Folder::open(&cfg.paths.nfs_root.join(&b.name)).ok()?;
+            let listed = generations::list(&cfg.paths.nfs_root, &b.name)
+                .iter()
+                .any(|l| l.name == g);
+            (listed && folder.has_dir(&g).ok()?).then(|| folder.path().join(&g))
+        })
+        .take(19)
+        .collect()
 }
 
 /// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:

@@ -8,6 +8,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use super::Kind;
+use crate::config::Config;
 
 /// Where a step stands in [`Step::ALL`].
 pub(crate) fn index_of(step: Step) -> usize {
@@ -105,11 +106,32 @@ impl Step {
     }
 }
 
-/// The committed outputs of the steps before `step`, newest first.
-pub(crate) fn lower_layers(dir: &Path, step: Step) -> Vec<PathBuf> {
-    Step::ALL[..step.index()]
+/// Whether `image` runs `step` itself: an image with `from` starts from its
+/// base's packages layer and has no `debootstrap` of its own.
+pub(crate) fn runs_step(cfg: &Config, image: &str, step: Step) -> bool {
+    step != Step::Debootstrap || cfg.images.get(image).is_none_or(|i| i.from.is_none())
+}
+
+/// The committed trees under `step` of `image`, newest first: the outputs
+/// of its own steps before `step`, then, for an image with `from`, its
+/// bases' layers from their `packages` step down. As root these are the
+/// overlay's lower layers; in copy mode the first is the tree copied.
+pub(crate) fn lower_layers(cache: &Path, cfg: &Config, image: &str, step: Step) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Step::ALL[..step.index()]
         .iter()
         .rev()
-        .map(|s| dir.join(s.name()))
-        .collect()
+        .filter(|s| runs_step(cfg, image, **s))
+        .map(|s| image_dir(cache, image).join(s.name()))
+        .collect();
+    if step == Step::Debootstrap {
+        return out;
+    }
+    for base in cfg.bases_of(image) {
+        for s in [Step::Packages, Step::Debootstrap] {
+            if runs_step(cfg, &base.name, s) {
+                out.push(image_dir(cache, &base.name).join(s.name()));
+            }
+        }
+    }
+    out
 }
