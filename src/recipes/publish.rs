@@ -255,24 +255,16 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         .iter()
         .find(|g| g.name.ends_with(content))
         .map(|g| g.name.clone());
-    let generation = match existing {
+    let mut generation = match existing {
         Some(g) => g,
         None => format!(
             "{:04}-{content}",
             gens.last().map(|g| g.seq + 1).unwrap_or(1)
         ),
     };
-    let root = base_path.join(&generation);
-    // Share unchanged files with the generation nodes boot now, else the newest.
-    let previous = generations::current(&cfg.paths.nfs_root, image)
-        .into_iter()
-        .chain(gens.iter().rev().map(|g| g.name.clone()))
-        .find(|g| *g != generation && base.has_dir(g).unwrap_or(false))
-        .map(|g| base_path.join(g));
-    let tftp_rel = format!("{image}/{generation}");
-    let tftp_path = cfg.paths.tftp_root.join(&tftp_rel);
+    let tftp_of = |g: &str| cfg.paths.tftp_root.join(image).join(g);
     // Only checked here (a link on the way is refused); made after rsync.
-    Folder::find(&tftp_path)?;
+    Folder::find(&tftp_of(&generation))?;
     // Publish into a staging folder (or repair an existing generation in
     // place), sharing unchanged files with the previous generation by hard links.
     let in_place = base.has_dir(&generation)?;
@@ -284,53 +276,72 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         staging
     };
     let target = base_path.join(&target_name);
-    let mut cmd = Command::new("rsync");
-    cmd.args(["-aH", "--numeric-ids", "--delete"]);
-    if in_place {
-        // A repair: a hand edit may keep a file's size and mtime second.
-        cmd.arg("--checksum");
-    }
-    if let Some(p) = &previous {
-        cmd.arg(format!("--link-dest={}", p.display()));
-    }
-    cmd.arg(format!("{}/", source.display())).arg(&target);
-    writeln!(ctx.log, "ddc: publishing {} as {}", image, root.display())?;
-    run_logged(&mut cmd, ctx.log, ctx.cancel)?;
-    let (kernel_path, initrd_path) = boot_files(&kernel, &tftp_path)?;
+    let previous = previous_generation(cfg, image, &base, &gens, &generation);
+    writeln!(
+        ctx.log,
+        "ddc: publishing {} as {}",
+        image,
+        base_path.join(&generation).display()
+    )?;
+    rsync(ctx, source, &target, in_place, previous.as_deref())?;
     // rsync does not fsync: make the tree durable before `current` can name it.
     base.sub_dir(&target_name)?
         .with_context(|| format!("rsync did not create {}", target.display()))?
         .sync_fs()?;
-    if !in_place {
+    let manifest = crate::manifest::Manifest::scan(&target)?;
+    // A rebuild that came out bit for bit as the newest generation (or, in
+    // place, as this one was) publishes nothing: nodes need no reboot.
+    let compared = if in_place {
+        Some(generation.clone())
+    } else {
+        gens.last().map(|g| g.name.clone())
+    };
+    let identical = match &compared {
+        Some(g) => same_generation(&base_path.join(g), &tftp_of(g), &manifest, &kernel)?,
+        None => false,
+    };
+    let mut notes = Vec::new();
+    if identical && !in_place {
+        base.remove(&target_name)?;
+        generation = compared.clone().unwrap_or_default();
+    } else if !in_place {
         base.sync()?;
         base.rename(&target_name, &generation)
-            .with_context(|| format!("cannot commit {}", root.display()))?;
+            .with_context(|| format!("cannot commit {}", base_path.join(&generation).display()))?;
         base.sync()?;
     }
+    let root = base_path.join(&generation);
     if !base.has_dir(&generation)? {
         bail!("internal error: {} was not published", root.display());
     }
-    let manifest = crate::manifest::Manifest::scan(&root)?;
-    manifest.save(&root)?;
-    let mut warnings = secret_warnings(ctx, image, &generation, &root)?;
-    let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
-    let now = generations::current(&cfg.paths.nfs_root, image);
-    if refused && now.is_some() {
-        let now = now.unwrap_or_default();
+    if identical {
         writeln!(
             ctx.log,
-            "ddc: {image}/current stays {now}: {generation} was rolled back from"
+            "ddc: {image}: identical to {generation}, nothing published"
         )?;
-        warnings.push(format!(
-            "{image}/{generation} has the content of a generation that was rolled back from, so current stays {now}; `ddc rollforward {image}` makes it current"
+        notes.push(format!(
+            "{image}: identical to {generation}, nothing published"
         ));
     } else {
-        // Boot entries follow `current`: switch it in one rename.
-        generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
-        writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+        manifest.save(&root)?;
     }
+    let tftp_path = tftp_of(&generation);
+    let (kernel_path, initrd_path) = if identical && !in_place {
+        (tftp_path.join("vmlinuz"), tftp_path.join("initrd.img"))
+    } else {
+        boot_files(&kernel, &tftp_path)?
+    };
+    let warnings = if identical {
+        Vec::new()
+    } else {
+        secret_warnings(ctx, image, &generation, &root)?
+    };
+    let content = generations::content(&generation).to_string();
+    let warnings = move_current(ctx, image, &generation, &content, warnings)?;
+    let tftp_rel = format!("{image}/{generation}");
     Ok(Produced {
         warnings,
+        notes,
         scanned: vec![(root.clone(), manifest.tree)],
         files: vec![kernel_path, initrd_path],
         dirs: vec![root.clone()],
@@ -344,6 +355,96 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         }),
         ..Default::default()
     })
+}
+
+/// The generation to share unchanged files with: the one nodes boot now,
+/// else the newest.
+fn previous_generation(
+    cfg: &Config,
+    image: &str,
+    base: &Folder,
+    gens: &[generations::Generation],
+    generation: &str,
+) -> Option<PathBuf> {
+    generations::current(&cfg.paths.nfs_root, image)
+        .into_iter()
+        .chain(gens.iter().rev().map(|g| g.name.clone()))
+        .find(|g| g != generation && base.has_dir(g).unwrap_or(false))
+        .map(|g| cfg.paths.nfs_root.join(image).join(g))
+}
+
+/// Copies the image's tree to `target` with rsync.
+fn rsync(
+    ctx: &mut RunCtx,
+    source: &Path,
+    target: &Path,
+    in_place: bool,
+    previous: Option<&Path>,
+) -> Result<()> {
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-aH", "--numeric-ids", "--delete"]);
+    if in_place {
+        // A repair: a hand edit may keep a file's size and mtime second.
+        cmd.arg("--checksum");
+    }
+    if let Some(p) = previous {
+        cmd.arg(format!("--link-dest={}", p.display()));
+    }
+    cmd.arg(format!("{}/", source.display())).arg(target);
+    run_logged(&mut cmd, ctx.log, ctx.cancel)
+}
+
+/// Whether the generation at `root` (its kernel and initrd in `tftp`) is
+/// what `manifest` and `kernel` describe: the same paths, types, modes,
+/// owners, contents and mtimes, the same packages, and the same boot files.
+fn same_generation(
+    root: &Path,
+    tftp: &Path,
+    manifest: &crate::manifest::Manifest,
+    kernel: &Kernel,
+) -> Result<bool> {
+    let Ok(old) = crate::manifest::Manifest::load(root) else {
+        return Ok(false);
+    };
+    if !crate::manifest::identical(&old, manifest) {
+        return Ok(false);
+    }
+    for name in ["vmlinuz", "initrd.img"] {
+        match std::fs::read(tftp.join(name)) {
+            Ok(bytes) if bytes == kernel.read(name)? => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Moves `current` to `generation`, unless it has the content of a
+/// generation that was rolled back from; returns `warnings` with why not.
+fn move_current(
+    ctx: &mut RunCtx,
+    image: &str,
+    generation: &str,
+    content: &str,
+    mut warnings: Vec<String>,
+) -> Result<Vec<String>> {
+    let cfg = ctx.cfg;
+    let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
+    let now = generations::current(&cfg.paths.nfs_root, image);
+    if refused && now.is_some() {
+        let now = now.unwrap_or_default();
+        writeln!(
+            ctx.log,
+            "ddc: {image}/current stays {now}: {generation} was rolled back from"
+        )?;
+        warnings.push(format!(
+            "{image}/{generation} has the content of a generation that was rolled back from, so current stays {now}; `ddc rollforward {image}` makes it current"
+        ));
+    } else if now.as_deref() != Some(generation) {
+        // Boot entries follow `current`: switch it in one rename.
+        generations::set_current(&cfg.paths.nfs_root, image, generation)?;
+        writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+    }
+    Ok(warnings)
 }
 
 /// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:

@@ -41,7 +41,7 @@ impl Validator<'_> {
     fn image(
         &mut self,
         name: &Sourced<String>,
-        raw: RawImage,
+        mut raw: RawImage,
         base: &Path,
         cluster_boot: Boot,
         mirror_default: &mut dyn FnMut() -> String,
@@ -60,6 +60,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        let pin = self.reproducible(&name.value, &mut raw);
         let suite = self.sourced(raw.suite);
         self.check(&suite, &key("suite"), &SUITE);
         let arch = self.optional(raw.arch, &key("arch"), &ARCH);
@@ -73,7 +74,7 @@ impl Validator<'_> {
         }
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
-        let mirror = mirror.unwrap_or_else(mirror_default);
+        let mirror = pin.mirror.or(mirror).unwrap_or_else(mirror_default);
         let bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
             format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
         });
@@ -107,6 +108,8 @@ impl Validator<'_> {
             ssh_authorized_keys,
             nis_domain,
             boot,
+            source_date_epoch: pin.source_date_epoch,
+            snapshot: pin.snapshot,
         })
     }
 
