@@ -210,7 +210,7 @@ fn a_clean_rebuild_publishes_nothing_new() {
         second.contains(&said) || err.contains(&said),
         "no {said:?} in:\n{second}\n{err}"
     );
-    assert_eq!(generations(d), [g1.clone()]);
+    assert_eq!(generations(d), std::slice::from_ref(&g1));
     assert_eq!(current(d), g1);
     assert_eq!(
         std::fs::read(d.join(format!("out/nfsroot/default/{g1}.manifest"))).unwrap(),

@@ -15,8 +15,15 @@ use crate::fingerprint::{scan_tree, Fingerprint, Input};
 
 /// The environment every step gets: where it works, not what it makes.
 /// The files of the tasks folder a step reads are key inputs of their own.
-pub(crate) const CONTEXT_VARS: [&str; 4] =
-    ["DDC_ROOTFS", "DDC_IMAGE", "DDC_TASKS_DIR", "DDC_PKG_CACHE"];
+/// `DDC_SSH_HOST_KEYS` is the image's folder of kept SSH host keys (ddc's
+/// state, like the package cache: what the step finds there it installs).
+pub(crate) const CONTEXT_VARS: [&str; 5] = [
+    "DDC_ROOTFS",
+    "DDC_IMAGE",
+    "DDC_TASKS_DIR",
+    "DDC_PKG_CACHE",
+    "DDC_SSH_HOST_KEYS",
+];
 
 /// A value a step reads: hashed into its key under `key`, and given to its
 /// script as the environment variable `env`.
@@ -177,6 +184,11 @@ pub(crate) fn step_env(
         img.name.clone(),
         dirs.tasks.display().to_string(),
         dirs.cache.join("debs").display().to_string(),
+        dirs.cache
+            .join("ssh-host-keys")
+            .join(&img.name)
+            .display()
+            .to_string(),
     ];
     let mut env: Vec<(&'static str, String)> = CONTEXT_VARS.into_iter().zip(context).collect();
     env.extend(step_vars(step, cfg, img)?.into_iter().map(|v| {
