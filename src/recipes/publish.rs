@@ -41,6 +41,11 @@ impl Recipe for Publish {
         let inputs = vec![
             Planner::value("paths.nfs_root", &p.cfg.paths.nfs_root),
             Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root),
+            // The boot files' mtime (derived: with the initramfs layer).
+            Planner::value(
+                format!("images.{}.source_date_epoch", img.name),
+                &img.source_date_epoch,
+            ),
         ];
         let deps = p
             .find(Kind::Initramfs, Some(&img.name))
@@ -329,7 +334,13 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     let (kernel_path, initrd_path) = if identical && !in_place {
         (tftp_path.join("vmlinuz"), tftp_path.join("initrd.img"))
     } else {
-        boot_files(&kernel, &tftp_path)?
+        let files = boot_files(&kernel, &tftp_path)?;
+        // An image built by an older ddc has no epoch: mtimes as written.
+        if let Ok(epoch) = super::reproducible::read_epoch(source) {
+            super::reproducible::set_mtime(&files.0, epoch)?;
+            super::reproducible::set_mtime(&files.1, epoch)?;
+        }
+        files
     };
     let warnings = if identical {
         Vec::new()

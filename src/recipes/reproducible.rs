@@ -279,6 +279,15 @@ fn clamp_tree(rootfs: &Path, epoch: i64) -> Result<(usize, usize)> {
     }
     // Removing a .pyc changed its folder's mtime: folders come after.
     newer.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in newer {
+        set_mtime(&p, epoch)?;
+        clamped += 1;
+    }
+    Ok((removed, clamped))
+}
+
+/// Sets the mtime (and atime) of `path`, a file ddc wrote, to `epoch`.
+pub(crate) fn set_mtime(path: &Path, epoch: i64) -> Result<()> {
     let at = Timespec {
         tv_sec: epoch,
         tv_nsec: 0,
@@ -287,13 +296,9 @@ fn clamp_tree(rootfs: &Path, epoch: i64) -> Result<(usize, usize)> {
         last_access: at,
         last_modification: at,
     };
-    for p in newer {
-        rfs::utimensat(rfs::CWD, &p, &times, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io)
-            .with_context(|| format!("cannot set the mtime of {}", p.display()))?;
-        clamped += 1;
-    }
-    Ok((removed, clamped))
+    rfs::utimensat(rfs::CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(io)
+        .with_context(|| format!("cannot set the mtime of {}", path.display()))
 }
 
 /// Normalises the image at `rootfs` for `epoch`; writes what it did to `log`.
