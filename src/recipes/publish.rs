@@ -260,7 +260,7 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         .iter()
         .find(|g| g.name.ends_with(content))
         .map(|g| g.name.clone());
-    let mut generation = match existing {
+    let generation = match existing {
         Some(g) => g,
         None => format!(
             "{:04}-{content}",
@@ -282,12 +282,8 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     };
     let target = base_path.join(&target_name);
     let previous = previous_generation(cfg, image, &base, &gens, &generation);
-    writeln!(
-        ctx.log,
-        "ddc: publishing {} as {}",
-        image,
-        base_path.join(&generation).display()
-    )?;
+    let shown = base_path.join(&generation);
+    writeln!(ctx.log, "ddc: publishing {image} as {}", shown.display())?;
     rsync(ctx, source, &target, in_place, previous.as_deref())?;
     // rsync does not fsync: make the tree durable before `current` can name it.
     base.sub_dir(&target_name)?
@@ -301,51 +297,36 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     } else {
         gens.last().map(|g| g.name.clone())
     };
-    let identical = match &compared {
-        Some(g) => same_generation(&base_path.join(g), &tftp_of(g), &manifest, &kernel)?,
-        None => false,
+    let identical = compared.as_ref().is_some_and(|g| {
+        same_generation(&base_path.join(g), &tftp_of(g), &manifest, &kernel).unwrap_or(false)
+    });
+    let generation = match (identical, in_place) {
+        (true, false) => {
+            base.remove(&target_name)?;
+            compared.unwrap_or_default()
+        }
+        (false, false) => commit(&base, &target_name, generation)?,
+        (_, true) => generation,
     };
-    let mut notes = Vec::new();
-    if identical && !in_place {
-        base.remove(&target_name)?;
-        generation = compared.clone().unwrap_or_default();
-    } else if !in_place {
-        base.sync()?;
-        base.rename(&target_name, &generation)
-            .with_context(|| format!("cannot commit {}", base_path.join(&generation).display()))?;
-        base.sync()?;
-    }
     let root = base_path.join(&generation);
     if !base.has_dir(&generation)? {
         bail!("internal error: {} was not published", root.display());
     }
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
     if identical {
-        writeln!(
-            ctx.log,
-            "ddc: {image}: identical to {generation}, nothing published"
-        )?;
-        notes.push(format!(
-            "{image}: identical to {generation}, nothing published"
-        ));
+        let said = format!("{image}: identical to {generation}, nothing published");
+        writeln!(ctx.log, "ddc: {said}")?;
+        notes.push(said);
     } else {
         manifest.save(&root)?;
+        warnings = secret_warnings(ctx, image, &generation, &root)?;
     }
     let tftp_path = tftp_of(&generation);
     let (kernel_path, initrd_path) = if identical && !in_place {
         (tftp_path.join("vmlinuz"), tftp_path.join("initrd.img"))
     } else {
-        let files = boot_files(&kernel, &tftp_path)?;
-        // An image built by an older ddc has no epoch: mtimes as written.
-        if let Ok(epoch) = super::reproducible::read_epoch(source) {
-            super::reproducible::set_mtime(&files.0, epoch)?;
-            super::reproducible::set_mtime(&files.1, epoch)?;
-        }
-        files
-    };
-    let warnings = if identical {
-        Vec::new()
-    } else {
-        secret_warnings(ctx, image, &generation, &root)?
+        boot_files(&kernel, &tftp_path, source)?
     };
     let content = generations::content(&generation).to_string();
     let warnings = move_current(ctx, image, &generation, &content, warnings)?;
@@ -458,12 +439,27 @@ fn move_current(
     Ok(warnings)
 }
 
+/// Renames the staged tree `staged` of `base` to `generation`, durably.
+fn commit(base: &Folder, staged: &str, generation: String) -> Result<String> {
+    base.sync()?;
+    base.rename(staged, &generation)
+        .with_context(|| format!("cannot commit {}", base.path().join(&generation).display()))?;
+    base.sync()?;
+    Ok(generation)
+}
+
 /// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:
-/// the TFTP server reads them as another user).
-fn boot_files(kernel: &Kernel, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+/// the TFTP server reads them as another user), with the image's epoch
+/// (from the image at `source`) as their mtime.
+fn boot_files(kernel: &Kernel, dir: &Path, source: &Path) -> Result<(PathBuf, PathBuf)> {
     let folder = Folder::make(dir)?;
+    // An image built by an older ddc has no epoch: mtimes as written.
+    let epoch = super::reproducible::read_epoch(source).ok();
     for name in ["vmlinuz", "initrd.img"] {
         folder.write(name, &kernel.read(name)?, true, 0o644)?;
+        if let Some(e) = epoch {
+            super::reproducible::set_mtime(&dir.join(name), e)?;
+        }
     }
     Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
 }
