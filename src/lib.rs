@@ -9,6 +9,7 @@ mod commands;
 mod config;
 mod docs;
 mod engine;
+mod epoch;
 mod error;
 mod fingerprint;
 pub mod fsutil;

@@ -97,6 +97,25 @@ fn packages(root: &Path) -> Vec<Package> {
     v
 }
 
+/// Whether two manifests describe the same generation bit for bit: the
+/// same packages, and the same paths with the same type, mode, owner,
+/// content and mtime.
+pub(crate) fn identical(a: &Manifest, b: &Manifest) -> bool {
+    let same = |x: &TreeEntry, y: &TreeEntry| {
+        x.path == y.path
+            && x.meta == y.meta
+            && x.hash == y.hash
+            && x.stamp.mtime_ns == y.stamp.mtime_ns
+    };
+    a.packages == b.packages
+        && a.tree.entries.len() == b.tree.entries.len()
+        && a.tree
+            .entries
+            .iter()
+            .zip(&b.tree.entries)
+            .all(|(x, y)| same(x, y))
+}
+
 /// How two trees differ, path by path.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub(crate) struct TreeDiff {
@@ -200,6 +219,30 @@ mod tests {
         assert_eq!(d.added, [p("c", "1")]);
         assert_eq!(d.removed, [p("b", "1")]);
         assert_eq!(d.upgraded, [("a".into(), "1".into(), "2".into())]);
+    }
+
+    #[test]
+    fn identical_means_content_metadata_and_mtimes() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::write(r.join("a"), "a").unwrap();
+        let one = Manifest::scan(r).unwrap();
+        assert!(identical(&one, &Manifest::scan(r).unwrap()));
+        let f = std::fs::File::options()
+            .write(true)
+            .open(r.join("a"))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH).unwrap();
+        let touched = Manifest::scan(r).unwrap();
+        assert!(diff_trees(&one.tree, &touched.tree).is_empty());
+        assert!(!identical(&one, &touched), "an mtime differs");
+        let mut more = touched.clone();
+        more.packages.push(Package {
+            name: "x".into(),
+            version: "1".into(),
+            arch: "all".into(),
+        });
+        assert!(!identical(&touched, &more), "a package differs");
     }
 
     #[test]

@@ -9,6 +9,16 @@
 set -eu
 
 : "${DDC_ROOTFS:?}" "${DDC_SUITE:?}" "${DDC_ARCH:?}" "${DDC_PKG_CACHE:?}"
+# SOURCE_DATE_EPOCH is empty when ddc derives it from the Release files this
+# step fetches (it reads them from /var/lib/apt/lists after the step, so
+# mmdebstrap keeps them: --skip=cleanup/apt/lists); tools must not see "".
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then unset SOURCE_DATE_EPOCH; fi
+# A snapshot of the archive serves Release files whose Valid-Until is past.
+set --
+if [ -n "${DDC_SNAPSHOT:-}" ]; then
+    echo "ddc: mirror pinned to the snapshot $DDC_SNAPSHOT (Valid-Until not checked)"
+    set -- --aptopt='Acquire::Check-Valid-Until "false"'
+fi
 mkdir -p "$DDC_PKG_CACHE"
 export DDC_PKG_CACHE                    # read by the mmdebstrap hooks below
 # Builds sharing the cache take turns (two writers of one .deb would clash).
@@ -32,10 +42,10 @@ mmdebstrap)
     # The hooks run on the host with the rootfs as $1 and our environment.
     # maybe-merged-usr: merge /usr like debootstrap (usr-is-merged) instead of
     # installing usrmerge, which drags perl in: same package set as debootstrap.
-    set --
     hooks=/usr/share/mmdebstrap/hooks/maybe-merged-usr
-    if [ -d "$hooks" ]; then set -- --hook-dir="$hooks"; fi
-    mmdebstrap --variant=minbase --arch="$DDC_ARCH" --skip=essential/unlink "$@" \
+    if [ -d "$hooks" ]; then set -- "$@" --hook-dir="$hooks"; fi
+    mmdebstrap --variant=minbase --arch="$DDC_ARCH" --skip=essential/unlink \
+        --skip=cleanup/apt/lists "$@" \
         --setup-hook='a="$1/var/cache/apt/archives"; mkdir -p "$a";
             find "$DDC_PKG_CACHE" -maxdepth 1 -name "*.deb" -exec cp -l -t "$a" {} + 2>/dev/null ||
             find "$DDC_PKG_CACHE" -maxdepth 1 -name "*.deb" -exec cp -f -t "$a" {} +' \

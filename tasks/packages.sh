@@ -68,7 +68,10 @@ flock 9
 mount --bind "$DDC_PKG_CACHE" "$ARCHIVES"
 
 echo "ddc: installing initramfs-tools $DDC_PACKAGES"
-chroot "$R" apt-get update
+# A snapshot of the archive serves Release files whose Valid-Until is past.
+VALID=true
+if [ -n "${DDC_SNAPSHOT:-}" ]; then VALID=false; fi
+chroot "$R" apt-get -o Acquire::Check-Valid-Until=$VALID update
 # shellcheck disable=SC2086  # the package list is split on spaces
 chroot "$R" apt-get install -y --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \

@@ -85,14 +85,16 @@ fn clean(
             format!("{} task(s)", chosen.len())
         }
     ));
+    let mut kept = String::new();
+    if dirs.root.join("debs").exists() {
+        kept.push_str(", the package cache cache/debs");
+    }
+    if dirs.root.join("ssh-host-keys").exists() {
+        kept.push_str(", the images' SSH host keys cache/ssh-host-keys");
+    }
     lines.push(format!(
-        "kept: published images in {}, the TFTP root, the server configs{}",
+        "kept: published images in {}, the TFTP root, the server configs{kept}",
         cfg.paths.nfs_root.display(),
-        if dirs.root.join("debs").exists() {
-            ", and the package cache cache/debs"
-        } else {
-            ""
-        }
     ));
     Ok(lines)
 }

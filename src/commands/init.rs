@@ -165,6 +165,8 @@ packages = ["{KERNEL}", "nfs-common", "systemd-sysv"]
 # files = "files"             # a tree copied over the image, owners and modes kept
 # root_password_hash = "$y$…" # a crypt(3) hash: mkpasswd -m yescrypt
 # ssh_authorized_keys = ["ssh-ed25519 AAAA… admin@master"]
+# snapshot = "20240101T000000Z"  # pin the packages to this moment of Debian's snapshot archive,
+# snapshot_archive = "URL"       # whose base URL this is (README: Reproducible generations)
 "#;
 
 /// The Ddcfile for what was found.

@@ -169,6 +169,12 @@ pub struct Image {
     pub nis_domain: Option<String>,
     /// The image's own `boot`, else the cluster's.
     pub boot: Boot,
+    /// `SOURCE_DATE_EPOCH` of the image's steps: `source_date_epoch`, else
+    /// the snapshot's time; None: the mirror's newest Release `Date:`, read
+    /// when the image is bootstrapped.
+    pub source_date_epoch: Option<i64>,
+    /// The snapshot timestamp (`20240101T000000Z`) the mirror is pinned to.
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

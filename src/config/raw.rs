@@ -110,6 +110,9 @@ pub(super) struct RawImage {
     pub(super) ssh_authorized_keys: Vec<Spanned<String>>,
     pub(super) nis_domain: Option<Spanned<String>>,
     pub(super) boot: Option<Spanned<Choice<Boot>>>,
+    pub(super) source_date_epoch: Option<Spanned<i64>>,
+    pub(super) snapshot: Option<Spanned<String>>,
+    pub(super) snapshot_archive: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

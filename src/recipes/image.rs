@@ -21,6 +21,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::plan::tool_version;
+use super::reproducible;
 use super::step::{image_dir, lower_layers, runs_step, staging_mode, Staging, Step};
 use super::step_env::{step_env, step_vars, StepDirs};
 use super::{Need, Planner, Produced, Recipe, RunCtx, Scope, Script, Subject, TaskSpec};
@@ -37,6 +38,11 @@ const IMAGE_ROOT_MODE: u32 = 0o755;
 impl Recipe for Step {
     fn name(&self) -> &'static str {
         Step::name(*self)
+    }
+
+    /// 2: the tree is normalised for `SOURCE_DATE_EPOCH` after the script.
+    fn version(&self) -> u32 {
+        2
     }
 
     fn heavy(&self) -> bool {
@@ -212,16 +218,24 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
             cmd.env(k, v);
         }
     }
+    // The epoch as set, else as the bootstrap derived it (in its layer).
+    let epoch = match (img.source_date_epoch, step) {
+        (Some(e), _) => Some(e),
+        (None, Step::Debootstrap) => None,
+        (None, _) => Some(reproducible::read_epoch(&rootfs)?),
+    };
     let dirs = StepDirs {
         rootfs: &rootfs,
         tasks: &tasks,
         cache: ctx.cache_dir,
+        epoch,
     };
     cmd.envs(step_env(step, ctx.cfg, img, &dirs)?);
     let result = run_logged(&mut cmd, ctx.log, ctx.cancel);
     if let Some(g) = guard {
         g.release()?;
     }
+    let result = result.and_then(|()| make_reproducible(ctx.log, step, &rootfs, epoch));
     if let Some(o) = overlay {
         o.release()?;
     }
@@ -238,6 +252,32 @@ fn run_step(ctx: &mut RunCtx, task: &TaskSpec, step: Step) -> Result<Produced> {
         layered: true,
         ..Default::default()
     })
+}
+
+/// After a step's script: the bootstrap derives the epoch (unless set) and
+/// records it in the image; every step normalises the tree for it.
+fn make_reproducible(
+    log: &mut std::fs::File,
+    step: Step,
+    rootfs: &Path,
+    epoch: Option<i64>,
+) -> Result<()> {
+    let epoch = match epoch {
+        Some(e) => e,
+        None => {
+            let e = reproducible::derive_epoch(rootfs)?;
+            writeln!(
+                log,
+                "ddc: SOURCE_DATE_EPOCH={e}, the newest Date: of the mirror's Release files"
+            )?;
+            e
+        }
+    };
+    if step == Step::Debootstrap {
+        reproducible::write_epoch(rootfs, epoch)?;
+    }
+    reproducible::normalise(rootfs, epoch, log)?;
+    Ok(())
 }
 
 /// Writes a step's script and the files of its folder, as its key hashed

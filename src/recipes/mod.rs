@@ -15,6 +15,7 @@ mod image;
 mod plan;
 mod publish;
 mod pxe;
+mod reproducible;
 mod rsyslog;
 mod step;
 mod step_env;

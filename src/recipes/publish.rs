@@ -41,6 +41,11 @@ impl Recipe for Publish {
         let inputs = vec![
             Planner::value("paths.nfs_root", &p.cfg.paths.nfs_root),
             Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root),
+            // The boot files' mtime (derived: with the initramfs layer).
+            Planner::value(
+                format!("images.{}.source_date_epoch", img.name),
+                &img.source_date_epoch,
+            ),
         ];
         let deps = p
             .find(Kind::Initramfs, Some(&img.name))
@@ -262,17 +267,9 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
             gens.last().map(|g| g.seq + 1).unwrap_or(1)
         ),
     };
-    let root = base_path.join(&generation);
-    // Share unchanged files with the generation nodes boot now, else the newest.
-    let previous = generations::current(&cfg.paths.nfs_root, image)
-        .into_iter()
-        .chain(gens.iter().rev().map(|g| g.name.clone()))
-        .find(|g| *g != generation && base.has_dir(g).unwrap_or(false))
-        .map(|g| base_path.join(g));
-    let tftp_rel = format!("{image}/{generation}");
-    let tftp_path = cfg.paths.tftp_root.join(&tftp_rel);
+    let tftp_of = |g: &str| cfg.paths.tftp_root.join(image).join(g);
     // Only checked here (a link on the way is refused); made after rsync.
-    Folder::find(&tftp_path)?;
+    Folder::find(&tftp_of(&generation))?;
     // Publish into a staging folder (or repair an existing generation in
     // place), sharing unchanged files with the previous generation by hard links.
     let in_place = base.has_dir(&generation)?;
@@ -284,57 +281,64 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         staging
     };
     let target = base_path.join(&target_name);
-    let mut cmd = Command::new("rsync");
-    cmd.args(["-aH", "--numeric-ids", "--delete"]);
-    if in_place {
-        // A repair: a hand edit may keep a file's size and mtime second.
-        cmd.arg("--checksum");
-    }
-    if let Some(p) = &previous {
-        cmd.arg(format!("--link-dest={}", p.display()));
-    }
+    let previous = previous_generation(cfg, image, &base, &gens, &generation);
     // An image with `from` shares what it did not change with its bases'.
-    for p in base_generations(cfg, image) {
-        cmd.arg(format!("--link-dest={}", p.display()));
-    }
-    cmd.arg(format!("{}/", source.display())).arg(&target);
-    writeln!(ctx.log, "ddc: publishing {} as {}", image, root.display())?;
-    run_logged(&mut cmd, ctx.log, ctx.cancel)?;
-    let (kernel_path, initrd_path) = boot_files(&kernel, &tftp_path)?;
+    let links: Vec<PathBuf> = previous
+        .into_iter()
+        .chain(base_generations(cfg, image))
+        .collect();
+    let shown = base_path.join(&generation);
+    writeln!(ctx.log, "ddc: publishing {image} as {}", shown.display())?;
+    rsync(ctx, source, &target, in_place, &links)?;
     // rsync does not fsync: make the tree durable before `current` can name it.
     base.sub_dir(&target_name)?
         .with_context(|| format!("rsync did not create {}", target.display()))?
         .sync_fs()?;
-    if !in_place {
-        base.sync()?;
-        base.rename(&target_name, &generation)
-            .with_context(|| format!("cannot commit {}", root.display()))?;
-        base.sync()?;
-    }
+    let manifest = crate::manifest::Manifest::scan(&target)?;
+    // A rebuild that came out bit for bit as the newest generation (or, in
+    // place, as this one was) publishes nothing: nodes need no reboot.
+    let compared = if in_place {
+        Some(generation.clone())
+    } else {
+        gens.last().map(|g| g.name.clone())
+    };
+    let identical = compared.as_ref().is_some_and(|g| {
+        same_generation(&base_path.join(g), &tftp_of(g), &manifest, &kernel).unwrap_or(false)
+    });
+    let generation = match (identical, in_place) {
+        (true, false) => {
+            base.remove(&target_name)?;
+            compared.unwrap_or_default()
+        }
+        (false, false) => commit(&base, &target_name, generation)?,
+        (_, true) => generation,
+    };
+    let root = base_path.join(&generation);
     if !base.has_dir(&generation)? {
         bail!("internal error: {} was not published", root.display());
     }
-    let manifest = crate::manifest::Manifest::scan(&root)?;
-    manifest.save(&root)?;
-    let mut warnings = secret_warnings(ctx, image, &generation, &root)?;
-    let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
-    let now = generations::current(&cfg.paths.nfs_root, image);
-    if refused && now.is_some() {
-        let now = now.unwrap_or_default();
-        writeln!(
-            ctx.log,
-            "ddc: {image}/current stays {now}: {generation} was rolled back from"
-        )?;
-        warnings.push(format!(
-            "{image}/{generation} has the content of a generation that was rolled back from, so current stays {now}; `ddc rollforward {image}` makes it current"
-        ));
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    if identical {
+        let said = format!("{image}: identical to {generation}, nothing published");
+        writeln!(ctx.log, "ddc: {said}")?;
+        notes.push(said);
     } else {
-        // Boot entries follow `current`: switch it in one rename.
-        generations::set_current(&cfg.paths.nfs_root, image, &generation)?;
-        writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+        manifest.save(&root)?;
+        warnings = secret_warnings(ctx, image, &generation, &root)?;
     }
+    let tftp_path = tftp_of(&generation);
+    let (kernel_path, initrd_path) = if identical && !in_place {
+        (tftp_path.join("vmlinuz"), tftp_path.join("initrd.img"))
+    } else {
+        boot_files(&kernel, &tftp_path, source)?
+    };
+    let content = generations::content(&generation).to_string();
+    let warnings = move_current(ctx, image, &generation, &content, warnings)?;
+    let tftp_rel = format!("{image}/{generation}");
     Ok(Produced {
         warnings,
+        notes,
         scanned: vec![(root.clone(), manifest.tree)],
         files: vec![kernel_path, initrd_path],
         dirs: vec![root.clone()],
@@ -368,12 +372,117 @@ fn base_generations(cfg: &Config, image: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The generation to share unchanged files with: the one nodes boot now,
+/// else the newest.
+fn previous_generation(
+    cfg: &Config,
+    image: &str,
+    base: &Folder,
+    gens: &[generations::Generation],
+    generation: &str,
+) -> Option<PathBuf> {
+    generations::current(&cfg.paths.nfs_root, image)
+        .into_iter()
+        .chain(gens.iter().rev().map(|g| g.name.clone()))
+        .find(|g| g != generation && base.has_dir(g).unwrap_or(false))
+        .map(|g| cfg.paths.nfs_root.join(image).join(g))
+}
+
+/// Copies the image's tree to `target` with rsync.
+fn rsync(
+    ctx: &mut RunCtx,
+    source: &Path,
+    target: &Path,
+    in_place: bool,
+    links: &[PathBuf],
+) -> Result<()> {
+    let mut cmd = Command::new("rsync");
+    cmd.args(["-aH", "--numeric-ids", "--delete"]);
+    if in_place {
+        // A repair: a hand edit may keep a file's size and mtime second.
+        cmd.arg("--checksum");
+    }
+    for p in links {
+        cmd.arg(format!("--link-dest={}", p.display()));
+    }
+    cmd.arg(format!("{}/", source.display())).arg(target);
+    run_logged(&mut cmd, ctx.log, ctx.cancel)
+}
+
+/// Whether the generation at `root` (its kernel and initrd in `tftp`) is
+/// what `manifest` and `kernel` describe: the same paths, types, modes,
+/// owners, contents and mtimes, the same packages, and the same boot files.
+fn same_generation(
+    root: &Path,
+    tftp: &Path,
+    manifest: &crate::manifest::Manifest,
+    kernel: &Kernel,
+) -> Result<bool> {
+    let Ok(old) = crate::manifest::Manifest::load(root) else {
+        return Ok(false);
+    };
+    if !crate::manifest::identical(&old, manifest) {
+        return Ok(false);
+    }
+    for name in ["vmlinuz", "initrd.img"] {
+        match std::fs::read(tftp.join(name)) {
+            Ok(bytes) if bytes == kernel.read(name)? => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Moves `current` to `generation`, unless it has the content of a
+/// generation that was rolled back from; returns `warnings` with why not.
+fn move_current(
+    ctx: &mut RunCtx,
+    image: &str,
+    generation: &str,
+    content: &str,
+    mut warnings: Vec<String>,
+) -> Result<Vec<String>> {
+    let cfg = ctx.cfg;
+    let refused = generations::rolled_back(&cfg.paths.nfs_root, image).contains(content);
+    let now = generations::current(&cfg.paths.nfs_root, image);
+    if refused && now.is_some() {
+        let now = now.unwrap_or_default();
+        writeln!(
+            ctx.log,
+            "ddc: {image}/current stays {now}: {generation} was rolled back from"
+        )?;
+        warnings.push(format!(
+            "{image}/{generation} has the content of a generation that was rolled back from, so current stays {now}; `ddc rollforward {image}` makes it current"
+        ));
+    } else if now.as_deref() != Some(generation) {
+        // Boot entries follow `current`: switch it in one rename.
+        generations::set_current(&cfg.paths.nfs_root, image, generation)?;
+        writeln!(ctx.log, "ddc: {image}/current -> {generation}")?;
+    }
+    Ok(warnings)
+}
+
+/// Renames the staged tree `staged` of `base` to `generation`, durably.
+fn commit(base: &Folder, staged: &str, generation: String) -> Result<String> {
+    base.sync()?;
+    base.rename(staged, &generation)
+        .with_context(|| format!("cannot commit {}", base.path().join(&generation).display()))?;
+    base.sync()?;
+    Ok(generation)
+}
+
 /// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:
-/// the TFTP server reads them as another user).
-fn boot_files(kernel: &Kernel, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+/// the TFTP server reads them as another user), with the image's epoch
+/// (from the image at `source`) as their mtime.
+fn boot_files(kernel: &Kernel, dir: &Path, source: &Path) -> Result<(PathBuf, PathBuf)> {
     let folder = Folder::make(dir)?;
+    // An image built by an older ddc has no epoch: mtimes as written.
+    let epoch = super::reproducible::read_epoch(source).ok();
     for name in ["vmlinuz", "initrd.img"] {
         folder.write(name, &kernel.read(name)?, true, 0o644)?;
+        if let Some(e) = epoch {
+            super::reproducible::set_mtime(&dir.join(name), e)?;
+        }
     }
     Ok((dir.join("vmlinuz"), dir.join("initrd.img")))
 }

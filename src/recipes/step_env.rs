@@ -15,8 +15,15 @@ use crate::fingerprint::{scan_tree, Fingerprint, Input};
 
 /// The environment every step gets: where it works, not what it makes.
 /// The files of the tasks folder a step reads are key inputs of their own.
-pub(crate) const CONTEXT_VARS: [&str; 4] =
-    ["DDC_ROOTFS", "DDC_IMAGE", "DDC_TASKS_DIR", "DDC_PKG_CACHE"];
+/// `DDC_SSH_HOST_KEYS` is the image's folder of kept SSH host keys (ddc's
+/// state, like the package cache: what the step finds there it installs).
+pub(crate) const CONTEXT_VARS: [&str; 5] = [
+    "DDC_ROOTFS",
+    "DDC_IMAGE",
+    "DDC_TASKS_DIR",
+    "DDC_PKG_CACHE",
+    "DDC_SSH_HOST_KEYS",
+];
 
 /// A value a step reads: hashed into its key under `key`, and given to its
 /// script as the environment variable `env`.
@@ -37,6 +44,32 @@ fn var<T: Serialize>(env: &'static str, key: String, value: &T, text: String) ->
 /// The values `step` of `img` reads, in key order. The one list that both
 /// the key and the script's environment come from.
 pub(crate) fn step_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
+    let k = |f: &str| format!("images.{}.{f}", img.name);
+    let mut vars = own_vars(step, cfg, img)?;
+    // Every step: the epoch as set (or the snapshot's time); when derived
+    // from the mirror, it comes with the debootstrap layer (its output
+    // hash is in every later step's key).
+    vars.push(var(
+        "SOURCE_DATE_EPOCH",
+        k("source_date_epoch"),
+        &img.source_date_epoch,
+        img.source_date_epoch
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+    ));
+    if matches!(step, Step::Debootstrap | Step::Packages) {
+        vars.push(var(
+            "DDC_SNAPSHOT",
+            k("snapshot"),
+            &img.snapshot,
+            img.snapshot.clone().unwrap_or_default(),
+        ));
+    }
+    Ok(vars)
+}
+
+/// The values only `step` reads.
+fn own_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
     let k = |f: &str| format!("images.{}.{f}", img.name);
     let c = &cfg.cluster;
     Ok(match step {
@@ -135,6 +168,8 @@ pub(crate) struct StepDirs<'a> {
     pub(crate) rootfs: &'a Path,
     pub(crate) tasks: &'a Path,
     pub(crate) cache: &'a Path,
+    /// The epoch the image's bootstrap derived, when none is set.
+    pub(crate) epoch: Option<i64>,
 }
 
 /// The environment of a step's script: its values and the context.
@@ -149,13 +184,20 @@ pub(crate) fn step_env(
         img.name.clone(),
         dirs.tasks.display().to_string(),
         dirs.cache.join("debs").display().to_string(),
+        dirs.cache
+            .join("ssh-host-keys")
+            .join(&img.name)
+            .display()
+            .to_string(),
     ];
     let mut env: Vec<(&'static str, String)> = CONTEXT_VARS.into_iter().zip(context).collect();
-    env.extend(
-        step_vars(step, cfg, img)?
-            .into_iter()
-            .map(|v| (v.env, v.text)),
-    );
+    env.extend(step_vars(step, cfg, img)?.into_iter().map(|v| {
+        let text = match (v.env, dirs.epoch) {
+            ("SOURCE_DATE_EPOCH", Some(e)) if v.text.is_empty() => e.to_string(),
+            _ => v.text,
+        };
+        (v.env, text)
+    }));
     Ok(env)
 }
 
@@ -171,6 +213,7 @@ mod tests {
             rootfs: Path::new("/r"),
             tasks: Path::new("/t"),
             cache: Path::new("/c"),
+            epoch: None,
         }
     }
 

@@ -208,6 +208,10 @@ impl Validator<'_> {
             } else {
                 base.nis_domain.clone()
             },
+            // The steps a child runs are on its base's layers: their epoch
+            // unless the child sets its own; the snapshot is the mirror's.
+            source_date_epoch: mine.source_date_epoch.or(base.source_date_epoch),
+            snapshot: base.snapshot.clone(),
         };
         let mut all = b.all_packages.clone();
         for p in &mine.packages {
@@ -230,7 +234,7 @@ impl Validator<'_> {
     fn image(
         &mut self,
         name: &Sourced<String>,
-        raw: RawImage,
+        mut raw: RawImage,
         base: &Path,
         cluster_boot: Boot,
     ) -> Option<Draft> {
@@ -248,6 +252,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        let pin = self.reproducible(&name.value, &mut raw);
         let (mut fixed, set) = self.keys_set(&raw);
         let from = raw.from.map(|f| self.sourced(f));
         let suite = match raw.suite {
@@ -278,6 +283,7 @@ impl Validator<'_> {
         }
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
+        let mirror = pin.mirror.or(mirror);
         let bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
             format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
         });
@@ -313,6 +319,8 @@ impl Validator<'_> {
                 ssh_authorized_keys,
                 nis_domain,
                 boot,
+                source_date_epoch: pin.source_date_epoch,
+                snapshot: pin.snapshot,
             },
             from,
             fixed,

@@ -16,6 +16,7 @@ mod image;
 mod nodes;
 mod paths;
 mod power;
+mod reproducible;
 mod rules;
 
 use std::collections::{BTreeSet, HashMap};
