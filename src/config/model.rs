@@ -31,6 +31,10 @@ pub struct Config {
     /// The files this config was read from (the Ddcfile, the inventory, the
     /// master's apt sources when a mirror was taken from them).
     pub sources: Vec<PathBuf>,
+    /// What validation could not check (`FILE:LINE:COL: KEY: message`),
+    /// printed by every command that loads the config.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -385,3 +385,4 @@ fn a_column_named_twice_in_the_inventory_header_is_refused() {
 }
 
 mod daemons;
+mod kinder;

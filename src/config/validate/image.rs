@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::archive::DEFAULT_ARCH;
 use super::rules::{
     ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
 };
@@ -59,8 +60,12 @@ impl Validator<'_> {
             );
         }
         let suite = self.sourced(raw.suite);
-        self.check(&suite, &key("suite"), &SUITE);
-        let arch = self.optional(raw.arch, &key("arch"), &ARCH);
+        let suite_ok = self.check(&suite, &key("suite"), &SUITE);
+        let arch = raw.arch.map(|a| self.sourced(a));
+        let arch_ok = match &arch {
+            Some(a) => self.check(a, &key("arch"), &ARCH),
+            None => true,
+        };
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
         let union = self.choice(raw.union, &key("union"), |v| {
             format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
@@ -72,6 +77,9 @@ impl Validator<'_> {
         let cmdline = self.optional(raw.cmdline, &key("cmdline"), &CMDLINE);
         let mirror = self.optional(raw.mirror, &key("mirror"), &MIRROR);
         let mirror = mirror.unwrap_or_else(mirror_default);
+        if suite_ok && arch_ok {
+            self.check_archive(&name.value, &suite, arch.as_ref(), &mirror);
+        }
         let bootstrapper = self.choice(raw.bootstrapper, &key("bootstrapper"), |v| {
             format!("{v:?} is not a bootstrapper; use \"debootstrap\" or \"mmdebstrap\"")
         });
@@ -90,7 +98,7 @@ impl Validator<'_> {
         (self.errors.len() == before).then(|| Image {
             name: name.value.clone(),
             suite: suite.value,
-            arch: arch.unwrap_or_else(|| "amd64".to_string()),
+            arch: arch.map_or_else(|| DEFAULT_ARCH.to_string(), |a| a.value),
             packages,
             union,
             cmdline: cmdline.unwrap_or_default(),
