@@ -524,6 +524,21 @@ fn dnsmasq_accepts_the_dnsmasq_file() {
         "dnsmasq --test rejects {DNSMASQ} (exit {code}):\n{out}\n--- {DNSMASQ}:\n{}",
         p.read(DNSMASQ)
     );
+    // DHCP and TFTP only, unless DNS is asked for: nothing on port 53.
+    assert!(p.read(DNSMASQ).lines().any(|l| l == "port=0"));
+    p.edit(
+        "Ddcfile.toml",
+        "dnsmasq_interface = \"br0\"",
+        "dnsmasq_interface = \"br0\"\ndnsmasq_dns = true",
+    );
+    assert_eq!(p.build(&[]), ["dhcp"]);
+    let text = p.read(DNSMASQ);
+    assert!(!text.lines().any(|l| l.starts_with("port=")), "{text}");
+    let (code, out) = dnsmasq_check(&p.path(DNSMASQ));
+    assert!(
+        code == 0,
+        "dnsmasq --test rejects {DNSMASQ} with DNS on:\n{out}\n{text}"
+    );
 }
 
 /// rsyslogd's own validation run (`-N1`) on the drop-in as a whole config.
@@ -954,6 +969,36 @@ fn snapshot_exports() {
 fn snapshot_ganesha() {
     let p = cluster();
     insta::assert_snapshot!("ganesha", redact(&p, &p.read(GANESHA)));
+}
+
+/// The header lines of each file as `[apply]` reaches its daemon another
+/// way: through systemd, a pid file, or as ddc decides (the files are
+/// candidates in the cache: no apply task runs).
+#[test]
+fn snapshot_headers_as_apply_reaches_the_daemons() {
+    let p = Project::with(&DDCFILE.replace(
+        "dnsmasq = \"off\"\ndhcpd   = \"off\"\nnfs     = \"off\"\nrsyslog = \"off\"",
+        "dnsmasq = { pidfile = \"/run/dnsmasq/dnsmasq.pid\" }\ndhcpd   = { systemd = \"isc-dhcp-server\" }\nnfs     = \"auto\"\nrsyslog = \"systemd\"",
+    ));
+    let run = p.ddc(&["build", "dhcp", "exports", "rsyslog"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut headers = String::new();
+    for f in [
+        "dhcpd/dhcpd.conf",
+        "dnsmasq/main.conf",
+        "dnsmasq/hosts",
+        "nfs/exports",
+        "nfs/ganesha.conf",
+        "rsyslog/rsyslog.conf",
+    ] {
+        let text = p.read(&format!("cache/staged/{f}"));
+        headers.push_str(&format!("== {f}\n"));
+        for l in text.lines().take_while(|l| l.starts_with('#')) {
+            headers.push_str(l);
+            headers.push('\n');
+        }
+    }
+    insta::assert_snapshot!("headers_applied", redact(&p, &headers));
 }
 
 #[test]

@@ -73,6 +73,10 @@ pub struct Server {
     pub allow_insecure_ports: bool,
     pub dnsmasq_tftp: bool,
     pub dnsmasq_interface: Option<String>,
+    /// dnsmasq also answers DNS (port 53); off by default (`port=0`), so
+    /// that it does not clash with systemd-resolved or another resolver.
+    #[serde(default)]
+    pub dnsmasq_dns: bool,
     /// The image that machines without an entry of their own boot, if any.
     pub default_entry: Option<String>,
 }

@@ -82,6 +82,7 @@ pub(super) struct RawServer {
     pub(super) allow_insecure_ports: Option<bool>,
     pub(super) dnsmasq_tftp: Option<bool>,
     pub(super) dnsmasq_interface: Option<Spanned<String>>,
+    pub(super) dnsmasq_dns: Option<bool>,
     pub(super) default_entry: Option<Spanned<String>>,
 }
 

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::apply::{destination, staging, Daemon, Role};
+use super::apply::{destination, staging, wiring, wiring_input, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
@@ -41,6 +41,8 @@ impl Recipe for Dhcp {
         ));
         inputs.push(staging(cfg, Daemon::Dhcpd));
         inputs.push(staging(cfg, Daemon::Dnsmasq));
+        inputs.push(wiring_input(cfg, Daemon::Dhcpd));
+        inputs.push(wiring_input(cfg, Daemon::Dnsmasq));
         inputs.push(Planner::value("paths.tftp_root", &cfg.paths.tftp_root));
         inputs.push(Input {
             name: "nodes".into(),
@@ -99,7 +101,7 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
             ip: n.ip.to_string(),
         })
         .collect();
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
         "prefix": c.network.prefix_len(),
@@ -111,12 +113,16 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
         "tftp": cfg.server.dnsmasq_tftp,
         "tftp_root": cfg.paths.tftp_root.display().to_string(),
         "interface": cfg.server.dnsmasq_interface,
+        "dnsmasq_dns": cfg.server.dnsmasq_dns,
+        "ddcfile": cfg.file.display().to_string(),
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
     });
     let mut out = Produced::default();
     for (tpl, role) in FILES {
+        data["wiring"] = wiring(cfg, role);
+        data["main_file"] = wiring(cfg, Role::DnsmasqMain)["file"].clone();
         let text = ctx.templates.render(tpl, &data)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::apply::{destination, staging, Daemon, Role};
+use super::apply::{destination, staging, wiring, wiring_input, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fsutil::atomic_write;
@@ -30,6 +30,7 @@ impl Recipe for Rsyslog {
         inputs.push(Planner::value("cluster.master", &cfg.cluster.master));
         inputs.push(Planner::value("paths.rsyslog", &cfg.paths.rsyslog));
         inputs.push(staging(cfg, Daemon::Rsyslog));
+        inputs.push(wiring_input(cfg, Daemon::Rsyslog));
         p.push(Planner::task(
             Kind::Rsyslog,
             None,
@@ -54,6 +55,8 @@ fn run_rsyslog(ctx: &mut RunCtx) -> Result<Produced> {
     let data = serde_json::json!({
         "network": cfg.cluster.network.to_string(),
         "master": cfg.cluster.master.to_string(),
+        "ddcfile": cfg.file.display().to_string(),
+        "wiring": wiring(cfg, Role::Rsyslog),
     });
     let text = ctx.templates.render("templates/rsyslog.conf.j2", &data)?;
     let path = destination(cfg, Role::Rsyslog);

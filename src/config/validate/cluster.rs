@@ -152,6 +152,7 @@ impl Validator<'_> {
             allow_insecure_ports,
             dnsmasq_tftp: raw.dnsmasq_tftp.unwrap_or(true),
             dnsmasq_interface,
+            dnsmasq_dns: raw.dnsmasq_dns.unwrap_or(false),
             default_entry,
         }
     }
