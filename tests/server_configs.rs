@@ -37,6 +37,7 @@ dhcpd     = "out/dhcp/ddc.conf"
 dnsmasq   = "out/dnsmasq.d/ddc.conf"
 dnsmasq_hosts = "out/dnsmasq/ddc.hosts"
 rsyslog   = "out/rsyslog.d/ddc.conf"
+rsyslog_main = "rsyslog-main.conf"
 
 [server]
 default_entry     = "default"
@@ -563,6 +564,55 @@ fn rsyslogd_accepts_the_receiver_drop_in() {
         "rsyslogd -N1 rejects {RSYSLOG} (exit {code}):\n{out}\n--- {RSYSLOG}:\n{}",
         p.read(RSYSLOG)
     );
+}
+
+/// The drop-in loads imudp exactly when the master's rsyslog config does
+/// not: rsyslogd -N1 accepts the whole either way, and refuses the drop-in
+/// that loads it too after a main config that does (rsyslog 8.2302: "module
+/// 'imudp' already in this config", for `$ModLoad` as for `module()`). A
+/// change of the main config rewrites the drop-in on the next build.
+#[test]
+fn rsyslogd_accepts_the_drop_in_whether_or_not_the_main_config_loads_imudp() {
+    let p = Project::with(DDCFILE);
+    let main = |loads: &str| {
+        format!(
+            "module(load=\"imuxsock\")\n{loads}$IncludeConfig {}\n",
+            p.path(RSYSLOG).display()
+        )
+    };
+    p.write("rsyslog-main.conf", &main(""));
+    p.build(&[]);
+    let loads = "module(load=\"imudp\")\n";
+    assert!(p.read(RSYSLOG).contains(loads));
+    let (code, out) = rsyslog_check(&p.path("rsyslog-main.conf"));
+    assert!(
+        code == 0,
+        "without imudp in the main config (exit {code}):\n{out}\n{}",
+        p.read(RSYSLOG)
+    );
+
+    for form in [loads, "$ModLoad imudp\n"] {
+        let old = p.read(RSYSLOG);
+        p.write("rsyslog-main.conf", &main(form));
+        assert_eq!(p.build(&[]), ["rsyslog"], "{form}");
+        assert!(!p.read(RSYSLOG).contains(loads), "{}", p.read(RSYSLOG));
+        let (code, out) = rsyslog_check(&p.path("rsyslog-main.conf"));
+        assert!(
+            code == 0,
+            "with {form} in the main config (exit {code}):\n{out}\n{}",
+            p.read(RSYSLOG)
+        );
+        // What ddc used to write: refused after the same main config.
+        p.write(
+            "old-main.conf",
+            &main(form).replace(RSYSLOG, "old-dropin.conf"),
+        );
+        p.write("old-dropin.conf", &old);
+        let (code, out) = rsyslog_check(&p.path("old-main.conf"));
+        assert!(code != 0 && out.contains("already in this config"), "{out}");
+        p.write("rsyslog-main.conf", &main(""));
+        assert_eq!(p.build(&[]), ["rsyslog"]);
+    }
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub struct Paths {
     /// the folder of `dnsmasq`, which dnsmasq may read as config.
     pub dnsmasq_hosts: PathBuf,
     pub rsyslog: PathBuf,
+    /// The master's main rsyslog config, read (never written) to see whether
+    /// it loads imudp itself: rsyslog refuses a module loaded twice.
+    #[serde(default)]
+    pub rsyslog_main: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

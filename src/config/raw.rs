@@ -73,6 +73,7 @@ pub(super) struct RawPaths {
     pub(super) dnsmasq: Option<Spanned<String>>,
     pub(super) dnsmasq_hosts: Option<Spanned<String>>,
     pub(super) rsyslog: Option<Spanned<String>>,
+    pub(super) rsyslog_main: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -87,6 +87,7 @@ impl Validator<'_> {
             dnsmasq: get(raw.dnsmasq, "dnsmasq"),
             dnsmasq_hosts: get(raw.dnsmasq_hosts, "dnsmasq_hosts"),
             rsyslog: get(raw.rsyslog, "rsyslog"),
+            rsyslog_main: get(raw.rsyslog_main, "rsyslog_main"),
         };
         // What may not appear in a path that goes into a kernel line
         // (nfsroot=HOST:PATH,OPTS), an export or a quoted config value.
