@@ -555,7 +555,12 @@ fn the_rsyslog_drop_in_that_leaves_imudp_to_the_main_config_is_checked_and_insta
     );
     s.active(&["rsyslog"]);
     let r = s.build();
-    assert_eq!(applied(&r), "rsyslog (systemctl restart rsyslog)", "{}", r.stdout);
+    assert_eq!(
+        applied(&r),
+        "rsyslog (systemctl restart rsyslog)",
+        "{}",
+        r.stdout
+    );
     let installed = s.p.read("out/rsyslog.d/ddc.conf");
     assert!(!installed.contains("module(load=\"imudp\")"), "{installed}");
     assert!(installed.contains(&format!(

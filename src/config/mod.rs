@@ -37,6 +37,7 @@ use memo::{cached, remember};
 pub(crate) use mirror::system_mirror;
 use origin::{line_col, ConfigError, Origin, Place};
 use raw::RawDdcfile;
+pub(crate) use suggest::did_you_mean;
 
 /// Loads and validates a Ddcfile and the inventory it names, or takes the
 /// config validated from the same bytes, at the same place, last time
