@@ -1169,7 +1169,7 @@ fn insecure_export_options_are_refused_unless_allowed() {
     let run = p.ddc(&["build"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("Ddcfile.toml:22:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
+        run.stderr.contains("Ddcfile.toml:23:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
         "{}",
         run.stderr
     );
