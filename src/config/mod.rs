@@ -233,7 +233,10 @@ fn syntax_errors(text: &str) -> Vec<(usize, String)> {
             break;
         }
         // The line becomes a comment of the same length: offsets stay.
-        let offset = offset.min(text.len());
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
         let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
         if start == end {

@@ -135,3 +135,20 @@ fn toml_syntax_errors_are_all_shown_with_their_line() {
          Ddcfile.toml: fix this syntax error and run again: keys and values are checked once the file reads as TOML, and a line read wrongly may hide another error"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Broken TOML of any kind, multibyte characters included, gets its
+    /// syntax errors, each with a line, and never a panic.
+    #[test]
+    fn broken_toml_never_panics(cut in 0usize..400, insert in "[\\[\\]\"'={}é\\n ]{1,6}") {
+        let mut text = BASE.replace("node01", "nødé01");
+        let mut at = cut.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.insert_str(at, &insert);
+        let _ = parse_str(&text);
+    }
+}
