@@ -199,6 +199,9 @@ pub(crate) struct Remembered {
     path: PathBuf,
     found: RefCell<BTreeMap<String, Release>>,
     added: RefCell<bool>,
+    /// Every answer of this run: two images of one mirror and suite ask
+    /// once, even when the mirror is out of reach.
+    this_run: RefCell<BTreeMap<String, Answer>>,
 }
 
 impl Remembered {
@@ -211,6 +214,7 @@ impl Remembered {
             path: path.to_path_buf(),
             found: RefCell::new(found),
             added: RefCell::new(false),
+            this_run: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -220,7 +224,13 @@ impl Remembered {
         if let Some(r) = self.found.borrow().get(&key) {
             return Answer::Found(r.clone());
         }
+        if let Some(a) = self.this_run.borrow().get(&key) {
+            return a.clone();
+        }
         let answer = fetch(mirror, suite);
+        self.this_run
+            .borrow_mut()
+            .insert(key.clone(), answer.clone());
         if let Answer::Found(r) = &answer {
             self.found.borrow_mut().insert(key, r.clone());
             *self.added.borrow_mut() = true;
@@ -245,6 +255,30 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_mirror_out_of_reach_is_asked_once_a_run_and_not_remembered() {
+        let d = tempfile::tempdir().unwrap();
+        let memo = d.path().join("releases.json");
+        let asked = std::cell::Cell::new(0);
+        let offline = |_: &str, _: &str| {
+            asked.set(asked.get() + 1);
+            Answer::Unreachable("connection refused".into())
+        };
+        let r = Remembered::load(&memo);
+        for _ in 0..3 {
+            assert!(matches!(
+                r.ask("http://m/debian", "jammy", &offline),
+                Answer::Unreachable(_)
+            ));
+        }
+        assert_eq!(asked.get(), 1);
+        r.save();
+        assert!(!memo.exists());
+        let again = Remembered::load(&memo);
+        again.ask("http://m/debian", "jammy", &offline);
+        assert_eq!(asked.get(), 2);
+    }
 
     #[test]
     fn known_suites_and_their_suffixes() {
