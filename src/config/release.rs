@@ -188,6 +188,9 @@ pub(crate) fn fetch(mirror: &str, suite: &str) -> Answer {
             Answer::Missing(format!("{url} answered {}", resp.status()))
         }
         Ok(resp) => Answer::Unreachable(format!("{url} answered {}", resp.status())),
+        Err(ureq::Error::Timeout(_)) => {
+            Answer::Unreachable(format!("{url}: no answer within {} s", TIMEOUT.as_secs()))
+        }
         Err(e) => Answer::Unreachable(format!("{url}: {e}")),
     }
 }

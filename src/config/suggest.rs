@@ -4,7 +4,8 @@
 //! Pure functions on strings: imports nothing from the other config modules.
 
 /// The candidate nearest to `word`, if one is near enough to be a likely
-/// typo: at most 1 edit for words of up to 4 characters, 2 up to 8, else 3.
+/// typo: at most 1 edit for words of up to 5 characters, 2 up to 9, else 3
+/// (`jammy`, Ubuntu's, is 2 from Debian's ancient `hamm`: no typo of it).
 /// Ties go to the first candidate given.
 pub(crate) fn nearest<'a, I>(word: &str, candidates: I) -> Option<&'a str>
 where
@@ -12,8 +13,8 @@ where
 {
     let len = word.chars().count();
     let limit = match len {
-        0..=4 => 1,
-        5..=8 => 2,
+        0..=5 => 1,
+        6..=9 => 2,
         _ => 3,
     };
     let mut best: Option<(usize, &str)> = None;
@@ -70,6 +71,7 @@ mod tests {
         );
         assert_eq!(nearest("defualt", ["default", "gpu"]), Some("default"));
         assert_eq!(nearest("x", ["default"]), None);
+        assert_eq!(nearest("jammy", ["hamm", "bookworm"]), None);
         assert_eq!(did_you_mean("gpus", ["gpu"]), "; did you mean \"gpu\"?");
     }
 
