@@ -23,6 +23,7 @@ mod raw;
 mod read;
 mod release;
 mod suggest;
+mod toml_errors;
 mod validate;
 
 #[cfg(test)]
@@ -35,7 +36,7 @@ pub use origin::ConfigErrors;
 
 use memo::{cached, remember};
 pub(crate) use mirror::system_mirror;
-use origin::{line_col, ConfigError, Origin, Place};
+use origin::{ConfigError, Origin, Place};
 use raw::RawDdcfile;
 pub(crate) use suggest::did_you_mean;
 
@@ -151,128 +152,6 @@ fn parse_at(
     mirror_default: &dyn Fn() -> String,
     archive: release::Archive,
 ) -> Result<Config, ConfigErrors> {
-    let raw: RawDdcfile = toml::from_str(text).map_err(|e| toml_errors(text, file, &e))?;
+    let raw: RawDdcfile = toml::from_str(text).map_err(|e| toml_errors::explain(text, file, &e))?;
     validate::validate(raw, text, file, ddcfile, mirror_default, archive)
-}
-
-/// Why `text` is no Ddcfile. A syntax error is reported with every other
-/// one the TOML parser recovers from, each with its line and a caret under
-/// the column; a well-formed file that does not fit (an unknown or missing
-/// key, a wrong type) with the one problem serde stops at, and the nearest
-/// known key to an unknown one.
-fn toml_errors(text: &str, file: &str, e: &toml::de::Error) -> ConfigErrors {
-    let at = |span: Option<std::ops::Range<usize>>| Origin {
-        file: file.to_string(),
-        place: match span {
-            Some(span) => {
-                let (l, c) = line_col(text, span.start);
-                Place::LineCol(l, c)
-            }
-            None => Place::File,
-        },
-    };
-    let syntax = syntax_errors(text);
-    if syntax.is_empty() {
-        return ConfigErrors(vec![ConfigError {
-            origin: at(e.span()),
-            key: String::new(),
-            message: toml_message(e),
-        }]);
-    }
-    let count = syntax.len();
-    let mut errors: Vec<ConfigError> = syntax
-        .into_iter()
-        .map(|(offset, message)| ConfigError {
-            origin: at(Some(offset..offset)),
-            key: String::new(),
-            message: format!("TOML syntax: {message}{}", quote_line(text, offset)),
-        })
-        .collect();
-    let what = match count {
-        1 => "this syntax error".to_string(),
-        n if n >= MAX_SYNTAX_ERRORS => format!("these first {n} syntax errors"),
-        n => format!("these {n} syntax errors"),
-    };
-    errors.push(ConfigError {
-        origin: at(None),
-        key: String::new(),
-        message: format!(
-            "fix {what} and run again: keys and values are checked once the file reads as TOML, and a line read wrongly may hide another error"
-        ),
-    });
-    ConfigErrors(errors)
-}
-
-/// The most syntax errors reported at once.
-const MAX_SYNTAX_ERRORS: usize = 10;
-
-/// The syntax errors of `text`, one a line, in order: the first error the
-/// parser finds, then the first once that line is blanked out, and so on,
-/// up to an error in an array or inline table, which may span lines.
-/// (The parser's own recovery goes on after an error, but an unclosed
-/// string or bracket makes it report every following line as broken.)
-fn syntax_errors(text: &str) -> Vec<(usize, String)> {
-    let mut text = text.to_string();
-    let mut found = Vec::new();
-    while found.len() < MAX_SYNTAX_ERRORS {
-        let (_, errors) = toml::de::DeTable::parse_recoverable(&text);
-        let Some((offset, message)) = errors
-            .iter()
-            .filter_map(|e| Some((e.span()?.start, e.message().trim().to_string())))
-            .min_by_key(|(offset, _)| *offset)
-        else {
-            break;
-        };
-        // An open bracket takes the lines after it in: what the parser
-        // says of them is about the bracket, not about them.
-        let spans_lines = ["array", "inline table", "unclosed"]
-            .iter()
-            .any(|w| message.contains(w));
-        found.push((offset, message));
-        if spans_lines {
-            break;
-        }
-        // The line becomes a comment of the same length: offsets stay.
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-        if start == end {
-            break;
-        }
-        let blank = format!("#{}", " ".repeat(end - start - 1));
-        text.replace_range(start..end, &blank);
-    }
-    found
-}
-
-/// The line of `offset`, with its number and a caret under its column.
-fn quote_line(text: &str, offset: usize) -> String {
-    let (line, col) = line_col(text, offset);
-    let shown = text.lines().nth(line - 1).unwrap_or_default();
-    let number = line.to_string();
-    let pad = " ".repeat(number.len());
-    // Tabs stay tabs under the caret, so that it lines up in a terminal.
-    let lead: String = shown
-        .chars()
-        .take(col - 1)
-        .map(|c| if c == '\t' { '\t' } else { ' ' })
-        .collect();
-    format!("\n {number} | {shown}\n {pad} | {lead}^")
-}
-
-fn toml_message(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    if let Some((field, expected)) = suggest::unknown_field(&msg) {
-        match suggest::nearest(field, expected.iter().copied()) {
-            Some(near) => format!("{msg}; did you mean `{near}`?"),
-            None => format!("{msg}; remove it or check its spelling"),
-        }
-    } else if msg.starts_with("missing field") {
-        format!("{msg}; add it")
-    } else {
-        msg
-    }
 }

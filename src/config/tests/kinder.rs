@@ -152,3 +152,17 @@ proptest::proptest! {
         let _ = parse_str(&text);
     }
 }
+
+#[test]
+fn every_unknown_key_is_reported_at_once() {
+    let text = BASE
+        .replacen("master = ", "mastr = ", 1)
+        .replacen("packages = [", "pakages = [", 1)
+        .replacen("hostname = ", "hostnme = ", 1);
+    assert_eq!(
+        errors(&text),
+        "Ddcfile.toml:3:1: unknown field `mastr`, expected one of `network`, `master`, `gateway`, `dns`, `domain`, `syslog`; did you mean `master`?\n\
+         Ddcfile.toml:7:1: unknown field `pakages`, expected one of `suite`, `arch`, `packages`, `union`, `cmdline`, `mirror`, `bootstrapper`, `files`, `root_password_hash`, `ssh_authorized_keys`, `nis_domain`; did you mean `packages`?\n\
+         Ddcfile.toml:10:1: unknown field `hostnme`, expected one of `hostname`, `mac`, `ip`, `image`, `cmdline`; did you mean `hostname`?"
+    );
+}
