@@ -136,6 +136,10 @@ pub(crate) enum Command {
     },
     /// Print the man page, ddc(1), in roff (man -l <(ddc man) shows it).
     Man,
+    /// Power nodes on or off, power-cycle or reset them, or ask their power
+    /// state, through their BMCs (IPMI over LAN with ipmitool; see [power]
+    /// in the Ddcfile). Prints a table of the results; exit 1 if any failed.
+    Power(PowerArgs),
     /// List the step scripts and templates and where each comes from
     /// (built in, or the Ddcfile's tasks_dir, whose files replace them).
     Tasks {
@@ -143,6 +147,72 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DIR")]
         eject: Option<PathBuf>,
     },
+}
+
+/// The arguments of `ddc power`.
+#[derive(Args)]
+#[command(
+    override_usage = "ddc power [OPTIONS] <ACTION> <NODE...|--all|--image IMG|--generation G>"
+)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true)
+    .args(["nodes", "all", "image", "generation"])))]
+pub(crate) struct PowerArgs {
+    /// on, off, cycle (off, then on), reset (hard reset) or status.
+    #[arg(value_enum)]
+    action: PowerAction,
+    /// The nodes, by hostname.
+    #[arg(conflicts_with_all = ["all", "image", "generation"])]
+    nodes: Vec<String>,
+    /// Every node.
+    #[arg(long, conflicts_with_all = ["image", "generation"])]
+    all: bool,
+    /// The nodes of this image (pinned ones too).
+    #[arg(long, value_name = "IMG")]
+    image: Option<String>,
+    /// The nodes whose boot entry points at this generation (its name,
+    /// number or hash prefix; with --image when several images have it).
+    #[arg(long, value_name = "G")]
+    generation: Option<String>,
+    /// Print the command each node would run; run nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// One JSON object per node per line on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PowerAction {
+    On,
+    Off,
+    Cycle,
+    Reset,
+    Status,
+}
+
+impl PowerArgs {
+    fn run(self, file: &std::path::Path) -> Result<(), Error> {
+        use commands::power::Action;
+        let action = match self.action {
+            PowerAction::On => Action::On,
+            PowerAction::Off => Action::Off,
+            PowerAction::Cycle => Action::Cycle,
+            PowerAction::Reset => Action::Reset,
+            PowerAction::Status => Action::Status,
+        };
+        commands::power::run(
+            file,
+            commands::power::Options {
+                action,
+                nodes: self.nodes,
+                all: self.all,
+                image: self.image,
+                generation: self.generation,
+                dry_run: self.dry_run,
+                json: self.json,
+            },
+        )
+    }
 }
 
 /// The shells ddc writes completions for.
@@ -288,5 +358,6 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Man => crate::docs::man(Cli::command(), &mut std::io::stdout())
             .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write the man page: {e}"))),
         Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
+        Command::Power(p) => p.run(file),
     }
 }

@@ -22,6 +22,7 @@ const EXTRA: &[(&str, &[&str])] = &[
         &[
             "0: success.",
             "1: a task failed; its log path and last lines are printed, the whole log is in cache/logs/TASK.log.",
+            "1 (ddc power): a node failed; the table says which and why.",
             "2: bad config or usage, or the build cannot start (not root, missing programs or files: all are named, with one apt-get install line).",
             "130: interrupted by SIGINT, SIGTERM or SIGHUP; finished tasks are kept.",
         ],

@@ -31,6 +31,8 @@ pub(crate) enum Error {
     Interrupted,
     /// A check found differences (1); the command has printed them.
     Differs,
+    /// Some nodes failed (`ddc power`) (1); the command has printed which.
+    NodesFailed,
     /// Anything else (1), printed with its whole chain.
     Failed(anyhow::Error),
 }
@@ -47,7 +49,7 @@ impl Error {
                 error_lines(&n.0);
                 USAGE
             }
-            Error::TasksFailed | Error::Differs => FAILED,
+            Error::TasksFailed | Error::Differs | Error::NodesFailed => FAILED,
             Error::Interrupted => INTERRUPTED,
             Error::Failed(e) => {
                 let _ = writeln!(std::io::stderr(), "error: {e}");

@@ -98,21 +98,27 @@ pub struct Input {
 }
 
 /// Computes a key from the task kind, its recipe version and its inputs.
+///
+/// The bytes are gathered first and hashed in one call: at 10,000 tasks of
+/// a dozen inputs each, three `Hasher::update` calls an input cost a no-op
+/// more than the hashing itself. The byte stream, and so every key, is the
+/// same as hashing them one by one.
 pub fn cache_key_of<'a>(
     kind: &str,
     recipe: u32,
     inputs: impl IntoIterator<Item = &'a Input>,
 ) -> CacheKey {
-    let mut h = blake3::Hasher::new();
-    h.update(b"ddc-key-v1\0");
-    h.update(kind.as_bytes());
-    h.update(&recipe.to_le_bytes());
+    let inputs = inputs.into_iter();
+    let mut buf = Vec::with_capacity(64 + 72 * inputs.size_hint().0);
+    buf.extend_from_slice(b"ddc-key-v1\0");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(&recipe.to_le_bytes());
     for i in inputs {
-        h.update(&(i.name.len() as u64).to_le_bytes());
-        h.update(i.name.as_bytes());
-        h.update(&i.hash.0);
+        buf.extend_from_slice(&(i.name.len() as u64).to_le_bytes());
+        buf.extend_from_slice(i.name.as_bytes());
+        buf.extend_from_slice(&i.hash.0);
     }
-    Fingerprint(*h.finalize().as_bytes())
+    Fingerprint(*blake3::hash(&buf).as_bytes())
 }
 
 /// The stat fields that change whenever a file's content may have changed.
@@ -265,6 +271,18 @@ mod tests {
     #[test]
     fn key_depends_on_every_part() {
         let base = cache_key_of("pxe", 1, [input("node.mac", "a"), input("x", "b")].iter());
+        // The same bytes hashed one update at a time: keys recorded before
+        // the one-call hashing stay valid.
+        let mut h = blake3::Hasher::new();
+        h.update(b"ddc-key-v1\0");
+        h.update(b"pxe");
+        h.update(&1u32.to_le_bytes());
+        for i in [input("node.mac", "a"), input("x", "b")] {
+            h.update(&(i.name.len() as u64).to_le_bytes());
+            h.update(i.name.as_bytes());
+            h.update(&i.hash.0);
+        }
+        assert_eq!(base, Fingerprint(*h.finalize().as_bytes()));
         assert_eq!(
             base,
             cache_key_of("pxe", 1, [input("node.mac", "a"), input("x", "b")].iter())

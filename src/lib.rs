@@ -1,6 +1,7 @@
 //! ddc builds and keeps up to date everything a diskless Debian cluster
 //! boots from, as a DAG of tasks cached by the blake3 hash of their inputs.
 
+mod bmc;
 mod cache;
 pub mod chroot;
 mod cli;

@@ -184,3 +184,173 @@ pub fn run_logged(cmd: &mut Command, log: &File, cancel: &Cancel) -> Result<()> 
     }
     Ok(())
 }
+
+/// How a [`run_bounded`] command ended.
+#[derive(Debug)]
+pub enum Bounded {
+    /// It exited (or a signal ended it) in time, with this output.
+    Exited {
+        status: std::process::ExitStatus,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+    },
+    /// It ran past its time; it and its process group were killed.
+    TimedOut,
+    /// The run was cancelled (Ctrl-C); it and its process group were killed.
+    Cancelled,
+}
+
+/// Runs a short command (no input, output captured) in a process group of
+/// its own, for at most `timeout`: past it, or when `cancel` fires, the whole
+/// group is killed and waited for. The child also dies with ddc
+/// (`PR_SET_PDEATHSIG`), so nothing is left behind however ddc ends.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration, cancel: &Cancel) -> Result<Bounded> {
+    use std::io::Read;
+    if cancel.is_cancelled() {
+        return Ok(Bounded::Cancelled);
+    }
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let pid = child.id() as i32;
+    cancel.groups.lock().expect("groups").insert(pid);
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let outcome = std::thread::scope(|s| {
+        let out = s.spawn(move || {
+            let mut v = Vec::new();
+            let _ = out.read_to_end(&mut v);
+            v
+        });
+        let err = s.spawn(move || {
+            let mut v = Vec::new();
+            let _ = err.read_to_end(&mut v);
+            v
+        });
+        let mut pause = Duration::from_millis(2);
+        // The leader is reaped only once its output has closed: until then
+        // it stays a zombie, so its group id names no other group when
+        // the group is killed.
+        let end = loop {
+            let exited = leader_exited(pid);
+            if exited.as_ref().is_ok_and(|&e| e) && out.is_finished() && err.is_finished() {
+                break child.wait().map(Some);
+            }
+            if let Err(e) = exited {
+                break Err(e);
+            }
+            if cancel.is_cancelled() || started.elapsed() >= timeout {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = child.wait();
+                break Ok(None);
+            }
+            std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        };
+        let stdout = out.join().unwrap_or_default();
+        let stderr = err.join().unwrap_or_default();
+        end.map(|status| match status {
+            // Cancel::cancel signalled it before this loop saw the flag.
+            Some(status) if cancel.is_cancelled() && !status.success() => Bounded::Cancelled,
+            Some(status) => Bounded::Exited {
+                status,
+                stdout,
+                stderr,
+            },
+            None if cancel.is_cancelled() => Bounded::Cancelled,
+            None => Bounded::TimedOut,
+        })
+    });
+    cancel.groups.lock().expect("groups").remove(&pid);
+    outcome.with_context(|| format!("cannot wait for {program}"))
+}
+
+/// Whether the child `pid` has ended, without reaping it (`WNOWAIT`).
+fn leader_exited(pid: i32) -> std::io::Result<bool> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    match waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+        Ok(WaitStatus::StillAlive) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a process whose command line is exactly `words` runs.
+    fn running(words: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == words)
+        })
+    }
+
+    #[test]
+    fn a_bounded_run_kills_the_whole_group_at_its_timeout() {
+        // A child of the child, in the same group, outlives nothing.
+        let marker = format!("sleep 31.{}", std::process::id());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{marker} & echo started; wait")]);
+        let t = std::time::Instant::now();
+        let b = run_bounded(&mut cmd, Duration::from_millis(300), &Cancel::default()).unwrap();
+        assert!(matches!(b, Bounded::TimedOut), "{b:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!running(&marker), "{marker} outlived its group");
+    }
+
+    #[test]
+    fn a_bounded_run_ends_at_its_timeout_when_a_left_child_holds_its_output() {
+        let marker = format!("sleep 32.{}", std::process::id());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{marker} & echo started")]);
+        let t = std::time::Instant::now();
+        let b = run_bounded(&mut cmd, Duration::from_millis(300), &Cancel::default()).unwrap();
+        assert!(matches!(b, Bounded::TimedOut), "{b:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!running(&marker), "{marker} outlived its group");
+    }
+
+    #[test]
+    fn a_bounded_run_gives_the_output_and_status() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        match run_bounded(&mut cmd, Duration::from_secs(10), &Cancel::default()).unwrap() {
+            Bounded::Exited {
+                status,
+                stdout,
+                stderr,
+            } => {
+                assert_eq!(status.code(), Some(3));
+                assert_eq!((&stdout[..], &stderr[..]), (&b"out\n"[..], &b"err\n"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cancelled_run_starts_nothing() {
+        let cancel = Arc::new(Cancel::default());
+        cancel.flag.store(true, Ordering::SeqCst);
+        let mut cmd = Command::new("true");
+        let b = run_bounded(&mut cmd, Duration::from_secs(1), &cancel).unwrap();
+        assert!(matches!(b, Bounded::Cancelled), "{b:?}");
+    }
+}

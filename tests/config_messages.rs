@@ -38,7 +38,7 @@ fn mistakes_get_the_nearest_name() {
     let table: Vec<(String, String)> = vec![
         (
             DDCFILE.replacen("packages = [", "pakages = [", 1),
-            "error: Ddcfile.toml:18:1: unknown field `pakages`, expected one of `suite`, `arch`, `packages`, `union`, `cmdline`, `mirror`, `bootstrapper`, `files`, `root_password_hash`, `ssh_authorized_keys`, `nis_domain`; did you mean `packages`?".into(),
+            "error: Ddcfile.toml:18:1: unknown field `pakages`, expected one of `suite`, `arch`, `packages`, `union`, `cmdline`, `mirror`, `bootstrapper`, `files`, `root_password_hash`, `ssh_authorized_keys`, `nis_domain`…; did you mean `packages`?".into(),
         ),
         (
             DDCFILE.replacen("ip       = \"192.0.2.12\"", "ip       = \"192.0.2.12\"\nimage    = \"defualt\"", 1),
@@ -61,8 +61,9 @@ fn mistakes_get_the_nearest_name() {
         p.write("Ddcfile.toml", ddcfile);
         let r = p.ddc(&["graph"]);
         assert_eq!(r.code, 2, "{}", r.stderr);
+        // `…`: any text (the lists of keys grow with the Ddcfile).
         assert!(
-            r.stderr.contains(want.as_str()),
+            want.split('…').all(|part| r.stderr.contains(part)),
             "want:\n{want}\ngot:\n{}",
             r.stderr
         );

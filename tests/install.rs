@@ -293,6 +293,7 @@ const SUBCOMMANDS: &[&str] = &[
     "completions",
     "man",
     "tasks",
+    "power",
 ];
 
 #[test]

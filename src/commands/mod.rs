@@ -12,6 +12,7 @@ pub(crate) mod gc;
 pub(crate) mod generations;
 pub(crate) mod graph;
 pub(crate) mod init;
+pub(crate) mod power;
 pub(crate) mod rollback;
 pub(crate) mod tasks;
 pub(crate) mod verify;

@@ -1,5 +1,6 @@
 //! The CSV node inventory named by `nodes_file`: a header row
-//! `hostname,mac,ip[,image[,cmdline]]`, then one node a row.
+//! `hostname,mac,ip` and optionally `image`, `cmdline`, `boot` and `bmc`
+//! (for `ddc power`), in any order, then one node a row.
 //!
 //! Rows become the same unvalidated node inputs as `[[nodes]]` tables, so both
 //! sources are validated together (duplicates across them are caught).
@@ -9,7 +10,7 @@ use std::path::Path;
 
 use super::origin::{NodeInput, Origin, Place, Sourced};
 
-const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline"];
+const COLUMNS: &[&str] = &["hostname", "mac", "ip", "image", "cmdline", "boot", "bmc"];
 
 /// Reads the inventory; `shown` is the name to print in messages.
 pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
@@ -23,7 +24,7 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
         .headers()
         .map_err(|e| format!("{shown}: cannot read the header row: {e}"))?
         .clone();
-    let mut index = [None; 5];
+    let mut index = [None; COLUMNS.len()];
     for (i, h) in headers.iter().enumerate() {
         match COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(h)) {
             Some(c) if index[c].is_some() => {
@@ -37,7 +38,7 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
             Some(c) => index[c] = Some(i),
             None => {
                 return Err(format!(
-                    "{shown}: unknown column {h:?} in the header row; the columns are hostname,mac,ip[,image[,cmdline]]"
+                    "{shown}: unknown column {h:?} in the header row; the columns are hostname,mac,ip and optionally image, cmdline, boot, bmc"
                 ))
             }
         }
@@ -83,6 +84,8 @@ pub(crate) fn read(path: &Path, shown: &str) -> Result<Vec<NodeInput>, String> {
             ip: field(2).unwrap_or_else(empty),
             image: field(3),
             cmdline: field(4),
+            boot: field(5),
+            bmc: field(6),
             origin: origin.clone(),
         });
     }

@@ -5,7 +5,7 @@
 //! Plain data: imports nothing from the other config modules.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -28,6 +28,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// How ddc makes the running daemons read the configs it wrote.
     pub apply: Apply,
+    /// How `ddc power` reaches the nodes' BMCs (`[power]`).
+    pub power: Power,
     /// The files this config was read from (the Ddcfile, the inventory, the
     /// master's apt sources when a mirror was taken from them).
     pub sources: Vec<PathBuf>,
@@ -45,6 +47,8 @@ pub struct Cluster {
     pub dns: Vec<Ipv4Addr>,
     pub domain: Option<String>,
     pub syslog: bool,
+    /// The boot method of images that name none (`[cluster] boot`).
+    pub boot: Boot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +87,11 @@ pub struct Server {
     pub dnsmasq_dns: bool,
     /// The image that machines without an entry of their own boot, if any.
     pub default_entry: Option<String>,
+    /// Where `ddc serve` listens and nodes fetch iPXE scripts, kernels and
+    /// initrds and send their reports (`[server] http`, default MASTER:8080).
+    pub http: SocketAddrV4,
+    /// Seconds between a node's reports (`[server] heartbeat`, default 60).
+    pub heartbeat: u32,
 }
 
 /// `server.export_options` as nfs-ganesha's EXPORT block says them.
@@ -115,6 +124,16 @@ impl Union {
             Union::Aufs => "aufs",
         }
     }
+}
+
+/// How a node's firmware gets its kernel and initrd (`boot = "pxelinux" |
+/// "ipxe"`): pxelinux over TFTP, or iPXE over HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boot {
+    #[default]
+    Pxelinux,
+    Ipxe,
 }
 
 /// The tool that makes an image's first root filesystem
@@ -151,6 +170,8 @@ pub struct Image {
     pub root_password_hash: Option<String>,
     pub ssh_authorized_keys: Vec<String>,
     pub nis_domain: Option<String>,
+    /// The image's own `boot`, else the cluster's.
+    pub boot: Boot,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +184,10 @@ pub struct Node {
     /// A generation the node stays on (`image = "compute@0002"`), for canaries.
     pub pin: Option<String>,
     pub cmdline: String,
+    /// The node's own `boot`, else its image's.
+    pub boot: Boot,
+    /// The node's BMC, for `ddc power`.
+    pub bmc: Option<Bmc>,
 }
 
 impl Node {
@@ -211,6 +236,71 @@ pub struct Apply {
     pub dhcpd: Reach,
     pub nfs: Reach,
     pub rsyslog: Reach,
+}
+
+/// A node's BMC (`bmc = "ADDR"` or `"ADDR:PORT"`): an IPv4 address or a
+/// DNS name, and the UDP port when it is not IPMI's 623.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bmc {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for Bmc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(p) => write!(f, "{}:{p}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
+}
+
+/// The program that talks to the BMCs (`[power] driver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerDriver {
+    #[default]
+    Ipmitool,
+}
+
+/// The IPMI LAN protocol (`[power] interface`): `lanplus` (IPMI 2.0,
+/// RMCP+) or `lan` (IPMI 1.5, for old BMCs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpmiInterface {
+    #[default]
+    Lanplus,
+    Lan,
+}
+
+impl IpmiInterface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpmiInterface::Lanplus => "lanplus",
+            IpmiInterface::Lan => "lan",
+        }
+    }
+}
+
+/// The `[power]` table. `user` and `password_file` are checked when power is
+/// used (`ddc power`), not when the Ddcfile loads: a cluster without BMCs
+/// needs neither.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Power {
+    pub driver: PowerDriver,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Where `password_file` was given (`Ddcfile.toml:LINE:COL`), for the
+    /// messages about the file.
+    pub password_file_at: String,
+    pub interface: IpmiInterface,
+    /// ipmitool's `-C`: the RMCP+ cipher suite, when ipmitool must not ask
+    /// the BMC for its list (some BMCs answer that slowly, or not at all).
+    pub cipher_suite: Option<u8>,
+    /// Seconds one node's command may take before it is killed.
+    pub timeout: u64,
+    /// How many nodes are reached at once.
+    pub parallel: usize,
 }
 
 pub(crate) const DEFAULT_EXPORT_OPTIONS: &str = "ro,async,no_root_squash,no_subtree_check";

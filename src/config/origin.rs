@@ -81,6 +81,8 @@ pub(crate) struct NodeInput {
     pub ip: Sourced<String>,
     pub image: Option<Sourced<String>>,
     pub cmdline: Option<Sourced<String>>,
+    pub boot: Option<Sourced<String>>,
+    pub bmc: Option<Sourced<String>>,
     /// Where the node as a whole was given, for messages about the whole
     /// node (it names no image and there is no default).
     pub origin: Origin,

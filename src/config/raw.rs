@@ -10,7 +10,7 @@ use serde::de::{DeserializeOwned, Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Bootstrapper, Union};
+use super::model::{Boot, Bootstrapper, IpmiInterface, PowerDriver, Union};
 
 /// A string naming one value of a closed set `T` (a serde enum of unit
 /// variants), or the string itself when it names none. Reading never fails
@@ -49,6 +49,8 @@ pub(super) struct RawDdcfile {
     pub(super) nodes: Vec<RawNode>,
     #[serde(default)]
     pub(super) apply: RawApply,
+    #[serde(default)]
+    pub(super) power: RawPower,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +62,7 @@ pub(super) struct RawCluster {
     pub(super) dns: Option<Vec<Spanned<String>>>,
     pub(super) domain: Option<Spanned<String>>,
     pub(super) syslog: Option<bool>,
+    pub(super) boot: Option<Spanned<Choice<Boot>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +88,8 @@ pub(super) struct RawServer {
     pub(super) dnsmasq_interface: Option<Spanned<String>>,
     pub(super) dnsmasq_dns: Option<bool>,
     pub(super) default_entry: Option<Spanned<String>>,
+    pub(super) http: Option<Spanned<String>>,
+    pub(super) heartbeat: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +108,7 @@ pub(super) struct RawImage {
     #[serde(default)]
     pub(super) ssh_authorized_keys: Vec<Spanned<String>>,
     pub(super) nis_domain: Option<Spanned<String>>,
+    pub(super) boot: Option<Spanned<Choice<Boot>>>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +119,8 @@ pub(super) struct RawNode {
     pub(super) ip: Spanned<String>,
     pub(super) image: Option<Spanned<String>>,
     pub(super) cmdline: Option<Spanned<String>>,
+    pub(super) boot: Option<Spanned<String>>,
+    pub(super) bmc: Option<Spanned<String>>,
 }
 
 /// `[apply]`: how ddc reaches each daemon. A value is a string (`"auto"`,
@@ -126,4 +134,20 @@ pub(super) struct RawApply {
     pub(super) dhcpd: Option<Spanned<toml::Value>>,
     pub(super) nfs: Option<Spanned<toml::Value>>,
     pub(super) rsyslog: Option<Spanned<toml::Value>>,
+}
+
+/// `[power]`: how `ddc power` reaches the nodes' BMCs. `password` is read
+/// only to be refused at its line (the password belongs in `password_file`),
+/// as any TOML value, so that no value of it gets printed.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPower {
+    pub(super) driver: Option<Spanned<Choice<PowerDriver>>>,
+    pub(super) user: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<String>>,
+    pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) interface: Option<Spanned<Choice<IpmiInterface>>>,
+    pub(super) cipher_suite: Option<Spanned<i64>>,
+    pub(super) timeout: Option<Spanned<i64>>,
+    pub(super) parallel: Option<Spanned<i64>>,
 }

@@ -41,11 +41,38 @@ fn the_base_config_is_valid() {
 }
 
 #[test]
+fn boot_and_http_take_their_defaults_and_inherit_down() {
+    let c = parse_str(BASE).unwrap();
+    assert_eq!(c.cluster.boot, model::Boot::Pxelinux);
+    assert_eq!(c.nodes[0].boot, model::Boot::Pxelinux);
+    assert_eq!(c.server.http.to_string(), "192.0.2.1:8080");
+    assert_eq!(c.server.heartbeat, 60);
+    // The cluster's method reaches images and nodes that name none; a node's
+    // own wins over its image's, an image's over the cluster's.
+    let text = BASE
+        .replace("master = \"192.0.2.1\"", "master = \"192.0.2.1\"\nboot = \"ipxe\"")
+        .replace("[[nodes]]", "[images.old]\nsuite = \"bookworm\"\nboot = \"pxelinux\"\n\n[[nodes]]")
+        + "\n[[nodes]]\nhostname = \"node02\"\nmac = \"52:54:00:12:34:57\"\nip = \"192.0.2.12\"\nimage = \"old\"\n"
+        + "\n[[nodes]]\nhostname = \"node03\"\nmac = \"52:54:00:12:34:58\"\nip = \"192.0.2.13\"\nimage = \"old\"\nboot = \"ipxe\"\n"
+        + "\n[server]\nhttp = \"192.0.2.1:80\"\nheartbeat = 30\n";
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.images["default"].boot, model::Boot::Ipxe);
+    assert_eq!(c.images["old"].boot, model::Boot::Pxelinux);
+    let boots: Vec<_> = c.nodes.iter().map(|n| n.boot).collect();
+    assert_eq!(
+        boots,
+        [model::Boot::Ipxe, model::Boot::Pxelinux, model::Boot::Ipxe]
+    );
+    assert_eq!(c.server.http.to_string(), "192.0.2.1:80");
+    assert_eq!(c.server.heartbeat, 30);
+}
+
+#[test]
 fn error_messages() {
     // (replace this, with that) → exact message
     let table: &[(&str, &str, &str)] = &[
         ("master = \"192.0.2.1\"", "master = \"192.0.2.1\"\nfoo = 1",
-         "Ddcfile.toml:4:1: unknown field `foo`, expected one of `network`, `master`, `gateway`, `dns`, `domain`, `syslog`; remove it or check its spelling"),
+         "Ddcfile.toml:4:1: unknown field `foo`, expected one of `network`, `master`, `gateway`, `dns`, `domain`, `syslog`, `boot`; remove it or check its spelling"),
         ("mac = \"52:54:00:12:34:56\"", "mac = \"52:54:00:12:34:5g\"",
          "Ddcfile.toml:11:7: mac: \"52:54:00:12:34:5g\" is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)"),
         ("mac = \"52:54:00:12:34:56\"", "mac = \"01:00:5e:00:00:01\"",
@@ -74,6 +101,16 @@ fn error_messages() {
          "Ddcfile.toml:7:22: images.default.root_password_hash: is not a crypt(3) hash; never put a plain password here: make one with `mkpasswd -m yescrypt` (package whois) or `openssl passwd -6`"),
         ("packages = [\"linux-image-amd64\"]", "packages = [\"linux image\"]",
          "Ddcfile.toml:7:13: images.default.packages: \"linux image\" is not a Debian package name"),
+        ("master = \"192.0.2.1\"", "master = \"192.0.2.1\"\nboot = \"grub\"",
+         "Ddcfile.toml:4:8: cluster.boot: \"grub\" is not a boot method; use \"pxelinux\" (TFTP, the default) or \"ipxe\" (iPXE over HTTP)"),
+        ("ip = \"192.0.2.11\"", "ip = \"192.0.2.11\"\nboot = \"iPXE\"",
+         "Ddcfile.toml:13:8: boot: \"iPXE\" is not a boot method; use \"pxelinux\" (TFTP, the default) or \"ipxe\" (iPXE over HTTP)"),
+        ("[cluster]", "[server]\nhttp = \"0.0.0.0:8080\"\n[cluster]",
+         "Ddcfile.toml:2:8: server.http: \"0.0.0.0:8080\": nodes put this address in the URLs they fetch, so it must be one they can reach, like the master's (192.0.2.1:8080); to listen on every address, run `ddc serve --listen 0.0.0.0:PORT`"),
+        ("[cluster]", "[server]\nhttp = \"192.0.2.1\"\n[cluster]",
+         "Ddcfile.toml:2:8: server.http: \"192.0.2.1\" is not an IPv4 address with a port (expected like 192.0.2.1:8080)"),
+        ("[cluster]", "[server]\nheartbeat = 1\n[cluster]",
+         "Ddcfile.toml:2:13: server.heartbeat: 1 is not a heartbeat in seconds between 5 and 86400 (a day); nodes report this often, and are called silent after 3 missed reports"),
         ("[cluster]\nnetwork = \"192.0.2.0/24\"\nmaster = \"192.0.2.1\"\n", "",
          "Ddcfile.toml:1:1: missing field `cluster`; add it"),
     ];
@@ -386,3 +423,4 @@ fn a_column_named_twice_in_the_inventory_header_is_refused() {
 
 mod daemons;
 mod kinder;
+mod power;

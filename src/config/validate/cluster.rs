@@ -2,6 +2,7 @@
 //! go, and how the master serves them.
 
 use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
 use ipnet::Ipv4Net;
@@ -34,6 +35,7 @@ impl Validator<'_> {
             dns.extend(self.ipv4(&d, "cluster.dns"));
         }
         let domain = self.optional(raw.domain, "cluster.domain", &DNS_DOMAIN);
+        let boot = self.choice(raw.boot, "cluster.boot", boot_says);
         Some(Cluster {
             network: network?,
             master: master?,
@@ -41,6 +43,7 @@ impl Validator<'_> {
             dns,
             domain,
             syslog: raw.syslog.unwrap_or(false),
+            boot,
         })
     }
 
@@ -133,7 +136,12 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn server(&mut self, raw: RawServer, images: &BTreeSet<String>) -> Server {
+    pub(super) fn server(
+        &mut self,
+        raw: RawServer,
+        images: &BTreeSet<String>,
+        master: Option<Ipv4Addr>,
+    ) -> Server {
         let allow_insecure_ports = raw.allow_insecure_ports.unwrap_or(false);
         let (export_options, ganesha) =
             self.export_options(raw.export_options, allow_insecure_ports);
@@ -147,6 +155,8 @@ impl Validator<'_> {
             self.check_image_exists(&s.origin, "server.default_entry", &s.value, images);
             s.value
         });
+        let http = self.http(raw.http, master);
+        let heartbeat = self.heartbeat(raw.heartbeat);
         Server {
             export_options,
             ganesha,
@@ -155,6 +165,67 @@ impl Validator<'_> {
             dnsmasq_interface,
             dnsmasq_dns: raw.dnsmasq_dns.unwrap_or(false),
             default_entry,
+            http,
+            heartbeat,
         }
     }
+
+    /// `[server] http`: an address nodes reach, with a port; the master's
+    /// port 8080 when absent.
+    fn http(&mut self, raw: Option<Spanned<String>>, master: Option<Ipv4Addr>) -> SocketAddrV4 {
+        let fallback =
+            SocketAddrV4::new(master.unwrap_or(Ipv4Addr::UNSPECIFIED), DEFAULT_HTTP_PORT);
+        let Some(raw) = raw else {
+            return fallback;
+        };
+        let s = self.sourced(raw);
+        let message = match s.value.parse::<SocketAddrV4>() {
+            Ok(a) if a.ip().is_unspecified() || a.ip().is_broadcast() || a.ip().is_multicast() => format!(
+                "{:?}: nodes put this address in the URLs they fetch, so it must be one they can reach, like the master's ({}:{DEFAULT_HTTP_PORT}); to listen on every address, run `ddc serve --listen 0.0.0.0:PORT`",
+                s.value,
+                master.map(|m| m.to_string()).unwrap_or_else(|| "MASTER".into())
+            ),
+            Ok(a) if a.port() == 0 => format!("{:?} has port 0; give the port nodes connect to, like {}:{DEFAULT_HTTP_PORT}", s.value, a.ip()),
+            Ok(a) => return a,
+            Err(_) => format!(
+                "{:?} is not an IPv4 address with a port (expected like 192.0.2.1:{DEFAULT_HTTP_PORT})",
+                s.value
+            ),
+        };
+        self.error(s.origin, "server.http", message);
+        fallback
+    }
+
+    /// `[server] heartbeat`: seconds between a node's reports.
+    fn heartbeat(&mut self, raw: Option<Spanned<i64>>) -> u32 {
+        let Some(raw) = raw else {
+            return DEFAULT_HEARTBEAT;
+        };
+        let origin = self.origin(&raw);
+        let v = raw.into_inner();
+        match u32::try_from(v) {
+            Ok(s) if HEARTBEAT_RANGE.contains(&s) => s,
+            _ => {
+                self.error(
+                    origin,
+                    "server.heartbeat",
+                    format!(
+                        "{v} is not a heartbeat in seconds between {} and {} (a day); nodes report this often, and are called silent after 3 missed reports",
+                        HEARTBEAT_RANGE.start(),
+                        HEARTBEAT_RANGE.end()
+                    ),
+                );
+                DEFAULT_HEARTBEAT
+            }
+        }
+    }
+}
+
+const DEFAULT_HTTP_PORT: u16 = 8080;
+const DEFAULT_HEARTBEAT: u32 = 60;
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 5..=86_400;
+
+/// The message for a `boot` value that names no boot method.
+pub(super) fn boot_says(v: &str) -> String {
+    format!("{v:?} is not a boot method; use \"pxelinux\" (TFTP, the default) or \"ipxe\" (iPXE over HTTP)")
 }

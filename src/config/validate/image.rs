@@ -10,7 +10,7 @@ use super::rules::{
     ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
 };
 use super::Validator;
-use crate::config::model::Image;
+use crate::config::model::{Boot, Image};
 use crate::config::origin::Sourced;
 use crate::config::raw::{Choice, RawImage};
 
@@ -26,12 +26,13 @@ impl Validator<'_> {
         &mut self,
         raw: BTreeMap<Spanned<String>, RawImage>,
         base: &Path,
+        cluster_boot: Boot,
         mirror_default: &mut dyn FnMut() -> String,
     ) -> BTreeMap<String, Image> {
         let mut images = BTreeMap::new();
         for (name, img) in raw {
             let name = self.sourced(name);
-            if let Some(image) = self.image(&name, img, base, mirror_default) {
+            if let Some(image) = self.image(&name, img, base, cluster_boot, mirror_default) {
                 images.insert(name.value, image);
             }
         }
@@ -43,6 +44,7 @@ impl Validator<'_> {
         name: &Sourced<String>,
         raw: RawImage,
         base: &Path,
+        cluster_boot: Boot,
         mirror_default: &mut dyn FnMut() -> String,
     ) -> Option<Image> {
         let before = self.errors.len();
@@ -95,6 +97,10 @@ impl Validator<'_> {
             &AUTHORIZED_KEY,
         );
         let nis_domain = self.optional(raw.nis_domain, &key("nis_domain"), &NIS_DOMAIN);
+        let boot = match raw.boot {
+            Some(b) => self.choice(Some(b), &key("boot"), super::cluster::boot_says),
+            None => cluster_boot,
+        };
         (self.errors.len() == before).then(|| Image {
             name: name.value.clone(),
             suite: suite.value,
@@ -108,11 +114,12 @@ impl Validator<'_> {
             root_password_hash,
             ssh_authorized_keys,
             nis_domain,
+            boot,
         })
     }
 
     /// A value of a closed set, its default when the key is absent.
-    fn choice<T: Default>(
+    pub(super) fn choice<T: Default>(
         &mut self,
         raw: Option<Spanned<Choice<T>>>,
         key: &str,

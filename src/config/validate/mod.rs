@@ -1,7 +1,8 @@
 //! Validation: turns the raw TOML and the inventory's rows into the model,
 //! collecting every problem with its position instead of stopping at the
 //! first. `cluster` checks the [cluster], [paths] and [server] tables, `image`
-//! the images, `nodes` the nodes, `apply` the [apply] table; `rules` says
+//! the images, `nodes` the nodes, `apply` the [apply] table, `power` the
+//! [power] table and the nodes' BMCs; `rules` says
 //! what single values may be.
 //!
 //! Imports the layers below it (origin, raw, model, inventory, mirror);
@@ -15,6 +16,7 @@ mod exports;
 mod image;
 mod nodes;
 mod paths;
+mod power;
 mod rules;
 
 use std::collections::{BTreeSet, HashMap};
@@ -25,7 +27,7 @@ use ipnet::Ipv4Net;
 use toml::Spanned;
 
 use super::mirror::apt_sources;
-use super::model::Config;
+use super::model::{Boot, Config};
 use super::origin::{ConfigError, ConfigErrors, Lines, Origin, Place, Sourced};
 use super::raw::RawDdcfile;
 use super::release::Archive;
@@ -121,15 +123,17 @@ impl Validator<'_> {
         let paths = self.paths(raw.paths, base_dir);
         self.check_hosts_file(&paths, hosts_origin);
         let apply = self.apply(raw.apply, base_dir);
+        let power = self.power(raw.power, base_dir);
         let tasks_dir = raw.tasks_dir.map(|t| self.path(t, "tasks_dir", base_dir));
         let declared: BTreeSet<String> = raw.images.keys().map(|k| k.get_ref().clone()).collect();
         let file = ddcfile.to_path_buf();
         let mut sources = vec![file.clone()];
         let mut mirror_cache: Option<String> = None;
-        let images = self.images(raw.images, base_dir, &mut || {
+        let cluster_boot = cluster.as_ref().map(|c| c.boot).unwrap_or_default();
+        let images = self.images(raw.images, base_dir, cluster_boot, &mut || {
             mirror_cache.get_or_insert_with(mirror_default).clone()
         });
-        let server = self.server(raw.server, &declared);
+        let server = self.server(raw.server, &declared, cluster.as_ref().map(|c| c.master));
         let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
         let mut nodes_file = None;
         if let Some(raw_nodes_file) = raw.nodes_file {
@@ -142,7 +146,15 @@ impl Validator<'_> {
             let origins = std::mem::take(&mut self.cmdline_origins);
             self.kernel_lines(c.master, &paths.nfs_root, &images, &origins)
         });
-        let nodes = self.nodes(inputs, cluster.as_ref(), &declared, kernel_lines.as_ref());
+        let boots: HashMap<&str, Boot> =
+            images.values().map(|i| (i.name.as_str(), i.boot)).collect();
+        let nodes = self.nodes(
+            inputs,
+            cluster.as_ref(),
+            &declared,
+            &boots,
+            kernel_lines.as_ref(),
+        );
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
@@ -169,6 +181,7 @@ impl Validator<'_> {
             images,
             nodes,
             apply,
+            power,
             sources,
             warnings: self.warnings.iter().map(ToString::to_string).collect(),
         })

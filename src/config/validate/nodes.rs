@@ -12,7 +12,7 @@ use super::cmdline::KernelLines;
 use super::rules::{CMDLINE, DNSMASQ_NAME, HOSTNAME};
 use super::{image_list, Validator};
 use crate::config::inventory;
-use crate::config::model::{Cluster, Node};
+use crate::config::model::{Boot, Cluster, Node};
 use crate::config::origin::{NodeInput, Origin, Sourced};
 use crate::config::raw::RawNode;
 
@@ -33,6 +33,8 @@ impl Validator<'_> {
             ip: self.sourced(n.ip),
             image: n.image.map(|s| self.sourced(s)),
             cmdline: n.cmdline.map(|s| self.sourced(s)),
+            boot: n.boot.map(|s| self.sourced(s)),
+            bmc: n.bmc.map(|s| self.sourced(s)),
         }
     }
 
@@ -60,6 +62,7 @@ impl Validator<'_> {
         inputs: Vec<NodeInput>,
         cluster: Option<&Cluster>,
         images: &BTreeSet<String>,
+        boots: &HashMap<&str, Boot>,
         kernel_lines: Option<&KernelLines>,
     ) -> Vec<Node> {
         let mut nodes = Vec::with_capacity(inputs.len());
@@ -85,6 +88,7 @@ impl Validator<'_> {
                 Some(i) => self.node_image(i, images),
                 None => (self.default_image(&n.origin, images), None),
             };
+            let bmc = n.bmc.as_ref().and_then(|b| self.bmc(b));
             let cmdline = n.cmdline.map(|c| {
                 if self.check(&c, "cmdline", &CMDLINE) {
                     if let Some(lines) = kernel_lines {
@@ -93,6 +97,10 @@ impl Validator<'_> {
                 }
                 c.value
             });
+            let boot = match &n.boot {
+                Some(b) => self.node_boot(b),
+                None => boots.get(image.as_str()).copied().unwrap_or_default(),
+            };
             if self.errors.len() == before {
                 nodes.push(Node {
                     hostname: n.hostname.value,
@@ -101,10 +109,24 @@ impl Validator<'_> {
                     image,
                     pin,
                     cmdline: cmdline.unwrap_or_default(),
+                    boot,
+                    bmc,
                 });
             }
         }
         nodes
+    }
+
+    /// A node's own `boot` (a `[[nodes]]` key or the CSV's `boot` column).
+    fn node_boot(&mut self, b: &Sourced<String>) -> Boot {
+        match b.value.as_str() {
+            "pxelinux" => Boot::Pxelinux,
+            "ipxe" => Boot::Ipxe,
+            other => {
+                self.error(b.origin.clone(), "boot", super::cluster::boot_says(other));
+                Boot::default()
+            }
+        }
     }
 
     /// Reports a value (`shown` as such) that an earlier node has taken.
