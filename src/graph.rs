@@ -110,8 +110,13 @@ impl Graph {
                     let before = out.len();
                     out.extend((0..self.tasks.len()).filter(|&i| self.tasks[i].kind.name() == t));
                     if out.len() == before {
+                        let names = self
+                            .tasks
+                            .iter()
+                            .flat_map(|s| [s.id.as_str(), s.kind.name()]);
                         return Err(NotStarted(format!(
-                            "no task {t:?} in this build; `ddc graph` lists the tasks (ids look like packages:default or pxe:node01)"
+                            "no task {t:?} in this build{} (`ddc graph` lists the tasks; ids look like packages:default or pxe:node01)",
+                            crate::config::did_you_mean(t, names)
                         )));
                     }
                 }

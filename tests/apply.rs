@@ -529,11 +529,43 @@ fn a_hosts_line_dnsmasq_rejects_is_named_by_its_line_in_the_hosts_file() {
     );
     let r = s.ddc(&["build"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    // 2 comment lines, node01 from the Ddcfile, 1,500 from the CSV, then it.
+    // 5 comment lines, node01 from the Ddcfile, 1,500 from the CSV, then it.
     let want = format!(
-        "apply:dnsmasq failed: dnsmasq rejects the new config, which is not installed (the old one stays in place): dnsmasq: bad DHCP host name at line 1504 of {}",
+        "apply:dnsmasq failed: dnsmasq rejects the new config, which is not installed (the old one stays in place): dnsmasq: bad DHCP host name at line 1507 of {}",
         s.p.path("cache/staged/dnsmasq/hosts").display()
     );
     assert!(r.stderr.contains(&want), "{want}\n{}", r.stderr);
     assert!(!s.p.path("out/dnsmasq/ddc.hosts").exists());
+}
+
+/// A drop-in that leaves imudp to the master's main config is checked by
+/// rsyslogd -N1 after a config that loads it, and installed; one that loads
+/// imudp after a main config that does too would have been refused.
+#[test]
+fn the_rsyslog_drop_in_that_leaves_imudp_to_the_main_config_is_checked_and_installed() {
+    let s = Setup::new("dnsmasq = \"off\"\ndhcpd = \"off\"\nnfs = \"off\"\nrsyslog = \"systemd\"");
+    s.p.write(
+        "rsyslog-main.conf",
+        "module(load=\"imuxsock\")\nmodule(load=\"imudp\")\n",
+    );
+    s.p.edit(
+        "Ddcfile.toml",
+        "tasks_dir = \"tasks\"",
+        "tasks_dir = \"tasks\"\n[paths]\nrsyslog_main = \"rsyslog-main.conf\"",
+    );
+    s.active(&["rsyslog"]);
+    let r = s.build();
+    assert_eq!(
+        applied(&r),
+        "rsyslog (systemctl restart rsyslog)",
+        "{}",
+        r.stdout
+    );
+    let installed = s.p.read("out/rsyslog.d/ddc.conf");
+    assert!(!installed.contains("module(load=\"imudp\")"), "{installed}");
+    assert!(installed.contains(&format!(
+        "# imudp is loaded by {}",
+        s.p.path("rsyslog-main.conf").display()
+    )));
+    assert!(s.systemctl_calls().contains(&"restart rsyslog".to_string()));
 }

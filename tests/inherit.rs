@@ -264,7 +264,7 @@ fn from_errors_name_the_key_and_what_to_do() {
     let p = Project::with(&base.replace("from = \"default\"", "from = \"defualt\""));
     let e = errors(&p);
     assert!(
-        e.contains("Ddcfile.toml:23:8: images.gpu.from: names image \"defualt\", which is not defined; define [images.defualt] or use one of: default, gpu"),
+        e.contains("Ddcfile.toml:23:8: images.gpu.from: names image \"defualt\", which is not defined; did you mean \"default\"? (defined: default, gpu; or define [images.defualt])"),
         "{e}"
     );
 

@@ -37,6 +37,7 @@ dhcpd     = "out/dhcp/ddc.conf"
 dnsmasq   = "out/dnsmasq.d/ddc.conf"
 dnsmasq_hosts = "out/dnsmasq/ddc.hosts"
 rsyslog   = "out/rsyslog.d/ddc.conf"
+rsyslog_main = "rsyslog-main.conf"
 
 [server]
 default_entry     = "default"
@@ -524,6 +525,21 @@ fn dnsmasq_accepts_the_dnsmasq_file() {
         "dnsmasq --test rejects {DNSMASQ} (exit {code}):\n{out}\n--- {DNSMASQ}:\n{}",
         p.read(DNSMASQ)
     );
+    // DHCP and TFTP only, unless DNS is asked for: nothing on port 53.
+    assert!(p.read(DNSMASQ).lines().any(|l| l == "port=0"));
+    p.edit(
+        "Ddcfile.toml",
+        "dnsmasq_interface = \"br0\"",
+        "dnsmasq_interface = \"br0\"\ndnsmasq_dns = true",
+    );
+    assert_eq!(p.build(&[]), ["dhcp"]);
+    let text = p.read(DNSMASQ);
+    assert!(!text.lines().any(|l| l.starts_with("port=")), "{text}");
+    let (code, out) = dnsmasq_check(&p.path(DNSMASQ));
+    assert!(
+        code == 0,
+        "dnsmasq --test rejects {DNSMASQ} with DNS on:\n{out}\n{text}"
+    );
 }
 
 /// rsyslogd's own validation run (`-N1`) on the drop-in as a whole config.
@@ -548,6 +564,55 @@ fn rsyslogd_accepts_the_receiver_drop_in() {
         "rsyslogd -N1 rejects {RSYSLOG} (exit {code}):\n{out}\n--- {RSYSLOG}:\n{}",
         p.read(RSYSLOG)
     );
+}
+
+/// The drop-in loads imudp exactly when the master's rsyslog config does
+/// not: rsyslogd -N1 accepts the whole either way, and refuses the drop-in
+/// that loads it too after a main config that does (rsyslog 8.2302: "module
+/// 'imudp' already in this config", for `$ModLoad` as for `module()`). A
+/// change of the main config rewrites the drop-in on the next build.
+#[test]
+fn rsyslogd_accepts_the_drop_in_whether_or_not_the_main_config_loads_imudp() {
+    let p = Project::with(DDCFILE);
+    let main = |loads: &str| {
+        format!(
+            "module(load=\"imuxsock\")\n{loads}$IncludeConfig {}\n",
+            p.path(RSYSLOG).display()
+        )
+    };
+    p.write("rsyslog-main.conf", &main(""));
+    p.build(&[]);
+    let loads = "module(load=\"imudp\")\n";
+    assert!(p.read(RSYSLOG).contains(loads));
+    let (code, out) = rsyslog_check(&p.path("rsyslog-main.conf"));
+    assert!(
+        code == 0,
+        "without imudp in the main config (exit {code}):\n{out}\n{}",
+        p.read(RSYSLOG)
+    );
+
+    for form in [loads, "$ModLoad imudp\n"] {
+        let old = p.read(RSYSLOG);
+        p.write("rsyslog-main.conf", &main(form));
+        assert_eq!(p.build(&[]), ["rsyslog"], "{form}");
+        assert!(!p.read(RSYSLOG).contains(loads), "{}", p.read(RSYSLOG));
+        let (code, out) = rsyslog_check(&p.path("rsyslog-main.conf"));
+        assert!(
+            code == 0,
+            "with {form} in the main config (exit {code}):\n{out}\n{}",
+            p.read(RSYSLOG)
+        );
+        // What ddc used to write: refused after the same main config.
+        p.write(
+            "old-main.conf",
+            &main(form).replace(RSYSLOG, "old-dropin.conf"),
+        );
+        p.write("old-dropin.conf", &old);
+        let (code, out) = rsyslog_check(&p.path("old-main.conf"));
+        assert!(code != 0 && out.contains("already in this config"), "{out}");
+        p.write("rsyslog-main.conf", &main(""));
+        assert_eq!(p.build(&[]), ["rsyslog"]);
+    }
 }
 
 #[test]
@@ -956,6 +1021,36 @@ fn snapshot_ganesha() {
     insta::assert_snapshot!("ganesha", redact(&p, &p.read(GANESHA)));
 }
 
+/// The header lines of each file as `[apply]` reaches its daemon another
+/// way: through systemd, a pid file, or as ddc decides (the files are
+/// candidates in the cache: no apply task runs).
+#[test]
+fn snapshot_headers_as_apply_reaches_the_daemons() {
+    let p = Project::with(&DDCFILE.replace(
+        "dnsmasq = \"off\"\ndhcpd   = \"off\"\nnfs     = \"off\"\nrsyslog = \"off\"",
+        "dnsmasq = { pidfile = \"/run/dnsmasq/dnsmasq.pid\" }\ndhcpd   = { systemd = \"isc-dhcp-server\" }\nnfs     = \"auto\"\nrsyslog = \"systemd\"",
+    ));
+    let run = p.ddc(&["build", "dhcp", "exports", "rsyslog"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut headers = String::new();
+    for f in [
+        "dhcpd/dhcpd.conf",
+        "dnsmasq/main.conf",
+        "dnsmasq/hosts",
+        "nfs/exports",
+        "nfs/ganesha.conf",
+        "rsyslog/rsyslog.conf",
+    ] {
+        let text = p.read(&format!("cache/staged/{f}"));
+        headers.push_str(&format!("== {f}\n"));
+        for l in text.lines().take_while(|l| l.starts_with('#')) {
+            headers.push_str(l);
+            headers.push('\n');
+        }
+    }
+    insta::assert_snapshot!("headers_applied", redact(&p, &headers));
+}
+
 #[test]
 fn snapshot_rsyslog() {
     let p = cluster();
@@ -1074,7 +1169,7 @@ fn insecure_export_options_are_refused_unless_allowed() {
     let run = p.ddc(&["build"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("Ddcfile.toml:22:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
+        run.stderr.contains("Ddcfile.toml:23:18: server.export_options: \"ro,insecure,no_root_squash\" has \"insecure\""),
         "{}",
         run.stderr
     );

@@ -84,6 +84,11 @@ fn loaded(
     t: std::time::Instant,
 ) -> Result<Loaded, Error> {
     let cfg = config::load(file)?;
+    // What validation could not check (a mirror out of reach), on every
+    // command: the config memo keeps them, so a no-op says them too.
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
     tracing::debug!("config loaded in {:?}", t.elapsed());
     let graph = task_graph::build(&cfg, staging).map_err(|e| NotStarted(format!("{e:#}")))?;
     tracing::debug!(

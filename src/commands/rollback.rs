@@ -37,7 +37,8 @@ pub(crate) fn run(file: &Path, mut o: Options) -> Result<(), Error> {
     let image = o.image.as_str();
     if !cfg.images.contains_key(image) {
         return Err(NotStarted(format!(
-            "no image {image:?} in the Ddcfile; images: {}",
+            "no image {image:?} in the Ddcfile{} (images: {})",
+            crate::config::did_you_mean(image, cfg.images.keys().map(String::as_str)),
             cfg.images.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
         .into());

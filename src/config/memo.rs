@@ -86,7 +86,7 @@ struct CachedConfig {
     config: Config,
 }
 
-const CONFIG_CACHE_VERSION: u32 = 2;
+const CONFIG_CACHE_VERSION: u32 = 3;
 
 /// A config validated before from the very same files, for the Ddcfile at
 /// the very same place: parsing and validating a 10,000-node Ddcfile takes

@@ -8,10 +8,12 @@
 //! Modules, from the bottom up; each imports only modules below it:
 //! `origin` (positions, errors) and `model` (the validated types); `raw`
 //! (the TOML as read), `inventory` (the CSV rows), `mirror` (the master's apt
-//! mirror) and `memo` (the cached config); `columns` (the inventory's
-//! columns) and `range` (host ranges); `validate` (raw and rows to the
-//! model); `edit` (`ddc node`'s in-place edits of the inventory); this one
-//! (loading). The rest of ddc sees the model, `load`,
+//! mirror), `release` (known suites and architectures, a mirror's Release
+//! files), `suggest` ("did you mean"), `toml_errors` (syntax errors) and
+//! `memo` (the cached config); `columns` (the inventory's columns) and
+//! `range` (host ranges); `validate` (raw and rows to the model); `edit`
+//! (`ddc node`'s in-place edits of the inventory); this one (loading). The
+//! rest of ddc sees the model, `load`,
 //! `base_dir` and [`ConfigErrors`].
 
 pub(crate) mod columns;
@@ -24,6 +26,9 @@ mod origin;
 mod range;
 mod raw;
 mod read;
+mod release;
+mod suggest;
+mod toml_errors;
 mod validate;
 
 #[cfg(test)]
@@ -36,8 +41,9 @@ pub use origin::ConfigErrors;
 
 use memo::{cached, remember};
 pub(crate) use mirror::system_mirror;
-use origin::{line_col, ConfigError, Origin, Place};
+use origin::{ConfigError, Origin, Place};
 use raw::RawDdcfile;
+pub(crate) use suggest::did_you_mean;
 
 /// Loads and validates a Ddcfile and the inventory it names, or takes the
 /// config validated from the same bytes, at the same place, last time
@@ -64,13 +70,26 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// and the inventory it names.
 fn load_uncached(path: &Path, ddcfile: &Path) -> Result<Config, ConfigErrors> {
     let text = read_text(path)?;
-    parse_at(
-        &text,
-        &path.display().to_string(),
-        ddcfile,
-        &system_mirror,
-        None,
-    )
+    asking_mirrors(ddcfile, |archive| {
+        parse_at(
+            &text,
+            &path.display().to_string(),
+            ddcfile,
+            &system_mirror,
+            archive,
+            None,
+        )
+    })
+}
+
+/// Runs `parse` with the mirrors' Release answers remembered in
+/// `cache/releases.json` (each mirror asked at most once a run).
+fn asking_mirrors<T>(ddcfile: &Path, parse: impl FnOnce(release::Archive) -> T) -> T {
+    let remembered = release::Remembered::load(&folder_of(ddcfile).join("cache/releases.json"));
+    let archive = |mirror: &str, suite: &str| remembered.ask(mirror, suite, &release::fetch);
+    let out = parse(&archive);
+    remembered.save();
+    out
 }
 
 /// Validates the Ddcfile at `path` as [`load`] does, with `inventory` as
@@ -81,13 +100,17 @@ pub(crate) fn check_with_inventory(
 ) -> Result<Config, ConfigErrors> {
     let text = read_text(path)?;
     let shown = path.display().to_string();
-    parse_at(
-        &text,
-        &shown,
-        &ddcfile_path(path),
-        &system_mirror,
-        Some(inventory),
-    )
+    let ddcfile = ddcfile_path(path);
+    asking_mirrors(&ddcfile, |archive| {
+        parse_at(
+            &text,
+            &shown,
+            &ddcfile,
+            &system_mirror,
+            archive,
+            Some(inventory),
+        )
+    })
 }
 
 /// The Ddcfile's text.
@@ -146,46 +169,42 @@ pub(crate) fn parse(
     base_dir: &Path,
     mirror_default: &dyn Fn() -> String,
 ) -> Result<Config, ConfigErrors> {
+    parse_with(text, file, base_dir, mirror_default, &|_, _| {
+        release::Answer::Unreachable("no mirror is asked in unit tests".into())
+    })
+}
+
+/// [`parse`], asking `archive` about suites and architectures ddc does not know.
+#[cfg(test)]
+pub(crate) fn parse_with(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    mirror_default: &dyn Fn() -> String,
+    archive: release::Archive,
+) -> Result<Config, ConfigErrors> {
     let name = Path::new(file).file_name().unwrap_or_default();
-    parse_at(text, file, &base_dir.join(name), mirror_default, None)
+    parse_at(
+        text,
+        file,
+        &base_dir.join(name),
+        mirror_default,
+        archive,
+        None,
+    )
 }
 
 /// Parses and validates the text of the Ddcfile at `ddcfile` (absolute),
-/// shown as `file` in messages.
+/// shown as `file` in messages; `archive` answers for the suites and
+/// architectures ddc does not know.
 fn parse_at(
     text: &str,
     file: &str,
     ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
+    archive: release::Archive,
     inventory: Option<Vec<u8>>,
 ) -> Result<Config, ConfigErrors> {
-    let raw: RawDdcfile = toml::from_str(text).map_err(|e| {
-        let place = match e.span() {
-            Some(span) => {
-                let (l, c) = line_col(text, span.start);
-                Place::LineCol(l, c)
-            }
-            None => Place::File,
-        };
-        ConfigErrors(vec![ConfigError {
-            origin: Origin {
-                file: file.to_string(),
-                place,
-            },
-            key: String::new(),
-            message: toml_message(&e),
-        }])
-    })?;
-    validate::validate(raw, text, file, ddcfile, mirror_default, inventory)
-}
-
-fn toml_message(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    if msg.starts_with("unknown field") {
-        format!("{msg}; remove it or check its spelling")
-    } else if msg.starts_with("missing field") {
-        format!("{msg}; add it")
-    } else {
-        msg
-    }
+    let raw: RawDdcfile = toml::from_str(text).map_err(|e| toml_errors::explain(text, file, &e))?;
+    validate::validate(raw, text, file, ddcfile, mirror_default, archive, inventory)
 }

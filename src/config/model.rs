@@ -36,6 +36,10 @@ pub struct Config {
     /// The files this config was read from (the Ddcfile, the inventory, the
     /// master's apt sources when a mirror was taken from them).
     pub sources: Vec<PathBuf>,
+    /// What validation could not check (`FILE:LINE:COL: KEY: message`),
+    /// printed by every command that loads the config.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +66,10 @@ pub struct Paths {
     /// the folder of `dnsmasq`, which dnsmasq may read as config.
     pub dnsmasq_hosts: PathBuf,
     pub rsyslog: PathBuf,
+    /// The master's main rsyslog config, read (never written) to see whether
+    /// it loads imudp itself: rsyslog refuses a module loaded twice.
+    #[serde(default)]
+    pub rsyslog_main: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +84,10 @@ pub struct Server {
     pub allow_insecure_ports: bool,
     pub dnsmasq_tftp: bool,
     pub dnsmasq_interface: Option<String>,
+    /// dnsmasq also answers DNS (port 53); off by default (`port=0`), so
+    /// that it does not clash with systemd-resolved or another resolver.
+    #[serde(default)]
+    pub dnsmasq_dns: bool,
     /// The image that machines without an entry of their own boot, if any.
     pub default_entry: Option<String>,
     /// Where `ddc serve` listens and nodes fetch iPXE scripts, kernels and

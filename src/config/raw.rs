@@ -76,6 +76,7 @@ pub(super) struct RawPaths {
     pub(super) dnsmasq: Option<Spanned<String>>,
     pub(super) dnsmasq_hosts: Option<Spanned<String>>,
     pub(super) rsyslog: Option<Spanned<String>>,
+    pub(super) rsyslog_main: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,6 +86,7 @@ pub(super) struct RawServer {
     pub(super) allow_insecure_ports: Option<bool>,
     pub(super) dnsmasq_tftp: Option<bool>,
     pub(super) dnsmasq_interface: Option<Spanned<String>>,
+    pub(super) dnsmasq_dns: Option<bool>,
     pub(super) default_entry: Option<Spanned<String>>,
     pub(super) http: Option<Spanned<String>>,
     pub(super) heartbeat: Option<Spanned<i64>>,

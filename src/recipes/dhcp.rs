@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::apply::{destination, staging, Daemon, Role};
+use super::apply::{destination, staging, wiring, wiring_input, Daemon, Role};
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image, Node};
 use crate::fingerprint::{Fingerprint, Input};
@@ -44,6 +44,8 @@ impl Recipe for Dhcp {
         ));
         inputs.push(staging(cfg, Daemon::Dhcpd));
         inputs.push(staging(cfg, Daemon::Dnsmasq));
+        inputs.push(wiring_input(cfg, Daemon::Dhcpd));
+        inputs.push(wiring_input(cfg, Daemon::Dnsmasq));
         inputs.push(Planner::value("paths.tftp_root", &cfg.paths.tftp_root));
         inputs.push(Input {
             name: "nodes".into(),
@@ -90,10 +92,11 @@ struct Host<'a> {
     ip: String,
 }
 
-/// What the DHCP templates are rendered with: the cluster and `hosts`.
-fn template_data(cfg: &Config, hosts: &[Host]) -> serde_json::Value {
+/// What the DHCP templates are rendered with: the cluster and `hosts`, and
+/// how the file for `role` is wired into its daemon (its header).
+fn template_data(cfg: &Config, hosts: &[Host], role: Role) -> serde_json::Value {
     let c = &cfg.cluster;
-    serde_json::json!({
+    let mut data = serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
         "prefix": c.network.prefix_len(),
@@ -105,10 +108,15 @@ fn template_data(cfg: &Config, hosts: &[Host]) -> serde_json::Value {
         "tftp": cfg.server.dnsmasq_tftp,
         "tftp_root": cfg.paths.tftp_root.display().to_string(),
         "interface": cfg.server.dnsmasq_interface,
+        "dnsmasq_dns": cfg.server.dnsmasq_dns,
+        "ddcfile": cfg.file.display().to_string(),
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
-    })
+    });
+    data["wiring"] = wiring(cfg, role);
+    data["main_file"] = wiring(cfg, Role::DnsmasqMain)["file"].clone();
+    data
 }
 
 fn host(n: &Node) -> Host<'_> {
@@ -122,9 +130,9 @@ fn host(n: &Node) -> Host<'_> {
 fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
     let hosts: Vec<Host> = cfg.nodes.iter().map(host).collect();
-    let data = template_data(cfg, &hosts);
     let mut out = Produced::default();
     for (tpl, role) in FILES {
+        let data = template_data(cfg, &hosts, role);
         let text = ctx.templates.render(tpl, &data)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;
@@ -143,8 +151,8 @@ pub(crate) fn node_lines(
 ) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     for (tpl, role) in FILES {
-        let without = templates.render(tpl, template_data(cfg, &[]))?;
-        let with = templates.render(tpl, template_data(cfg, &[host(node)]))?;
+        let without = templates.render(tpl, template_data(cfg, &[], role))?;
+        let with = templates.render(tpl, template_data(cfg, &[host(node)], role))?;
         let (a, b): (Vec<&str>, Vec<&str>) = (without.lines().collect(), with.lines().collect());
         let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
         let tail = a[head..]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 use serde::Serialize;
 
-use super::apply::{destination, staging, Daemon, Role};
+use super::apply::{destination, staging, wiring, wiring_input, Daemon, Role};
 use super::{Kind, LateMemo, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
@@ -37,6 +37,7 @@ impl Recipe for Exports {
         inputs.push(Planner::value("paths.exports", &cfg.paths.exports));
         inputs.push(Planner::value("paths.ganesha", &cfg.paths.ganesha));
         inputs.push(staging(cfg, Daemon::Nfs));
+        inputs.push(wiring_input(cfg, Daemon::Nfs));
         let mut publish: Vec<(&str, usize)> = p.publish_tasks().into_iter().collect();
         publish.sort();
         let deps = publish.into_iter().map(|(_, i)| i).collect();
@@ -155,7 +156,8 @@ fn exports(ctx: &RunCtx) -> (Vec<Export>, BTreeMap<String, u32>) {
 fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
     let (exports, ids) = exports(ctx);
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
+        "ddcfile": cfg.file.display().to_string(),
         "exports": exports,
         "network": cfg.cluster.network.to_string(),
         "options": cfg.server.export_options,
@@ -168,6 +170,7 @@ fn run_exports(ctx: &mut RunCtx) -> Result<Produced> {
         ("templates/exports.j2", Role::Exports),
         ("templates/ganesha.conf.j2", Role::Ganesha),
     ] {
+        data["wiring"] = wiring(cfg, role);
         let text = ctx.templates.render(tpl, &data)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;

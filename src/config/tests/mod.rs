@@ -423,5 +423,6 @@ fn a_column_named_twice_in_the_inventory_header_is_refused() {
 
 mod daemons;
 mod inherit;
+mod kinder;
 mod power;
 mod reproducible;

@@ -10,6 +10,7 @@ use super::Validator;
 use crate::config::model::{Apply, Paths, Reach};
 use crate::config::origin::Origin;
 use crate::config::raw::RawApply;
+use crate::config::suggest::nearest;
 
 /// What every message about a bad value offers instead.
 const FORMS: &str =
@@ -48,7 +49,12 @@ impl Validator<'_> {
                 "auto" => return Reach::Auto,
                 "systemd" => return Reach::Systemd(None),
                 "off" => return Reach::Off,
-                _ => format!("{s:?} is not a way to reach {daemon}; {FORMS}"),
+                _ => match nearest(&s, ["auto", "systemd", "off"]) {
+                    Some(n) => format!(
+                        "{s:?} is not a way to reach {daemon}: did you mean {n:?}? ({FORMS})"
+                    ),
+                    None => format!("{s:?} is not a way to reach {daemon}; {FORMS}"),
+                },
             },
             Value::Table(t) => match self.reach_table(&t, &origin, &key, base) {
                 Ok(r) => return r,
@@ -85,7 +91,12 @@ impl Validator<'_> {
         let rule = match only.as_str() {
             "systemd" => &UNIT,
             "pidfile" => &PATH,
-            _ => return Err(format!("unknown key {only:?}; {FORMS}")),
+            _ => {
+                return Err(match nearest(only, ["systemd", "pidfile"]) {
+                    Some(n) => format!("unknown key {only:?}: did you mean {n:?}? ({FORMS})"),
+                    None => format!("unknown key {only:?}; {FORMS}"),
+                })
+            }
         };
         if !(rule.ok)(value) {
             self.error(origin.clone(), format!("{key}.{only}"), (rule.says)(value));
@@ -169,7 +180,11 @@ mod tests {
             "use \"auto\", \"systemd\", \"off\", { systemd = \"UNIT\" } or { pidfile = \"PATH\" }";
         let table: &[(&str, String)] = &[
             ("dnsmasq = \"sytemd\"",
-             format!("Ddcfile.toml:6:11: apply.dnsmasq: \"sytemd\" is not a way to reach dnsmasq; {forms}")),
+             format!("Ddcfile.toml:6:11: apply.dnsmasq: \"sytemd\" is not a way to reach dnsmasq: did you mean \"systemd\"? ({forms})")),
+            ("dnsmasq = \"restart\"",
+             format!("Ddcfile.toml:6:11: apply.dnsmasq: \"restart\" is not a way to reach dnsmasq; {forms}")),
+            ("rsyslog = { pidfle = \"/run/r.pid\" }",
+             format!("Ddcfile.toml:6:11: apply.rsyslog: unknown key \"pidfle\": did you mean \"pidfile\"? ({forms})")),
             ("dhcpd = true",
              format!("Ddcfile.toml:6:9: apply.dhcpd: boolean is not a way to reach dhcpd; {forms}")),
             ("nfs = { pidfile = \"/run/a.pid\", systemd = \"x\" }",

@@ -90,6 +90,7 @@ impl Validator<'_> {
             dnsmasq: get(raw.dnsmasq, "dnsmasq"),
             dnsmasq_hosts: get(raw.dnsmasq_hosts, "dnsmasq_hosts"),
             rsyslog: get(raw.rsyslog, "rsyslog"),
+            rsyslog_main: get(raw.rsyslog_main, "rsyslog_main"),
         };
         // What may not appear in a path that goes into a kernel line
         // (nfsroot=HOST:PATH,OPTS), an export or a quoted config value.
@@ -162,6 +163,7 @@ impl Validator<'_> {
             allow_insecure_ports,
             dnsmasq_tftp: raw.dnsmasq_tftp.unwrap_or(true),
             dnsmasq_interface,
+            dnsmasq_dns: raw.dnsmasq_dns.unwrap_or(false),
             default_entry,
             http,
             heartbeat,

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::archive::DEFAULT_ARCH;
 use super::rules::{
     ARCH, AUTHORIZED_KEY, CMDLINE, CRYPT_HASH, IMAGE_NAME, MIRROR, NIS_DOMAIN, PACKAGE, SUITE,
 };
@@ -40,6 +41,9 @@ struct Draft {
     set: Vec<&'static str>,
     /// The mirror, if the table names one.
     mirror: Option<String>,
+    /// The suite and arch to check against the mirror once it is known,
+    /// when they passed their own rules.
+    archive_check: Option<(Sourced<String>, Option<Sourced<String>>)>,
 }
 
 /// A validated image with every package its image holds (its bases' too).
@@ -94,6 +98,9 @@ impl Validator<'_> {
         let Some(from) = &d.from else {
             let mut image = d.image.clone();
             image.mirror = d.mirror.clone().unwrap_or_else(&mut *r.mirror_default);
+            if let Some((suite, arch)) = &d.archive_check {
+                self.check_archive(name, suite, arch.as_ref(), &image.mirror);
+            }
             let resolved = Resolved {
                 all_packages: image.packages.clone(),
                 image,
@@ -260,19 +267,28 @@ impl Validator<'_> {
                 let s = self.sourced(s);
                 self.check(&s, &key("suite"), &SUITE);
                 fixed.insert(0, ("suite", s.origin.clone()));
-                s.value
+                Some(s)
             }
-            None if from.is_some() => String::new(),
+            None if from.is_some() => None,
             None => {
                 self.error(
                     name.origin.clone(),
                     key("suite"),
                     "missing: set suite (a Debian suite like bookworm), or from = \"IMAGE\" to start from another image's packages",
                 );
-                String::new()
+                None
             }
         };
-        let arch = self.optional(raw.arch, &key("arch"), &ARCH);
+        let arch = raw.arch.map(|a| self.sourced(a));
+        let arch_ok = match &arch {
+            Some(a) => self.check(a, &key("arch"), &ARCH),
+            None => true,
+        };
+        // Checked against the mirror once it is known (see `resolve`).
+        let archive_check = suite
+            .clone()
+            .filter(|s| arch_ok && (SUITE.ok)(&s.value))
+            .map(|s| (s, arch.clone()));
         let packages = self.each(raw.packages, &key("packages"), &PACKAGE);
         let union = self.choice(raw.union, &key("union"), |v| {
             format!("{v:?} is not a union filesystem; use \"overlay\" or \"aufs\"")
@@ -307,8 +323,8 @@ impl Validator<'_> {
             image: Image {
                 name: name.value.clone(),
                 from: None,
-                suite,
-                arch: arch.unwrap_or_else(|| "amd64".to_string()),
+                suite: suite.map(|s| s.value).unwrap_or_default(),
+                arch: arch.map_or_else(|| DEFAULT_ARCH.to_string(), |a| a.value),
                 packages,
                 union,
                 cmdline: cmdline.unwrap_or_default(),
@@ -325,6 +341,7 @@ impl Validator<'_> {
             from,
             fixed,
             set,
+            archive_check,
             mirror,
         })
     }

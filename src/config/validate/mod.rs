@@ -9,6 +9,7 @@
 //! none of them imports it.
 
 mod apply;
+mod archive;
 mod cluster;
 mod cmdline;
 mod exports;
@@ -30,6 +31,7 @@ use super::mirror::apt_sources;
 use super::model::{Boot, Config};
 use super::origin::{ConfigError, ConfigErrors, Lines, Origin, Place, Sourced};
 use super::raw::RawDdcfile;
+use super::release::Archive;
 use rules::Rule;
 
 #[cfg(test)]
@@ -45,10 +47,13 @@ pub(super) fn validate(
     file: &str,
     ddcfile: &Path,
     mirror_default: &dyn Fn() -> String,
+    archive: Archive,
     inventory: Option<Vec<u8>>,
 ) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         inventory,
+        archive,
+        warnings: Vec::new(),
         file: file.to_string(),
         lines: Lines::new(text),
         errors: Vec::new(),
@@ -66,6 +71,10 @@ pub(super) fn validate(
 struct Validator<'a> {
     /// The inventory's bytes, when given instead of the file's.
     inventory: Option<Vec<u8>>,
+    /// Asks an image's mirror about a suite ddc does not know.
+    archive: Archive<'a>,
+    /// What could not be checked: reported, but no error.
+    warnings: Vec<ConfigError>,
     file: String,
     lines: Lines<'a>,
     errors: Vec<ConfigError>,
@@ -182,6 +191,7 @@ impl Validator<'_> {
             apply,
             power,
             sources,
+            warnings: self.warnings.iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -303,16 +313,20 @@ impl Validator<'_> {
         name: &str,
         images: &BTreeSet<String>,
     ) {
-        if !images.contains(name) {
-            self.error(
-                origin.clone(),
-                key,
-                format!(
-                    "names image {name:?}, which is not defined; define [images.{name}] or use one of: {}",
-                    image_list(images)
-                ),
-            );
+        if images.contains(name) {
+            return;
         }
+        let message = match super::suggest::nearest(name, images.iter().map(String::as_str)) {
+            Some(near) => format!(
+                "names image {name:?}, which is not defined; did you mean {near:?}? (defined: {}; or define [images.{name}])",
+                image_list(images)
+            ),
+            None => format!(
+                "names image {name:?}, which is not defined; define [images.{name}] or use one of: {}",
+                image_list(images)
+            ),
+        };
+        self.error(origin.clone(), key, message);
     }
 }
 

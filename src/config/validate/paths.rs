@@ -105,6 +105,8 @@ pub(super) const DEFAULTS: &[(&str, &str)] = &[
     ("dnsmasq", "out/dnsmasq.d/ddc.conf"),
     ("dnsmasq_hosts", "out/dnsmasq/ddc.hosts"),
     ("rsyslog", "out/rsyslog.d/ddc.conf"),
+    // Read, never written: the master's own.
+    ("rsyslog_main", "/etc/rsyslog.conf"),
 ];
 
 pub(super) fn default_of(key: &str) -> &'static str {
@@ -172,6 +174,12 @@ fn spots(l: &Layout) -> Vec<Spot> {
     ];
     if l.syslog {
         v.push(writer("rsyslog", "", Role::Output, &p.rsyslog));
+        v.push(Spot::new(
+            Some("paths.rsyslog_main"),
+            "the master's rsyslog config",
+            Role::Input,
+            &p.rsyslog_main,
+        ));
     }
     v.push(Spot::new(None, "the Ddcfile", Role::Input, l.file));
     if let Some(n) = l.nodes_file {

@@ -76,11 +76,42 @@ pub(super) fn check(d: Daemon, files: &[Staged], required: bool, log: &mut File)
         }
         Daemon::Rsyslog => {
             let f = file(Role::Rsyslog);
-            cmd.args(["-N1", "-f"]).arg(&f.staged);
+            // A drop-in that leaves imudp to the master's config is checked
+            // as included after a config that loads it.
+            let wrapper = rsyslog_wrapper(f)?;
+            let checked = wrapper.as_ref().map_or(f.staged.as_path(), |w| w.path());
+            cmd.args(["-N1", "-f"]).arg(checked);
             verdict(name, &f.staged, run_logged(&mut cmd, log)?)
         }
         Daemon::Nfs => unreachable!("checked above"),
     }
+}
+
+/// For a drop-in that does not load imudp itself: an rsyslog.conf that
+/// loads it, then includes the drop-in.
+fn rsyslog_wrapper(f: &Staged) -> Result<Option<tempfile::NamedTempFile>> {
+    let text = String::from_utf8_lossy(&f.bytes);
+    let loads = text.lines().any(|l| {
+        l.trim()
+            .replace(' ', "")
+            .starts_with("module(load=\"imudp\"")
+    });
+    if loads {
+        return Ok(None);
+    }
+    let shown = f.staged.display().to_string();
+    if shown.contains(char::is_whitespace) {
+        bail!("{shown} cannot be named in an rsyslog include: move the Ddcfile's folder to a plain path");
+    }
+    let mut w = tempfile::Builder::new()
+        .prefix("ddc-rsyslog-check-")
+        .suffix(".conf")
+        .tempfile()?;
+    writeln!(
+        w,
+        "# ddc: checks {shown} after a main config that loads imudp\nmodule(load=\"imudp\")\n$IncludeConfig {shown}"
+    )?;
+    Ok(Some(w))
 }
 
 /// A dhcpd.conf that includes only `fragment`.

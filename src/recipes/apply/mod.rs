@@ -18,6 +18,9 @@
 mod check;
 mod ganesha;
 mod reach;
+mod wiring;
+
+pub(crate) use wiring::{wiring, wiring_input};
 
 use std::collections::BTreeMap;
 use std::io::Write;
