@@ -1,5 +1,9 @@
 //! `dhcp`: a host entry per node for ISC dhcpd and for dnsmasq, with the
-//! BIOS and UEFI boot file names. dnsmasq's hosts go to its hosts file
+//! BIOS and UEFI boot file names: syslinux's for pxelinux nodes; for iPXE
+//! nodes, iPXE's binaries, and the HTTP URL of `boot.ipxe` for clients that
+//! already are iPXE (user class `iPXE`). Machines without an entry get the
+//! default method's; hosts of the other method are grouped (dhcpd) or
+//! tagged (dnsmasq). dnsmasq's hosts go to its hosts file
 //! (`dhcp-hostsfile`, reread on SIGHUP), its main config holds the rest.
 //! Each file is written in place, or, when ddc applies that daemon's config
 //! (`[apply]`), as a candidate that `apply:DAEMON` checks and installs.
@@ -8,8 +12,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::apply::{destination, staging, Daemon, Role};
+use super::ipxe;
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
-use crate::config::{Config, Image};
+use crate::config::{Boot, Config, Image};
 use crate::fingerprint::{Fingerprint, Input};
 use crate::fsutil::atomic_write;
 
@@ -46,6 +51,12 @@ impl Recipe for Dhcp {
             name: "nodes".into(),
             hash: nodes_fingerprint(cfg),
         });
+        if ipxe::used(cfg) {
+            inputs.push(Planner::value(
+                "ipxe.default_boot",
+                &ipxe::default_boot(cfg),
+            ));
+        }
         p.push(Planner::task(
             Kind::Dhcp,
             None,
@@ -75,6 +86,10 @@ fn nodes_fingerprint(cfg: &Config) -> Fingerprint {
         h.update(b"\0");
         h.update(&n.ip.octets());
         h.update(n.image.as_bytes());
+        // Only iPXE nodes add bytes: a pxelinux cluster keeps its key.
+        if n.boot == Boot::Ipxe {
+            h.update(b"\0ipxe");
+        }
         h.update(b"\n");
     }
     Fingerprint(*h.finalize().as_bytes())
@@ -85,11 +100,14 @@ struct Host<'a> {
     hostname: &'a str,
     mac: &'a str,
     ip: String,
+    /// Boots with the method that is not the default one.
+    other: bool,
 }
 
 fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
     let c = &cfg.cluster;
+    let default_boot = ipxe::default_boot(cfg);
     let hosts: Vec<Host> = cfg
         .nodes
         .iter()
@@ -97,8 +115,10 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
             hostname: &n.hostname,
             mac: &n.mac,
             ip: n.ip.to_string(),
+            other: n.boot != default_boot,
         })
         .collect();
+    let any_other = hosts.iter().any(|h| h.other);
     let data = serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
@@ -114,6 +134,16 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
+        "ipxe": ipxe::used(cfg),
+        "any_other": any_other,
+        "default_boot": boot_name(default_boot),
+        "other_boot": boot_name(match default_boot {
+            Boot::Pxelinux => Boot::Ipxe,
+            Boot::Ipxe => Boot::Pxelinux,
+        }),
+        "ipxe_script": format!("{}/{}", ipxe::base_url(cfg), ipxe::BOOT_SCRIPT),
+        "ipxe_bios_loader": ipxe::BIOS_LOADER,
+        "ipxe_efi64_loader": ipxe::EFI_LOADER,
     });
     let mut out = Produced::default();
     for (tpl, role) in FILES {
@@ -123,6 +153,13 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
         out.files.push(path);
     }
     Ok(out)
+}
+
+fn boot_name(b: Boot) -> &'static str {
+    match b {
+        Boot::Pxelinux => "pxelinux",
+        Boot::Ipxe => "ipxe",
+    }
 }
 
 /// Each template and the file it renders.

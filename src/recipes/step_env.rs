@@ -118,6 +118,18 @@ pub(crate) fn step_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<Ste
                     &c.syslog,
                     if c.syslog { "1" } else { "0" }.into(),
                 ),
+                var(
+                    "DDC_HTTP",
+                    "server.http".into(),
+                    &cfg.server.http,
+                    cfg.server.http.to_string(),
+                ),
+                var(
+                    "DDC_HEARTBEAT",
+                    "server.heartbeat".into(),
+                    &cfg.server.heartbeat,
+                    cfg.server.heartbeat.to_string(),
+                ),
             ]
         }
         Step::Initramfs => vec![var(
@@ -245,7 +257,8 @@ mod tests {
             for v in &vars {
                 assert!(
                     v.input.name.starts_with("images.default.")
-                        || v.input.name.starts_with("cluster."),
+                        || v.input.name.starts_with("cluster.")
+                        || v.input.name.starts_with("server."),
                     "{} hashes {} under an unnamed key",
                     v.env,
                     v.input.name
