@@ -1207,6 +1207,14 @@ fn an_ipxe_node_gets_a_script_instead_of_an_entry() {
     );
     assert!(!p.path(DEFAULT_IPXE).exists());
 
+    // `ddc generations` (and gc, from the same scan) sees the script.
+    let r = p.ddc(&["generations"]);
+    assert!(
+        r.stdout.contains(&format!("{gen}")) && r.stdout.contains("node01, node02, node03"),
+        "{}",
+        r.stdout
+    );
+
     // Back to pxelinux: the script goes, the entry comes, and with no iPXE
     // machine left, boot.ipxe and the iPXE binaries go too.
     p.write("Ddcfile.toml", DDCFILE);
