@@ -1210,7 +1210,7 @@ fn an_ipxe_node_gets_a_script_instead_of_an_entry() {
     // `ddc generations` (and gc, from the same scan) sees the script.
     let r = p.ddc(&["generations"]);
     assert!(
-        r.stdout.contains(&format!("{gen}")) && r.stdout.contains("node01, node02, node03"),
+        r.stdout.contains(&gen) && r.stdout.contains("node01, node02, node03"),
         "{}",
         r.stdout
     );
