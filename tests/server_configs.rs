@@ -1325,3 +1325,46 @@ fn dhcpd_gives_ipxe_nodes_ipxe_and_then_their_script() {
         }
     }
 }
+
+/// dnsmasq with ddc's iPXE config leases an iPXE node its boot files, then
+/// takes a SIGHUP for a changed hosts file (a node renamed) and keeps
+/// serving. dnsmasq 2.90 crashed here when the hosts file set the tag; the
+/// tags are in the main config now.
+#[test]
+fn dnsmasq_serves_ipxe_nodes_and_survives_a_sighup() {
+    let p = Project::with(&ipxe_node_ddcfile());
+    p.build(&[]);
+    let ns = Netns::plain("dnsmasqx");
+    let (code, out) = ns.bash(&format!(
+        "nb_setup \"$NS\" && nb_start_dnsmasq \"$NS\" '{}'",
+        p.path(DNSMASQ).display()
+    ));
+    assert_eq!(code, 0, "dnsmasq did not start:\n{out}");
+    let host = ns.add_client();
+    let url = "http://192.0.2.1:8080/ipxe/boot.ipxe";
+    let boot_file = |mac: &str, opts: &[&str]| {
+        let args: Vec<&str> = opts.iter().flat_map(|o| ["-x", *o]).collect();
+        let lease = ns
+            .lease(&host, mac, &args)
+            .unwrap_or_else(|| panic!("{mac} {opts:?}: no lease"));
+        (lease["boot_file"].clone(), lease["hostname"].clone())
+    };
+    let node02 = "52:54:00:12:34:57";
+    assert_eq!(boot_file(node02, &[]).0, "undionly.kpxe");
+    assert_eq!(boot_file(node02, &["0x5d:0007"]).0, "snponly.efi");
+    assert_eq!(boot_file(node02, &[USER_CLASS_IPXE]).0, url);
+    assert_eq!(
+        boot_file("52:54:00:12:34:56", &[USER_CLASS_IPXE]).0,
+        "pxelinux.0"
+    );
+    p.edit("Ddcfile.toml", "\"node02\"", "\"node02b\"");
+    p.build(&[]);
+    let (code, out) = ns.bash(
+        "pid=$(cat \"$NB_DIR/dnsmasq/dnsmasq.pid\") && kill -HUP \"$pid\" && sleep 1 && kill -0 \"$pid\"",
+    );
+    assert_eq!(code, 0, "dnsmasq died on SIGHUP:\n{out}");
+    assert_eq!(
+        boot_file(node02, &[USER_CLASS_IPXE]),
+        (url.to_string(), "node02b".to_string())
+    );
+}
