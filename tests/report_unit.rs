@@ -242,10 +242,18 @@ fn sh(cmd: &str) -> String {
 fn the_mac_is_the_one_of_the_link_to_the_master() {
     common::require_root("it makes a network namespace");
     let ns = format!("ddc-report-{}", std::process::id());
-    let _ = Command::new("ip")
-        .args(["netns", "del", &ns])
-        .stderr(std::process::Stdio::null())
-        .status();
+    /// Deletes the namespace however the test ends.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    let _gone = Gone(ns.clone());
+    drop(Gone(ns.clone()));
     sh(&format!(
         "ip netns add {ns} && ip -n {ns} link set lo up && \
          ip -n {ns} link add d0 type veth peer name d0p && ip -n {ns} link set d0 address 52:54:00:ab:cd:ef && \
@@ -264,7 +272,7 @@ fn the_mac_is_the_one_of_the_link_to_the_master() {
            ip netns exec {ns} busybox nc -l -p 8080 >'{got}' & nc=$!
          for i in $(seq 50); do ip netns exec {ns} ss -Hltn 'sport = :8080' | grep -q . && break; sleep 0.1; done
          ip netns exec {ns} bash '{script}' '{conf}'; rc=$?
-         wait $nc; ip netns del {ns}; echo \"exit $rc\"",
+         wait $nc; echo \"exit $rc\"",
         got = got.display(),
         script = script().display(),
         conf = conf.display(),
