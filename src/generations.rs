@@ -186,12 +186,26 @@ pub fn rollback_target<'a>(
 }
 
 /// Which generation each boot entry in the TFTP root boots, by entry file
-/// name (`01-52-54-…`), read from the entries themselves.
+/// name (`01-52-54-…` for pxelinux, `ipxe/52-54-….ipxe` for iPXE), read
+/// from the entries themselves.
 pub fn entries_by_generation(cfg: &Config) -> HashMap<(String, String), Vec<String>> {
     let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
-    let dir = cfg.paths.tftp_root.join("pxelinux.cfg");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return out;
+    for (dir, shown) in [("pxelinux.cfg", ""), ("ipxe", "ipxe/")] {
+        scan_entries(cfg, dir, shown, &mut out);
+    }
+    out
+}
+
+/// [`entries_by_generation`] for the entries in `tftp_root/dir`, named
+/// `shown` + file name.
+fn scan_entries(
+    cfg: &Config,
+    dir: &str,
+    shown: &str,
+    out: &mut HashMap<(String, String), Vec<String>>,
+) {
+    let Ok(rd) = std::fs::read_dir(cfg.paths.tftp_root.join(dir)) else {
+        return;
     };
     let prefix = format!("{}/", cfg.paths.nfs_root.display());
     for e in rd.flatten() {
@@ -213,11 +227,10 @@ pub fn entries_by_generation(cfg: &Config) -> HashMap<(String, String), Vec<Stri
                     generation.trim_end_matches('/').to_string(),
                 ))
                 .or_default()
-                .push(e.file_name().to_string_lossy().into_owned());
+                .push(format!("{shown}{}", e.file_name().to_string_lossy()));
             }
         }
     }
-    out
 }
 
 /// Disk use of each generation: blocks of files not already counted in an
@@ -273,11 +286,17 @@ fn age(path: &Path) -> String {
     }
 }
 
-/// Node hostnames by boot entry file name.
+/// Node hostnames by boot entry name (pxelinux's and iPXE's).
 pub fn hostnames(cfg: &Config) -> HashMap<String, String> {
     cfg.nodes
         .iter()
-        .map(|n| (n.pxe_name(), n.hostname.clone()))
+        .flat_map(|n| {
+            let ipxe = format!("ipxe/{}.ipxe", n.mac.replace(':', "-"));
+            [
+                (n.pxe_name(), n.hostname.clone()),
+                (ipxe, n.hostname.clone()),
+            ]
+        })
         .collect()
 }
 

@@ -23,6 +23,16 @@ pub(crate) const BUILT_IN: &[(&str, &[u8], u32)] = &[
         0o755,
     ),
     (
+        "configure/ddc-report",
+        include_bytes!("../tasks/configure/ddc-report"),
+        0o755,
+    ),
+    (
+        "configure/ddc-report.service",
+        include_bytes!("../tasks/configure/ddc-report.service"),
+        0o644,
+    ),
+    (
         "debootstrap.sh",
         include_bytes!("../tasks/debootstrap.sh"),
         0o755,
@@ -38,6 +48,11 @@ pub(crate) const BUILT_IN: &[(&str, &[u8], u32)] = &[
         0o755,
     ),
     ("packages.sh", include_bytes!("../tasks/packages.sh"), 0o755),
+    (
+        "templates/boot.ipxe.j2",
+        include_bytes!("../tasks/templates/boot.ipxe.j2"),
+        0o644,
+    ),
     (
         "templates/dhcpd.conf.j2",
         include_bytes!("../tasks/templates/dhcpd.conf.j2"),
@@ -61,6 +76,11 @@ pub(crate) const BUILT_IN: &[(&str, &[u8], u32)] = &[
     (
         "templates/ganesha.conf.j2",
         include_bytes!("../tasks/templates/ganesha.conf.j2"),
+        0o644,
+    ),
+    (
+        "templates/node.ipxe.j2",
+        include_bytes!("../tasks/templates/node.ipxe.j2"),
         0o644,
     ),
     (

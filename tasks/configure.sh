@@ -128,6 +128,37 @@ if [ -n "${DDC_NIS_DOMAIN:-}" ]; then
     printf 'domain %s server %s\n' "$DDC_NIS_DOMAIN" "$DDC_MASTER" | put "$R/etc/yp.conf"
 fi
 
-# 9. Mount points the initramfs hook moves the overlay's layers to.
+# 9. The report to the master's `ddc serve` (server.http): at boot, then every
+#    server.heartbeat seconds. bash and the kernel's files only (no package).
+HOST=${DDC_HTTP%:*}
+PORT=${DDC_HTTP##*:}
+if [ -d "$R/etc/systemd/system" ] && [ -x "$R/bin/bash" ]; then
+    say "ddc-report.timer reports to $DDC_HTTP every $DDC_HEARTBEAT s"
+    mkdir -p "$R/usr/lib/ddc"
+    put "$R/usr/lib/ddc/report" 755 <"$DDC_TASKS_DIR/configure/ddc-report"
+    printf '# Written by ddc (server.http): where ddc-report sends its reports.\nREPORT_HOST=%s\nREPORT_PORT=%s\n' \
+        "$HOST" "$PORT" | put "$R/etc/default/ddc-report"
+    put "$R/etc/systemd/system/ddc-report.service" <"$DDC_TASKS_DIR/configure/ddc-report.service"
+    put "$R/etc/systemd/system/ddc-report.timer" <<EOF
+# Written by ddc (server.heartbeat): run ddc-report.service every $DDC_HEARTBEAT s.
+[Unit]
+Description=ddc: report this node to the master every $DDC_HEARTBEAT s
+
+[Timer]
+OnBootSec=$DDC_HEARTBEAT
+OnUnitActiveSec=$DDC_HEARTBEAT
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+EOF
+    mkdir -p "$R/etc/systemd/system/multi-user.target.wants" "$R/etc/systemd/system/timers.target.wants"
+    ln -sfn ../ddc-report.service "$R/etc/systemd/system/multi-user.target.wants/ddc-report.service"
+    ln -sfn ../ddc-report.timer "$R/etc/systemd/system/timers.target.wants/ddc-report.timer"
+else
+    say "no systemd or bash in the image: no ddc-report unit (ddc status will not see these nodes)"
+fi
+
+# 10. Mount points the initramfs hook moves the overlay's layers to.
 mkdir -p "$R/ro" "$R/rw"
 say "configure done"

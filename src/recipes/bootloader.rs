@@ -1,11 +1,13 @@
 //! `bootloader`: the BIOS and UEFI syslinux files, copied from the master's
 //! packages into the TFTP root, and the link through which syslinux.efi
-//! finds the BIOS entries.
+//! finds the BIOS entries. When any machine boots through iPXE, also the
+//! iPXE binaries and `ipxe/boot.ipxe`, the script every iPXE client chains.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::ipxe;
 use super::{Kind, LateMemo, Need, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
 use crate::config::{Config, Image};
 use crate::fingerprint::{hash_file, Fingerprint, Input};
@@ -21,8 +23,23 @@ impl Recipe for Bootloader {
         "bootloader"
     }
 
+    fn templates(&self) -> &'static [&'static str] {
+        &[BOOT_TEMPLATE]
+    }
+
     fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
-        let inputs = vec![Planner::value("paths.tftp_root", &p.cfg.paths.tftp_root)];
+        let cfg = p.cfg;
+        let mut inputs = vec![Planner::value("paths.tftp_root", &cfg.paths.tftp_root)];
+        // Only what boot.ipxe reads, and only when it is written: a cluster
+        // without iPXE keeps its key.
+        if ipxe::used(cfg) {
+            inputs.extend(p.templates(Kind::Bootloader)?);
+            inputs.push(Planner::value("server.http", &cfg.server.http));
+            inputs.push(Planner::value(
+                "ipxe.default_entry",
+                &ipxe::default_entry_is_ipxe(cfg),
+            ));
+        }
         p.push(Planner::task(
             Kind::Bootloader,
             None,
@@ -36,8 +53,8 @@ impl Recipe for Bootloader {
     /// The master's bootloader files, read only when the task is judged: a
     /// command that only reads works on a master without them. A missing
     /// one hashes as missing (the preflight names its package).
-    fn late_inputs(&self, _task: &TaskSpec, _cfg: &Config, _memo: &LateMemo) -> Vec<Input> {
-        loader_files()
+    fn late_inputs(&self, _task: &TaskSpec, cfg: &Config, _memo: &LateMemo) -> Vec<Input> {
+        all_loader_files(cfg)
             .into_iter()
             .map(|(_, src)| Input {
                 name: format!("host:{}", src.path.display()).into(),
@@ -47,8 +64,8 @@ impl Recipe for Bootloader {
             .collect()
     }
 
-    fn needs(&self, _task: &TaskSpec, _cfg: &Config) -> Vec<Need> {
-        loader_files()
+    fn needs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<Need> {
+        all_loader_files(cfg)
             .into_iter()
             .map(|(_, src)| Need::File {
                 path: src.path,
@@ -59,11 +76,14 @@ impl Recipe for Bootloader {
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
         let tftp = &cfg.paths.tftp_root;
-        let mut out: Vec<PathBuf> = loader_files()
+        let mut out: Vec<PathBuf> = all_loader_files(cfg)
             .iter()
             .map(|(rel, _)| tftp.join(rel))
             .collect();
         out.push(tftp.join(EFI_ENTRIES_LINK));
+        if ipxe::used(cfg) {
+            out.push(tftp.join(ipxe::BOOT_SCRIPT));
+        }
         out
     }
 
@@ -110,9 +130,39 @@ pub(crate) fn loader_files() -> Vec<(&'static str, LoaderSource)> {
     ]
 }
 
+/// The syslinux files, and the iPXE ones when iPXE is used.
+fn all_loader_files(cfg: &Config) -> Vec<(&'static str, LoaderSource)> {
+    let mut files = loader_files();
+    if ipxe::used(cfg) {
+        files.extend(ipxe::loader_files());
+    }
+    files
+}
+
+/// The template of `ipxe/boot.ipxe`.
+const BOOT_TEMPLATE: &str = "templates/boot.ipxe.j2";
+
+/// Writes `ipxe/boot.ipxe`: the node's own script by MAC, else a report of
+/// the unknown MAC, then the default entry or the next boot device.
+fn write_boot_script(ctx: &mut RunCtx, out: &mut Produced) -> Result<()> {
+    let cfg = ctx.cfg;
+    let data = serde_json::json!({
+        "http": ipxe::base_url(cfg),
+        "default": ipxe::default_entry_is_ipxe(cfg).then_some(ipxe::DEFAULT_SCRIPT),
+    });
+    let text = ctx.templates.render(BOOT_TEMPLATE, &data)?;
+    let dest = cfg.paths.tftp_root.join(ipxe::BOOT_SCRIPT);
+    atomic_write(&dest, text.as_bytes(), false)?;
+    out.files.push(dest);
+    Ok(())
+}
+
 fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
     let mut out = Produced::default();
-    for (rel, src) in loader_files() {
+    if ipxe::used(ctx.cfg) {
+        write_boot_script(ctx, &mut out)?;
+    }
+    for (rel, src) in all_loader_files(ctx.cfg) {
         let bytes = std::fs::read(&src.path).with_context(|| {
             format!(
                 "cannot read {}: install the Debian package {}",

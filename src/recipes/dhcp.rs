@@ -1,5 +1,9 @@
 //! `dhcp`: a host entry per node for ISC dhcpd and for dnsmasq, with the
-//! BIOS and UEFI boot file names. dnsmasq's hosts go to its hosts file
+//! BIOS and UEFI boot file names: syslinux's for pxelinux nodes; for iPXE
+//! nodes, iPXE's binaries, and the HTTP URL of `boot.ipxe` for clients that
+//! already are iPXE (user class `iPXE`). Machines without an entry get the
+//! default method's; hosts of the other method are grouped (dhcpd) or
+//! tagged (dnsmasq). dnsmasq's hosts go to its hosts file
 //! (`dhcp-hostsfile`, reread on SIGHUP), its main config holds the rest.
 //! Each file is written in place, or, when ddc applies that daemon's config
 //! (`[apply]`), as a candidate that `apply:DAEMON` checks and installs.
@@ -10,8 +14,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::apply::{destination, staging, wiring, wiring_input, Daemon, Role};
+use super::ipxe;
 use super::{Kind, Planner, Produced, Recipe, RunCtx, Subject, TaskSpec};
-use crate::config::{Config, Image, Node};
+use crate::config::{Boot, Config, Image, Node};
 use crate::fingerprint::{Fingerprint, Input};
 use crate::fsutil::atomic_write;
 use crate::template::Templates;
@@ -51,6 +56,12 @@ impl Recipe for Dhcp {
             name: "nodes".into(),
             hash: nodes_fingerprint(cfg),
         });
+        if ipxe::used(cfg) {
+            inputs.push(Planner::value(
+                "ipxe.default_boot",
+                &ipxe::default_boot(cfg),
+            ));
+        }
         p.push(Planner::task(
             Kind::Dhcp,
             None,
@@ -80,6 +91,10 @@ fn nodes_fingerprint(cfg: &Config) -> Fingerprint {
         h.update(b"\0");
         h.update(&n.ip.octets());
         h.update(n.image.as_bytes());
+        // Only iPXE nodes add bytes: a pxelinux cluster keeps its key.
+        if n.boot == Boot::Ipxe {
+            h.update(b"\0ipxe");
+        }
         h.update(b"\n");
     }
     Fingerprint(*h.finalize().as_bytes())
@@ -90,12 +105,28 @@ struct Host<'a> {
     hostname: &'a str,
     mac: &'a str,
     ip: String,
+    /// Boots with the method that is not the default one.
+    other: bool,
+    #[serde(skip)]
+    boot: Boot,
 }
 
 /// What the DHCP templates are rendered with: the cluster and `hosts`, and
 /// how the file for `role` is wired into its daemon (its header).
 fn template_data(cfg: &Config, hosts: &[Host], role: Role) -> serde_json::Value {
     let c = &cfg.cluster;
+    let default_boot = ipxe::default_boot(cfg);
+    let hosts: Vec<Host> = hosts
+        .iter()
+        .map(|n| Host {
+            hostname: n.hostname,
+            mac: n.mac,
+            ip: n.ip.clone(),
+            other: n.boot != default_boot,
+            boot: n.boot,
+        })
+        .collect();
+    let any_other = hosts.iter().any(|h| h.other);
     let mut data = serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
@@ -113,6 +144,16 @@ fn template_data(cfg: &Config, hosts: &[Host], role: Role) -> serde_json::Value 
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",
         "efi64_loader": "efi64/syslinux.efi",
+        "ipxe": ipxe::used(cfg),
+        "any_other": any_other,
+        "default_boot": boot_name(default_boot),
+        "other_boot": boot_name(match default_boot {
+            Boot::Pxelinux => Boot::Ipxe,
+            Boot::Ipxe => Boot::Pxelinux,
+        }),
+        "ipxe_script": format!("{}/{}", ipxe::base_url(cfg), ipxe::BOOT_SCRIPT),
+        "ipxe_bios_loader": ipxe::BIOS_LOADER,
+        "ipxe_efi64_loader": ipxe::EFI_LOADER,
     });
     data["wiring"] = wiring(cfg, role);
     data["main_file"] = wiring(cfg, Role::DnsmasqMain)["file"].clone();
@@ -124,6 +165,8 @@ fn host(n: &Node) -> Host<'_> {
         hostname: &n.hostname,
         mac: &n.mac,
         ip: n.ip.to_string(),
+        other: false,
+        boot: n.boot,
     }
 }
 
@@ -167,6 +210,13 @@ pub(crate) fn node_lines(
         }
     }
     Ok(out)
+}
+
+fn boot_name(b: Boot) -> &'static str {
+    match b {
+        Boot::Pxelinux => "pxelinux",
+        Boot::Ipxe => "ipxe",
+    }
 }
 
 /// Each template and the file it renders.

@@ -12,6 +12,7 @@ mod bootloader;
 mod dhcp;
 mod exports;
 mod image;
+mod ipxe;
 mod plan;
 mod publish;
 mod pxe;

@@ -1,19 +1,48 @@
-//! `pxe:NODE` and `pxe-default`: a pxelinux entry per node, found by MAC by
-//! pxelinux.0 (BIOS) and syslinux.efi (UEFI), pointing at the generation the
-//! node boots: its pin, else the image's `current`.
+//! `pxe:NODE` and `pxe-default`: a boot entry per node, pointing at the
+//! generation the node boots: its pin, else the image's `current`. For a
+//! pxelinux node, a pxelinux entry found by MAC by pxelinux.0 (BIOS) and
+//! syslinux.efi (UEFI); for an iPXE node, instead, a static iPXE script
+//! (`ipxe/52-54-….ipxe`) that fetches kernel and initrd over HTTP. A node that
+//! switches method gets the other file, and the sweep removes the old one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::ipxe;
 use super::{Kind, LateMemo, Planner, Produced, Recipe, RunCtx, Subject, TaskId, TaskSpec};
-use crate::config::{Config, Image};
+use crate::config::{Boot, Config, Image};
 use crate::fingerprint::Input;
 use crate::fsutil::atomic_write;
 use crate::generations;
 
-const TEMPLATES: &[&str] = &["templates/pxelinux.cfg.j2"];
+const TEMPLATES: &[&str] = &[PXELINUX_TEMPLATE, IPXE_TEMPLATE];
+const PXELINUX_TEMPLATE: &str = "templates/pxelinux.cfg.j2";
+const IPXE_TEMPLATE: &str = "templates/node.ipxe.j2";
+
+/// The template inputs of each method, from the recipe's list (in order).
+fn split_templates(all: Vec<Input>) -> (Vec<Input>, Vec<Input>) {
+    let mut pxelinux = Vec::new();
+    let mut ipxe = Vec::new();
+    for (t, input) in TEMPLATES.iter().zip(all) {
+        if *t == PXELINUX_TEMPLATE {
+            pxelinux.push(input);
+        } else {
+            ipxe.push(input);
+        }
+    }
+    (pxelinux, ipxe)
+}
+
+/// What an iPXE entry reads beyond a pxelinux one: a pxelinux entry's key
+/// is the same as before iPXE existed.
+fn ipxe_inputs(cfg: &Config) -> [Input; 2] {
+    [
+        Planner::value("boot", &Boot::Ipxe),
+        Planner::value("server.http", &cfg.server.http),
+    ]
+}
 
 /// The inputs every entry shares.
 fn common_inputs(cfg: &Config) -> [Input; 2] {
@@ -42,7 +71,8 @@ impl Recipe for Pxe {
     fn plan(&self, p: &mut Planner, _image: Option<&Image>) -> Result<()> {
         use rayon::prelude::*;
         let cfg = p.cfg;
-        let templates = p.templates(Kind::Pxe)?;
+        let (pxelinux_tpl, ipxe_tpl) = split_templates(p.templates(Kind::Pxe)?);
+        let ipxe_extra = ipxe_inputs(cfg);
         let common = common_inputs(cfg);
         let publish = p.publish_tasks();
         let bootloader = p
@@ -61,8 +91,15 @@ impl Recipe for Pxe {
             .par_iter()
             .enumerate()
             .map(|(i, n)| {
-                let mut inputs = Vec::with_capacity(templates.len() + 7);
+                let templates = match n.boot {
+                    Boot::Pxelinux => &pxelinux_tpl,
+                    Boot::Ipxe => &ipxe_tpl,
+                };
+                let mut inputs = Vec::with_capacity(templates.len() + 9);
                 inputs.extend(templates.iter().cloned());
+                if n.boot == Boot::Ipxe {
+                    inputs.extend(ipxe_extra.iter().cloned());
+                }
                 inputs.extend(common.iter().cloned());
                 inputs.push(Planner::text("node.hostname", &n.hostname));
                 inputs.push(Planner::text("node.mac", &n.mac));
@@ -85,9 +122,7 @@ impl Recipe for Pxe {
 
     fn outputs(&self, task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
         match task.subject {
-            Subject::Node(i) => {
-                entry_paths(&cfg.paths.tftp_root, &cfg.nodes[i].pxe_name()).to_vec()
-            }
+            Subject::Node(i) => vec![node_entry_path(cfg, i)],
             _ => Vec::new(),
         }
     }
@@ -128,7 +163,14 @@ impl Recipe for PxeDefault {
             return Ok(());
         };
         let img = &cfg.images[image];
-        let mut inputs = p.templates(Kind::PxeDefault)?;
+        let (pxelinux_tpl, ipxe_tpl) = split_templates(p.templates(Kind::PxeDefault)?);
+        let mut inputs = match img.boot {
+            Boot::Pxelinux => pxelinux_tpl,
+            Boot::Ipxe => ipxe_tpl,
+        };
+        if img.boot == Boot::Ipxe {
+            inputs.extend(ipxe_inputs(cfg));
+        }
         inputs.extend(common_inputs(cfg));
         inputs.push(Planner::value("server.default_entry", image));
         inputs.push(Planner::value(
@@ -152,7 +194,7 @@ impl Recipe for PxeDefault {
     }
 
     fn outputs(&self, _task: &TaskSpec, cfg: &Config) -> Vec<PathBuf> {
-        entry_paths(&cfg.paths.tftp_root, "default").to_vec()
+        vec![default_entry_path(cfg)]
     }
 
     fn late_inputs(&self, _task: &TaskSpec, cfg: &Config, memo: &LateMemo) -> Vec<Input> {
@@ -171,8 +213,27 @@ pub(crate) fn entry_paths(tftp_root: &Path, name: &str) -> [PathBuf; 1] {
     [tftp_root.join("pxelinux.cfg").join(name)]
 }
 
+/// A node's entry: its pxelinux entry, or its iPXE script.
+fn node_entry_path(cfg: &Config, i: usize) -> PathBuf {
+    let n = &cfg.nodes[i];
+    match n.boot {
+        Boot::Pxelinux => entry_paths(&cfg.paths.tftp_root, &n.pxe_name())[0].clone(),
+        Boot::Ipxe => ipxe::script_path(&cfg.paths.tftp_root, &n.mac),
+    }
+}
+
+/// The default entry, in its image's method.
+fn default_entry_path(cfg: &Config) -> PathBuf {
+    if ipxe::default_entry_is_ipxe(cfg) {
+        cfg.paths.tftp_root.join(ipxe::DEFAULT_SCRIPT)
+    } else {
+        entry_paths(&cfg.paths.tftp_root, "default")[0].clone()
+    }
+}
+
 #[derive(Serialize)]
 struct EntryContext<'a> {
+    http: String,
     label: &'a str,
     hostname: Option<&'a str>,
     mac: Option<&'a str>,
@@ -217,11 +278,11 @@ pub(crate) fn boot_generation(cfg: &Config, image: &str, pin: Option<&str>) -> R
 /// Writes a node's entry (or the default one, for `node == None`).
 fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let (name, image, cmdline, hostname, mac) = match node {
+    let (path, image, cmdline, hostname, mac) = match node {
         Some(i) => {
             let n = &cfg.nodes[i];
             (
-                n.pxe_name(),
+                node_entry_path(cfg, i),
                 n.image.as_str(),
                 n.cmdline.as_str(),
                 Some(n.hostname.as_str()),
@@ -229,7 +290,7 @@ fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
             )
         }
         None => (
-            "default".to_string(),
+            default_entry_path(cfg),
             cfg.server.default_entry.as_deref().unwrap_or_default(),
             "",
             None,
@@ -239,10 +300,12 @@ fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
     let pin = node.and_then(|i| cfg.nodes[i].pin.as_deref());
     let generation = boot_generation(cfg, image, pin)?;
     let img = &cfg.images[image];
+    let boot = node.map_or(img.boot, |i| cfg.nodes[i].boot);
     let root = cfg.paths.nfs_root.join(image).join(&generation);
     let kernel = format!("{image}/{generation}/vmlinuz");
     let initrd = format!("{image}/{generation}/initrd.img");
     let ctx_data = EntryContext {
+        http: ipxe::base_url(cfg),
         label: hostname.unwrap_or("default"),
         hostname,
         mac,
@@ -252,13 +315,14 @@ fn run_pxe(ctx: &mut RunCtx, node: Option<usize>) -> Result<Produced> {
         initrd: &initrd,
         append: append_line(cfg, &root.display().to_string(), img, cmdline),
     };
-    let text = ctx
-        .templates
-        .render("templates/pxelinux.cfg.j2", &ctx_data)?;
-    let mut out = Produced::default();
-    for p in entry_paths(&cfg.paths.tftp_root, &name) {
-        atomic_write(&p, text.as_bytes(), false)?;
-        out.files.push(p);
-    }
-    Ok(out)
+    let template = match boot {
+        Boot::Pxelinux => PXELINUX_TEMPLATE,
+        Boot::Ipxe => IPXE_TEMPLATE,
+    };
+    let text = ctx.templates.render(template, &ctx_data)?;
+    atomic_write(&path, text.as_bytes(), false)?;
+    Ok(Produced {
+        files: vec![path],
+        ..Produced::default()
+    })
 }

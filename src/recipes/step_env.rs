@@ -151,6 +151,18 @@ fn own_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
                     &c.syslog,
                     if c.syslog { "1" } else { "0" }.into(),
                 ),
+                var(
+                    "DDC_HTTP",
+                    "server.http".into(),
+                    &cfg.server.http,
+                    cfg.server.http.to_string(),
+                ),
+                var(
+                    "DDC_HEARTBEAT",
+                    "server.heartbeat".into(),
+                    &cfg.server.heartbeat,
+                    cfg.server.heartbeat.to_string(),
+                ),
             ]
         }
         Step::Initramfs => vec![var(
@@ -288,7 +300,8 @@ mod tests {
             for v in &vars {
                 assert!(
                     v.input.name.starts_with("images.default.")
-                        || v.input.name.starts_with("cluster."),
+                        || v.input.name.starts_with("cluster.")
+                        || v.input.name.starts_with("server."),
                     "{} hashes {} under an unnamed key",
                     v.env,
                     v.input.name

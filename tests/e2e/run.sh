@@ -14,12 +14,17 @@
 #    BOTH running nodes keep reading the old generation, files never read
 #    before included, in several reports over ~20 s, 7. renames node02,
 #    rebuilds (only dhcp and its boot entry may run), reboots both nodes and
-#    sees the new generation and the new name. Everything it started is
-#    stopped on exit.
+#    sees the new generation and the new name, 8. stops them and boots
+#    node03 (BIOS: the e1000's own iPXE ROM, handed the HTTP URL of
+#    boot.ipxe by DHCP) and node04 (UEFI: OVMF's PXE, TFTP snponly.efi,
+#    then HTTP), both `boot = "ipxe"`, fetching script, kernel and initrd
+#    from busybox httpd serving the TFTP root (any web server can), and
+#    checks them like the others, and that each posted its report (ddc-report
+#    unit). Everything it started is stopped on exit.
 #
 # Needs root and: mmdebstrap, qemu-system-x86, ovmf, dnsmasq, nfs-ganesha,
 # nfs-ganesha-vfs, rpcbind, nfs-common, pxelinux, syslinux-efi,
-# syslinux-common, rsync. A missing one fails the test (it never skips).
+# syslinux-common, rsync, ipxe, busybox. A missing one fails the test (it never skips).
 # Takes 4 to 5 minutes on 2 cores with a warm .deb cache (measured: 236 s,
 # 311 s with the cores shared with compiles; an empty cache adds the download). E2E_WORK and E2E_NS choose the work
 # folder and the network namespace (two runs at once need their own).
@@ -35,6 +40,9 @@ NS=${E2E_NS:-ddc-e2e}                      # network namespace, made and deleted
 MASTER=192.0.2.1
 MAC1=52:54:00:12:34:56
 MAC2=52:54:00:12:34:57
+MAC3=52:54:00:12:34:58
+MAC4=52:54:00:12:34:59
+HTTP=$MASTER:8080
 
 # shellcheck source=tests/e2e/netboot.sh
 . "$HERE/netboot.sh"
@@ -45,10 +53,10 @@ t0=$SECONDS
 elapsed() { echo "$((SECONDS - t0))s"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it builds an image in a chroot and makes a network namespace)"
-for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip; do
+for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip busybox; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install the packages listed at the top of $0"
 done
-for f in /usr/lib/PXELINUX/pxelinux.0 /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so; do
+for f in /usr/lib/PXELINUX/pxelinux.0 /usr/lib/ipxe/snponly.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so; do
     [ -e "$f" ] || die "$f is missing: apt-get install the packages listed at the top of $0"
 done
 [ -x "$DDC" ] || die "no ddc binary at $DDC (cargo build --release, or set DDC)"
@@ -166,6 +174,18 @@ ip       = "192.0.2.11"
 hostname = "node02"
 mac      = "$MAC2"
 ip       = "192.0.2.12"
+
+[[nodes]]
+hostname = "node03"
+mac      = "$MAC3"
+ip       = "192.0.2.13"
+boot     = "ipxe"
+
+[[nodes]]
+hostname = "node04"
+mac      = "$MAC4"
+ip       = "192.0.2.14"
+boot     = "ipxe"
 TOML
 
 # ---------------------------------------------------------------- build
@@ -194,9 +214,12 @@ grep -q "^$root 192.0.2.0/24(ro," "$O/exports.d/ddc.exports" || die "exports lin
 nb_setup "$NS" || die "namespace"
 nb_add_tap "$NS" tap1 || die tap1
 nb_add_tap "$NS" tap2 || die tap2
+nb_add_tap "$NS" tap3 || die tap3
+nb_add_tap "$NS" tap4 || die tap4
 nb_start_nfs "$NS" "$O/ganesha/ddc.conf" || die "ganesha"
 nb_link_nfs_exports "$O/ganesha/ddc.conf" || die "ganesha export link"
 nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq"
+nb_start_http "$NS" "$HTTP" "$O/tftp" || die "httpd"
 # With the daemons running, the apply tasks pass.
 (cd "$WORK" && "$DDC" build --json) >"$WORK/applied.json" || die "the build with the daemons running failed"
 ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/applied.json" | sort | tr '\n' ' ')
@@ -234,13 +257,15 @@ say "changing the files tree and rebuilding while both nodes run ..."
 echo "ddc-e2e generation 2" >"$F/etc/ddc-e2e-marker"
 (cd "$WORK" && "$DDC" build --json) >"$WORK/update.json" || die "rebuild failed"
 ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/update.json" | sort | tr '\n' ' ')
-[ "$ran" = "apply:nfs configure:default exports initramfs:default publish:default pxe:node01 pxe:node02 " ] ||
+[ "$ran" = "apply:nfs configure:default exports initramfs:default publish:default pxe:node01 pxe:node02 pxe:node03 pxe:node04 " ] ||
     die "the files change ran [$ran]"
 root1=$root
 root=$(readlink -f "$O/nfsroot/default/current")
 [ "$root" != "$root1" ] || die "no new generation"
 grep -q "^$root1 " "$O/exports.d/ddc.exports" || die "the running generation is no longer exported"
 grep -q "nfsroot=$MASTER:$root," "$O/tftp/pxelinux.cfg/01-${MAC1//:/-}" || die "node01's entry does not boot the new generation"
+grep -q "^kernel http://$HTTP/default/$(basename "$root")/vmlinuz initrd=initrd.img .*nfsroot=$MASTER:$root," "$O/tftp/ipxe/${MAC3//:/-}.ipxe" ||
+    die "node03's iPXE script does not boot the new generation"
 # ddc's apply:nfs sent ganesha its SIGHUP: nobody reloads it by hand. The
 # server that runs is ganesha: it must now export both generations.
 for _ in $(seq 100); do
@@ -313,6 +338,37 @@ nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01-gen2.log" || die "qemu (BIOS, agai
 nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02b.log" || die "qemu (UEFI, again)"
 check "$WORK/node01-gen2.log" node01 2
 check "$WORK/node02b.log" node02b 2
+
+# ---------------------------------------------------------------- iPXE + HTTP
+_nb_stop "$NB_LAST_PID" 20
+_nb_stop "$(awk '$1 == "qemu-bios" {print $2}' "$NB_DIR/pids" | tail -n1)" 20
+say "booting node03 (BIOS, iPXE ROM) and node04 (UEFI, snponly.efi) over HTTP ..."
+nb_boot_bios "$NS" tap3 "$MAC3" "$WORK/node03.log" || die "qemu (BIOS, iPXE)"
+nb_boot_uefi "$NS" tap4 "$MAC4" "$WORK/node04.log" || die "qemu (UEFI, iPXE)"
+check "$WORK/node03.log" node03 2
+check "$WORK/node04.log" node04 2
+hlog=$NB_DIR/http/httpd.log
+gen=$(basename "$root")
+# http_got IP URL: busybox httpd logged a 200 for URL requested from IP.
+http_got() {
+    awk -v ip="$1:" -v url="url:$2" '
+        index($0, ip) == 1 && index($0, url) { want[$1] = 1 }
+        index($0, ip) == 1 && / response:200$/ && want[$1] { ok = 1 }
+        END { exit !ok }' "$hlog"
+}
+for n in "3 $MAC3" "4 $MAC4"; do
+    ip=192.0.2.1${n%% *}
+    mac=${n#* }
+    for url in "/ipxe/boot.ipxe" "/ipxe/${mac//:/-}.ipxe" "/default/$gen/vmlinuz" "/default/$gen/initrd.img"; do
+        http_got "$ip" "$url" || die "node0${n%% *} did not fetch $url over HTTP (log $hlog)"
+    done
+    # The report unit posts at boot: the plain web server answers 501.
+    for _ in $(seq 60); do grep -q "^$ip:[0-9]*: url:/api/v1/report$" "$hlog" && break; sleep 1; done
+    grep -q "^$ip:[0-9]*: url:/api/v1/report$" "$hlog" || die "node0${n%% *} sent no report (log $hlog)"
+done
+grep -q "sent .*/snponly.efi to 192.0.2.14" "$NB_DIR/dnsmasq/dnsmasq.log" ||
+    die "node04 did not get snponly.efi over TFTP (log $NB_DIR/dnsmasq/dnsmasq.log)"
+say "node03 and node04 booted over iPXE + HTTP and reported"
 
 say "PASS in $(elapsed)"
 echo "1 passed, 0 failed"
