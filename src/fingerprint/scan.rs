@@ -70,14 +70,12 @@ pub(super) fn scan(
         _ => None,
     };
     if let Some(fd) = dir {
-        let dev = rfs::fstat(&fd)
-            .map_err(io::Error::from)
-            .with_context(cannot)?
-            .st_dev;
-        let walk = Walk {
-            dev: dev as u64,
-            ..walk
-        };
+        let dev = dev_of(
+            &rfs::fstat(&fd)
+                .map_err(io::Error::from)
+                .with_context(cannot)?,
+        );
+        let walk = Walk { dev, ..walk };
         out.extend(walk.folder(fd, "")?);
         return Ok((out, walk.rehashed.into_inner()));
     }
@@ -124,7 +122,7 @@ impl Walk<'_> {
             .with_context(|| format!("cannot stat {}", self.root.join(&path).display()))?;
         let kind = FileType::from_raw_mode(st.st_mode);
         let entry = self.entry(Some(dir), name, path, &st, kind)?;
-        if kind != FileType::Directory || st.st_dev as u64 != self.dev {
+        if kind != FileType::Directory || dev_of(&st) != self.dev {
             return Ok(vec![entry]);
         }
         let sub = rfs::openat(dir, name, dir_flags(), Mode::empty())
@@ -192,6 +190,12 @@ fn stamp_of(st: &rfs::Stat, kind: FileType) -> (StatStamp, (u32, u32, u32, u64))
     (stamp, (st.st_mode as u32, st.st_uid, st.st_gid, rdev))
 }
 
+/// The device a stat's file is on.
+#[allow(clippy::unnecessary_cast)]
+fn dev_of(st: &rfs::Stat) -> u64 {
+    st.st_dev as u64
+}
+
 /// The hash of the file `name` in `dir` (opened without following a link),
 /// or of the link's target when `link`.
 fn hash_at<P: rustix::path::Arg>(dir: BorrowedFd, name: P, link: bool) -> io::Result<Fingerprint> {
@@ -225,4 +229,94 @@ pub(super) fn hash_fd(fd: BorrowedFd) -> io::Result<Fingerprint> {
         }
         Ok(Fingerprint(*h.finalize().as_bytes()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    use super::super::{hash_file, scan_tree};
+    use super::*;
+
+    /// The walk as it was before (walkdir, one path at a time): recorded
+    /// tree fingerprints depend on its order and fields.
+    fn walkdir_scan(root: &Path) -> Vec<TreeEntry> {
+        walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .same_file_system(true)
+            .into_iter()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.path().symlink_metadata().unwrap();
+                let ft = m.file_type();
+                let hash = if ft.is_file() {
+                    hash_file(e.path()).unwrap()
+                } else if ft.is_symlink() {
+                    let t = std::fs::read_link(e.path()).unwrap();
+                    Fingerprint::of(t.as_os_str().as_bytes())
+                } else {
+                    Fingerprint([0; 32])
+                };
+                TreeEntry {
+                    path: e
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                    stamp: StatStamp::of(&m),
+                    meta: (m.mode(), m.uid(), m.gid(), 0),
+                    hash,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_entries_in_the_same_order_as_walkdir() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["a/b/c", "a-c", "a.d/e", "z", "B"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        for (i, f) in ["a/x", "a/b/c/y", "a-c/z", "a.d/e/w", "B/v", "top"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(r.join(f), vec![i as u8; 300_000 * i]).unwrap();
+        }
+        let odd = std::ffi::OsStr::from_bytes(b"odd-\xff-name");
+        std::fs::write(r.join("z").join(odd), "x").unwrap();
+        symlink("../top", r.join("a/link")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        symlink(outside.path(), r.join("z/out")).unwrap();
+        std::fs::set_permissions(r.join("B/v"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (t, rehashed) = scan_tree(r, None).unwrap();
+        assert!(rehashed);
+        assert_eq!(t.entries, walkdir_scan(r));
+        assert!(t.entries.iter().all(|e| !e.path.contains("secret")));
+        // Reused from the previous scan when nothing changed.
+        let (again, rehashed) = scan_tree(r, Some(&t)).unwrap();
+        assert!(!rehashed);
+        assert_eq!(again.entries, t.entries);
+    }
+
+    #[test]
+    fn a_file_or_a_link_as_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        std::fs::write(d.path().join("dir/f"), "f").unwrap();
+        std::fs::write(d.path().join("file"), "content").unwrap();
+        symlink("dir", d.path().join("to-dir")).unwrap();
+        for root in ["file", "to-dir"] {
+            let root = d.path().join(root);
+            assert_eq!(
+                scan_tree(&root, None).unwrap().0.entries,
+                walkdir_scan(&root)
+            );
+        }
+        assert!(scan_tree(&d.path().join("missing"), None).is_err());
+    }
 }
