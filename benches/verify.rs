@@ -308,7 +308,7 @@ fn main() {
         "", "wall", "CPU (user + sys)"
     );
     println!("|{:-<36}|{:-<24}|{:-<24}|-------------|", "", "", "");
-    let anchor_name = format!("anchor: {anchor} (find | xargs)");
+    let anchor_name = format!("anchor: {anchor} over the same files");
     for (name, v) in [("ddc verify", &d), (anchor_name.as_str(), &a)] {
         println!(
             "| {name:<34} | {:<22} | {:<22} | {:>7.0} MiB |",
