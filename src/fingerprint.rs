@@ -6,11 +6,12 @@
 //! content; a stat snapshot (size, mtime, ctime, inode) lets a no-op build
 //! trust a recorded hash without reading the file again.
 
+mod scan;
+
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -159,18 +160,11 @@ pub fn hash_output(path: &Path) -> Result<Fingerprint> {
     }
 }
 
+/// A file's content hash, read through this thread's reusable buffer.
 pub fn hash_file(path: &Path) -> Result<Fingerprint> {
-    let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(Fingerprint(*h.finalize().as_bytes()))
+    let f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    scan::hash_fd(std::os::fd::AsFd::as_fd(&f))
+        .with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// One entry of a tree's stat cache.
@@ -210,50 +204,14 @@ impl TreeStamp {
 
 /// Scans a tree, reusing hashes from `previous` for entries whose stat stamp
 /// is unchanged. Returns the new stamp and whether anything was rehashed.
+/// Never follows a link below `root` (`root` itself, if a link, is
+/// followed); does not enter a folder on another file system; hashes in
+/// parallel on rayon's pool (see [`scan`]).
 pub fn scan_tree(root: &Path, previous: Option<&TreeStamp>) -> Result<(TreeStamp, bool)> {
     let known: HashMap<&str, &TreeEntry> = previous
         .map(|p| p.entries.iter().map(|e| (e.path.as_str(), e)).collect())
         .unwrap_or_default();
-    let mut entries = Vec::new();
-    let mut rehashed = false;
-    for entry in walkdir::WalkDir::new(root)
-        .sort_by_file_name()
-        .same_file_system(true)
-    {
-        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
-        let rel: PathBuf = entry.path().strip_prefix(root)?.to_path_buf();
-        let rel = rel.to_string_lossy().into_owned();
-        let m = entry
-            .path()
-            .symlink_metadata()
-            .with_context(|| format!("cannot stat {}", entry.path().display()))?;
-        let stamp = StatStamp::of(&m);
-        let ft = m.file_type();
-        let rdev = if ft.is_char_device() || ft.is_block_device() {
-            m.rdev()
-        } else {
-            0
-        };
-        let meta = (m.mode(), m.uid(), m.gid(), rdev);
-        let hash = if let Some(old) = known.get(rel.as_str()).filter(|o| o.stamp == stamp) {
-            old.hash
-        } else if ft.is_file() {
-            rehashed = true;
-            hash_file(entry.path())?
-        } else if ft.is_symlink() {
-            rehashed = true;
-            let t = fs::read_link(entry.path())?;
-            Fingerprint::of(t.as_os_str().as_encoded_bytes())
-        } else {
-            Fingerprint([0; 32])
-        };
-        entries.push(TreeEntry {
-            path: rel,
-            stamp,
-            meta,
-            hash,
-        });
-    }
+    let (entries, rehashed) = scan::scan(root, &known)?;
     Ok((TreeStamp { entries }, rehashed))
 }
 

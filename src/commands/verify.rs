@@ -7,24 +7,23 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::error::{Error, NotStarted};
+use crate::fingerprint::scan_tree;
 use crate::generations;
 use crate::manifest::{diff_trees, Manifest};
 
-use super::{load, Loaded};
-
 pub(crate) fn run(file: &Path, image: Option<&str>, generation: Option<&str>) -> Result<(), Error> {
-    let Loaded { cfg, .. } = load(file)?;
+    // The config only: no task graph, records or tool versions to gather.
+    let cfg = crate::config::load(file)?;
     let mut differs = false;
     for (image, gen) in chosen(&cfg, image, generation)? {
         let root = cfg.paths.nfs_root.join(&image).join(&gen);
         let manifest = Manifest::load(&root).map_err(|e| NotStarted(format!("{e:#}")))?;
-        let now = Manifest::scan(&root)?;
-        let d = diff_trees(&manifest.tree, &now.tree);
+        // Every file re-read (no stat stamp trusted), in parallel; the
+        // packages are not listed again: the files of dpkg's database are.
+        let (now, _) = scan_tree(&root, None)?;
+        let d = diff_trees(&manifest.tree, &now);
         if d.is_empty() {
-            println!(
-                "{image}/{gen}: as published ({} paths)",
-                now.tree.entries.len()
-            );
+            println!("{image}/{gen}: as published ({} paths)", now.entries.len());
             continue;
         }
         differs = true;
