@@ -456,7 +456,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             commands::generations::run(file, image.as_deref(), json)
         }
         Command::Nodes { image, json } => commands::nodes::list(file, image.as_deref(), json),
-        Command::Show { node } => commands::nodes::show(file, &node),
+        Command::Show { node } => commands::node_show::show(file, &node),
         Command::Node(c) => c.run(file),
         Command::Rollback(s) => s.run(file, verbose, false),
         Command::Verify { image, generation } => {

@@ -13,7 +13,7 @@ pub(crate) mod generations;
 pub(crate) mod graph;
 pub(crate) mod init;
 pub(crate) mod node;
-mod node_show;
+pub(crate) mod node_show;
 pub(crate) mod nodes;
 pub(crate) mod power;
 pub(crate) mod rollback;

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::nodes::{aligned_rows, boots};
+use super::nodes::{aligned_rows, boots, find_node};
 use crate::config::{kernel_append, Config};
 use crate::fsutil;
 use crate::recipes;
@@ -13,6 +13,15 @@ use crate::tasks_dir::TasksDir;
 use crate::template::Templates;
 
 /// What `ddc show` prints for node `i`.
+/// `ddc show NODE`.
+pub(crate) fn show(file: &std::path::Path, name: &str) -> Result<(), crate::error::Error> {
+    let cfg = crate::config::load(file)?;
+    let i = find_node(&cfg, name)?;
+    let text = text(&cfg, i).map_err(crate::error::Error::Failed)?;
+    print!("{text}");
+    Ok(())
+}
+
 pub(crate) fn text(cfg: &Config, i: usize) -> Result<String> {
     let n = &cfg.nodes[i];
     let o = &cfg.node_origins[i];

@@ -207,15 +207,6 @@ fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-/// `ddc show NODE`.
-pub(crate) fn show(file: &Path, name: &str) -> Result<(), Error> {
-    let cfg = config::load(file)?;
-    let i = find_node(&cfg, name)?;
-    let text = super::node_show::text(&cfg, i).map_err(Error::Failed)?;
-    print!("{text}");
-    Ok(())
-}
-
 /// The generation a node boots, and how `ddc show` says it.
 pub(crate) fn boots(cfg: &Config, n: &Node) -> (Option<String>, String) {
     let b = Generations::new(cfg).of(n);

@@ -134,7 +134,7 @@ pub(crate) fn loader_files() -> Vec<(&'static str, LoaderSource)> {
 fn all_loader_files(cfg: &Config) -> Vec<(&'static str, LoaderSource)> {
     let mut files = loader_files();
     if ipxe::used(cfg) {
-        files.extend(ipxe::loader_files());
+        files.extend(ipxe_loader_files());
     }
     files
 }
@@ -196,4 +196,20 @@ fn run_bootloader(ctx: &mut RunCtx) -> Result<Produced> {
     }
     out.files.push(link);
     Ok(out)
+}
+
+/// (path in the TFTP root, source on the master) of the iPXE binaries.
+fn ipxe_loader_files() -> Vec<(&'static str, LoaderSource)> {
+    [ipxe::BIOS_LOADER, ipxe::EFI_LOADER, "ipxe.efi"]
+        .into_iter()
+        .map(|f| {
+            (
+                f,
+                LoaderSource {
+                    path: Path::new("/usr/lib/ipxe").join(f),
+                    package: "ipxe",
+                },
+            )
+        })
+        .collect()
 }

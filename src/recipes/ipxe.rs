@@ -1,13 +1,12 @@
 //! iPXE and HTTP boot, the parts the bootloader, pxe and dhcp recipes share:
 //! whether the cluster uses iPXE at all, the method machines without an entry
 //! get, where each static script lives under the HTTP root (the TFTP root),
-//! and the iPXE binaries copied from the master's `ipxe` package.
+//! and the names of the iPXE binaries (the bootloader task copies them).
 //!
 //! Every file here is static: `ddc serve` or any web server serves them.
 
 use std::path::{Path, PathBuf};
 
-use super::bootloader::LoaderSource;
 use crate::config::{Boot, Config};
 
 /// The folder of the scripts, under the TFTP (and HTTP) root.
@@ -52,22 +51,6 @@ pub(crate) fn script_path(tftp_root: &Path, mac: &str) -> PathBuf {
     tftp_root
         .join(SCRIPTS_DIR)
         .join(format!("{}.ipxe", mac.replace(':', "-")))
-}
-
-/// (path in the TFTP root, source on the master) of the iPXE binaries.
-pub(crate) fn loader_files() -> Vec<(&'static str, LoaderSource)> {
-    [BIOS_LOADER, EFI_LOADER, "ipxe.efi"]
-        .into_iter()
-        .map(|f| {
-            (
-                f,
-                LoaderSource {
-                    path: Path::new("/usr/lib/ipxe").join(f),
-                    package: "ipxe",
-                },
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]
