@@ -335,7 +335,6 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     };
     let content = generations::content(&generation).to_string();
     let warnings = move_current(ctx, image, &generation, &content, warnings)?;
-    let tftp_rel = format!("{image}/{generation}");
     Ok(Produced {
         warnings,
         notes,
@@ -343,14 +342,20 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
         files: vec![kernel_path, initrd_path],
         dirs: vec![root.clone()],
         layered: false,
-        facts: serde_json::json!({
-            "generation": generation,
-            "root": root.display().to_string(),
-            "kernel": format!("{tftp_rel}/vmlinuz"),
-            "initrd": format!("{tftp_rel}/initrd.img"),
-            "kernel_version": kernel.version,
-        }),
+        facts: facts(image, &generation, &root, &kernel),
         ..Default::default()
+    })
+}
+
+/// What the pxe tasks read of a published generation.
+fn facts(image: &str, generation: &str, root: &Path, kernel: &Kernel) -> serde_json::Value {
+    let tftp_rel = format!("{image}/{generation}");
+    serde_json::json!({
+        "generation": generation,
+        "root": root.display().to_string(),
+        "kernel": format!("{tftp_rel}/vmlinuz"),
+        "initrd": format!("{tftp_rel}/initrd.img"),
+        "kernel_version": kernel.version,
     })
 }
 

@@ -71,7 +71,6 @@ pub(crate) fn step_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<Ste
 /// The values only `step` reads.
 fn own_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
     let k = |f: &str| format!("images.{}.{f}", img.name);
-    let c = &cfg.cluster;
     Ok(match step {
         Step::Debootstrap => vec![
             var("DDC_SUITE", k("suite"), &img.suite, img.suite.clone()),
@@ -93,78 +92,7 @@ fn own_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
             ),
             var("DDC_MIRROR", k("mirror"), &img.mirror, img.mirror.clone()),
         ],
-        Step::Configure => {
-            let files = match &img.files {
-                Some(dir) => scan_tree(dir, None)
-                    .with_context(|| format!("cannot read the files tree {}", dir.display()))?
-                    .0
-                    .fingerprint(),
-                None => Fingerprint([0; 32]),
-            };
-            let text = |v: &Option<String>| v.clone().unwrap_or_default();
-            vec![
-                StepVar {
-                    env: "DDC_FILES",
-                    input: Input {
-                        name: k("files").into(),
-                        hash: files,
-                    },
-                    text: img
-                        .files
-                        .as_ref()
-                        .map(|f| f.display().to_string())
-                        .unwrap_or_default(),
-                },
-                var(
-                    "DDC_ROOT_PASSWORD_HASH",
-                    k("root_password_hash"),
-                    &img.root_password_hash,
-                    text(&img.root_password_hash),
-                ),
-                var(
-                    "DDC_SSH_AUTHORIZED_KEYS",
-                    k("ssh_authorized_keys"),
-                    &img.ssh_authorized_keys,
-                    img.ssh_authorized_keys.join("\n"),
-                ),
-                var(
-                    "DDC_NIS_DOMAIN",
-                    k("nis_domain"),
-                    &img.nis_domain,
-                    text(&img.nis_domain),
-                ),
-                var(
-                    "DDC_MASTER",
-                    "cluster.master".into(),
-                    &c.master,
-                    c.master.to_string(),
-                ),
-                var(
-                    "DDC_NETWORK",
-                    "cluster.network".into(),
-                    &c.network,
-                    c.network.to_string(),
-                ),
-                var(
-                    "DDC_SYSLOG",
-                    "cluster.syslog".into(),
-                    &c.syslog,
-                    if c.syslog { "1" } else { "0" }.into(),
-                ),
-                var(
-                    "DDC_HTTP",
-                    "server.http".into(),
-                    &cfg.server.http,
-                    cfg.server.http.to_string(),
-                ),
-                var(
-                    "DDC_HEARTBEAT",
-                    "server.heartbeat".into(),
-                    &cfg.server.heartbeat,
-                    cfg.server.heartbeat.to_string(),
-                ),
-            ]
-        }
+        Step::Configure => configure_vars(cfg, img)?,
         Step::Initramfs => vec![var(
             "DDC_UNION",
             k("union"),
@@ -172,6 +100,84 @@ fn own_vars(step: Step, cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
             img.union.as_str().to_string(),
         )],
     })
+}
+
+/// The configure step's variables: the image's files tree and accounts, and
+/// what the node's own services need of the cluster and of `ddc serve`.
+fn configure_vars(cfg: &Config, img: &Image) -> Result<Vec<StepVar>> {
+    let k = |f: &str| format!("images.{}.{f}", img.name);
+    let c = &cfg.cluster;
+    let files = match &img.files {
+        Some(dir) => scan_tree(dir, None)
+            .with_context(|| format!("cannot read the files tree {}", dir.display()))?
+            .0
+            .fingerprint(),
+        None => Fingerprint([0; 32]),
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let vars = vec![
+        StepVar {
+            env: "DDC_FILES",
+            input: Input {
+                name: k("files").into(),
+                hash: files,
+            },
+            text: img
+                .files
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+        },
+        var(
+            "DDC_ROOT_PASSWORD_HASH",
+            k("root_password_hash"),
+            &img.root_password_hash,
+            text(&img.root_password_hash),
+        ),
+        var(
+            "DDC_SSH_AUTHORIZED_KEYS",
+            k("ssh_authorized_keys"),
+            &img.ssh_authorized_keys,
+            img.ssh_authorized_keys.join("\n"),
+        ),
+        var(
+            "DDC_NIS_DOMAIN",
+            k("nis_domain"),
+            &img.nis_domain,
+            text(&img.nis_domain),
+        ),
+        var(
+            "DDC_MASTER",
+            "cluster.master".into(),
+            &c.master,
+            c.master.to_string(),
+        ),
+        var(
+            "DDC_NETWORK",
+            "cluster.network".into(),
+            &c.network,
+            c.network.to_string(),
+        ),
+        var(
+            "DDC_SYSLOG",
+            "cluster.syslog".into(),
+            &c.syslog,
+            if c.syslog { "1" } else { "0" }.into(),
+        ),
+        var(
+            "DDC_HTTP",
+            "server.http".into(),
+            &cfg.server.http,
+            cfg.server.http.to_string(),
+        ),
+        var(
+            "DDC_HEARTBEAT",
+            "server.heartbeat".into(),
+            &cfg.server.heartbeat,
+            cfg.server.heartbeat.to_string(),
+        ),
+    ];
+    Ok(vars)
 }
 
 /// Where a step runs: its root file system, the folder its script and

@@ -262,24 +262,8 @@ impl Validator<'_> {
         let pin = self.reproducible(&name.value, &mut raw);
         let (mut fixed, set) = self.keys_set(&raw);
         let from = raw.from.map(|f| self.sourced(f));
-        let suite = match raw.suite {
-            Some(s) => {
-                let s = self.sourced(s);
-                self.check(&s, &key("suite"), &SUITE);
-                fixed.insert(0, ("suite", s.origin.clone()));
-                Some(s)
-            }
-            None if from.is_some() => None,
-            None => {
-                self.error(
-                    name.origin.clone(),
-                    key("suite"),
-                    "missing: set suite (a Debian suite like bookworm), or from = \"IMAGE\" to start from another image's packages",
-                );
-                None
-            }
-        };
-        let arch = raw.arch.map(|a| self.sourced(a));
+        let suite = self.suite(name, raw.suite.take(), from.is_some(), &mut fixed);
+        let arch = raw.arch.take().map(|a| self.sourced(a));
         let arch_ok = match &arch {
             Some(a) => self.check(a, &key("arch"), &ARCH),
             None => true,
@@ -344,6 +328,34 @@ impl Validator<'_> {
             archive_check,
             mirror,
         })
+    }
+
+    /// The image's `suite`, checked; missing only where it has `from`.
+    fn suite(
+        &mut self,
+        name: &Sourced<String>,
+        raw: Option<Spanned<String>>,
+        has_from: bool,
+        fixed: &mut Vec<(&'static str, Origin)>,
+    ) -> Option<Sourced<String>> {
+        let key = format!("images.{}.suite", name.value);
+        match raw {
+            Some(s) => {
+                let s = self.sourced(s);
+                self.check(&s, &key, &SUITE);
+                fixed.insert(0, ("suite", s.origin.clone()));
+                Some(s)
+            }
+            None if has_from => None,
+            None => {
+                self.error(
+                    name.origin.clone(),
+                    key,
+                    "missing: set suite (a Debian suite like bookworm), or from = \"IMAGE\" to start from another image's packages",
+                );
+                None
+            }
+        }
     }
 
     /// Where the keys a child may not change (arch, mirror, bootstrapper)
