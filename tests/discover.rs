@@ -176,6 +176,9 @@ fn discovered_machines_are_listed_then_added_in_order_of_first_seen() {
     let r = p.ddc(&["discover", "--add", "z1", "--image", "nope"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("nodes.csv is unchanged"), "{}", r.stderr);
+    let r = p.ddc(&["discover", "--add", "z1", "--image", "nope", "-n"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("would not be written"), "{}", r.stderr);
     assert_eq!(p.read("nodes.csv"), before);
 
     // More names than machines: what there is, and it says so.

@@ -109,10 +109,9 @@ fn list(waiting: &[Discovered], db: bool, json: bool) {
         );
     }
     println!(
-        "{} machine{} not in the inventory; `ddc discover --add 'node{{01..{:02}}}'` names them in this order",
+        "{} machine{} not in the inventory; `ddc discover --add NAMES` (like 'node{{03..10}}') names them in this order",
         waiting.len(),
         if waiting.len() == 1 { "" } else { "s" },
-        waiting.len()
     );
 }
 
@@ -255,21 +254,21 @@ or add each machine by hand to a [[nodes]] table with the MAC `ddc discover` lis
         })
         .collect();
     let shown = fsutil::shown(&csv, &cfg.base_dir);
-    if !o.dry_run {
-        write(file, &csv, &shown, &plan, o.image.as_deref())?;
-    }
+    write(file, &csv, &shown, &plan, o)?;
     say(&plan, names.len(), waiting, &shown, o);
     Ok(())
 }
 
-/// Appends the rows of `plan` to the CSV at `csv`, validated first.
+/// Appends the rows of `plan` to the CSV at `csv`, validated first; with
+/// `-n`, only validates them.
 fn write(
     file: &Path,
     csv: &Path,
     shown: &str,
     plan: &[Assigned],
-    image: Option<&str>,
+    o: &Options,
 ) -> Result<(), Error> {
+    let image = o.image.as_deref();
     // A link is followed to the file it names, which is the one edited.
     let real = std::fs::canonicalize(csv).unwrap_or_else(|_| csv.to_path_buf());
     let bytes = std::fs::read(&real).map_err(|e| refuse(format!("cannot read {shown}: {e}")))?;
@@ -286,9 +285,22 @@ fn write(
         ])
         .map_err(refuse)?;
     }
+    if o.dry_run {
+        return match config::check_with_inventory(file, inv.text().into_bytes()) {
+            Ok(_) => Ok(()),
+            Err(errors) => Err(refuse(format!(
+                "{errors}\nthese rows would leave the config invalid: {shown} would not be written"
+            ))),
+        };
+    }
     super::node::check_and_write(file, &real, shown, inv.text())?;
     for s in &inv.said {
-        println!("{shown}: {s}");
+        // Beside the JSON lines, never among them.
+        if o.json {
+            eprintln!("{shown}: {s}");
+        } else {
+            println!("{shown}: {s}");
+        }
     }
     Ok(())
 }
