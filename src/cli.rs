@@ -103,6 +103,25 @@ pub(crate) enum Command {
     /// other line kept as it is; validated before it is written).
     #[command(subcommand)]
     Node(NodeCommand),
+    /// List the machines that asked `ddc serve` for an iPXE script but are
+    /// not in the inventory, first seen first; --add gives them hostnames
+    /// and free addresses, in rows appended to the nodes_file CSV.
+    Discover {
+        /// Hostnames for the listed machines, in order of first seen: names,
+        /// or ranges like 'node{03..10}' or 'node[03-10]'.
+        #[arg(long, value_name = "NAMES", num_args = 1..)]
+        add: Vec<String>,
+        /// The image of the rows added (default: the image named default,
+        /// or the only one); IMG@GEN pins a generation.
+        #[arg(long, value_name = "IMG", requires = "add")]
+        image: Option<String>,
+        /// With --add: print what would be assigned; write nothing.
+        #[arg(short = 'n', long, requires = "add")]
+        dry_run: bool,
+        /// One JSON object per machine (per row added with --add) per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make an earlier generation current (the previous one by default) and
     /// rewrite the boot entries; nothing is rebuilt.
     Rollback(Switch),
@@ -458,6 +477,20 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Nodes { image, json } => commands::nodes::list(file, image.as_deref(), json),
         Command::Show { node } => commands::node_show::show(file, &node),
         Command::Node(c) => c.run(file),
+        Command::Discover {
+            add,
+            image,
+            dry_run,
+            json,
+        } => commands::discover::run(
+            file,
+            commands::discover::Options {
+                add,
+                image,
+                dry_run,
+                json,
+            },
+        ),
         Command::Rollback(s) => s.run(file, verbose, false),
         Command::Verify { image, generation } => {
             commands::verify::run(file, image.as_deref(), generation.as_deref())

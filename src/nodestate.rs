@@ -145,6 +145,21 @@ impl NodeRow {
     }
 }
 
+/// A machine not in the inventory that asked for an iPXE script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// Lowercase, colon separated.
+    pub mac: String,
+    /// When it first and last asked (ms since the epoch).
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// The address its last request came from.
+    pub ip: String,
+    /// What iPXE said of it: `efi` or `pcbios`, `x86_64` or `arm64`.
+    pub platform: String,
+    pub arch: String,
+}
+
 /// An open node-state database.
 pub struct Store {
     conn: Connection,
@@ -299,6 +314,30 @@ impl Store {
                 fetch_at: r.get(9)?,
             };
             Ok((hostname, row))
+        })?;
+        rows.collect()
+    }
+
+    /// The machines not in the inventory that asked for a script, first
+    /// seen first (then by MAC).
+    pub fn discovered(&self) -> Result<Vec<Discovered>> {
+        self.read_discovered().map_err(|e| explain(&self.path, e))
+    }
+
+    fn read_discovered(&self) -> rusqlite::Result<Vec<Discovered>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT mac, first_seen, last_seen, ip, platform, arch FROM discovered \
+             ORDER BY first_seen, mac",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Discovered {
+                mac: r.get(0)?,
+                first_seen: r.get(1)?,
+                last_seen: r.get(2)?,
+                ip: r.get(3)?,
+                platform: r.get(4)?,
+                arch: r.get(5)?,
+            })
         })?;
         rows.collect()
     }
@@ -497,6 +536,24 @@ mod tests {
         assert!(
             out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
             "{out:?}"
+        );
+        let seen = s.discovered().unwrap();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(
+            (seen[0].mac.as_str(), seen[0].arch.as_str()),
+            ("aa", "x86_64")
+        );
+        s.discovered = 0;
+        let mut later = unknown("00");
+        if let Write::Unknown { at, .. } = &mut later {
+            *at = 9;
+        }
+        s.apply(&[later, unknown("aa")]).unwrap();
+        let macs: Vec<String> = s.discovered().unwrap().into_iter().map(|d| d.mac).collect();
+        assert_eq!(
+            macs,
+            vec!["aa".to_string(), "00".to_string()],
+            "first seen first"
         );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

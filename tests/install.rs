@@ -299,6 +299,7 @@ const SUBCOMMANDS: &[&str] = &[
     "node",
     "serve",
     "status",
+    "discover",
 ];
 
 #[test]

@@ -8,6 +8,7 @@
 pub(crate) mod build;
 pub(crate) mod clean;
 pub(crate) mod diff;
+pub(crate) mod discover;
 pub(crate) mod gc;
 pub(crate) mod generations;
 pub(crate) mod graph;

@@ -81,7 +81,12 @@ To keep nodes in a CSV, add nodes_file = \"nodes.csv\" at the top of {} (before 
 }
 
 /// Validates the config with `new` as the inventory, then writes it.
-fn check_and_write(file: &Path, real: &Path, shown: &str, new: String) -> Result<(), Error> {
+pub(crate) fn check_and_write(
+    file: &Path,
+    real: &Path,
+    shown: &str,
+    new: String,
+) -> Result<(), Error> {
     if let Err(errors) = config::check_with_inventory(file, new.clone().into_bytes()) {
         return Err(refuse(format!(
             "{errors}\nthe edit would leave the config invalid: {shown} is unchanged"

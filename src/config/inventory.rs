@@ -61,6 +61,16 @@ fn header(reader: &mut csv::Reader<&[u8]>, shown: &str) -> Result<Vec<Option<usi
 /// Reads the inventory's bytes. Rows may leave out trailing optional
 /// columns; a row with more fields than the header names is refused.
 pub(crate) fn parse(bytes: &[u8], shown: &str) -> Result<Vec<NodeInput>, String> {
+    // The csv crate reads a comment on the last line, without a line
+    // break after it, as a row: give it one.
+    let last = bytes.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+    let ended;
+    let bytes = if last.first() == Some(&b'#') {
+        ended = [bytes, b"\n"].concat();
+        &ended[..]
+    } else {
+        bytes
+    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
@@ -132,4 +142,22 @@ pub(crate) fn parse(bytes: &[u8], shown: &str) -> Result<Vec<NodeInput>, String>
         nodes.push(node);
     }
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A comment on the last line, with no line break after it, is a
+    /// comment (the csv crate alone reads it as a row), CRLF or not.
+    #[test]
+    fn a_last_comment_without_a_line_break_is_no_row() {
+        for t in [
+            "hostname,mac,ip\nn1,52:54:00:00:00:01,192.0.2.11\n# spare",
+            "# rack\r\nhostname,mac,ip\r\n\r\nn1,52:54:00:00:00:01,192.0.2.11\r\n# spare",
+            "hostname,mac,ip\nn1,52:54:00:00:00:01,192.0.2.11",
+        ] {
+            let nodes = super::parse(t.as_bytes(), "nodes.csv").unwrap();
+            assert_eq!(nodes.len(), 1, "{t:?}");
+            assert_eq!(nodes[0].ip.value, "192.0.2.11");
+        }
+    }
 }

@@ -23,7 +23,7 @@ mod memo;
 mod mirror;
 mod model;
 mod origin;
-mod range;
+pub(crate) mod range;
 mod raw;
 mod read;
 mod release;
