@@ -106,22 +106,7 @@ pub(crate) enum Command {
     /// List the machines that asked `ddc serve` for an iPXE script but are
     /// not in the inventory, first seen first; --add gives them hostnames
     /// and free addresses, in rows appended to the nodes_file CSV.
-    Discover {
-        /// Hostnames for the listed machines, in order of first seen: names,
-        /// or ranges like 'node{03..10}' or 'node[03-10]'.
-        #[arg(long, value_name = "NAMES", num_args = 1..)]
-        add: Vec<String>,
-        /// The image of the rows added (default: the image named default,
-        /// or the only one); IMG@GEN pins a generation.
-        #[arg(long, value_name = "IMG", requires = "add")]
-        image: Option<String>,
-        /// With --add: print what would be assigned; write nothing.
-        #[arg(short = 'n', long, requires = "add")]
-        dry_run: bool,
-        /// One JSON object per machine (per row added with --add) per line.
-        #[arg(long)]
-        json: bool,
-    },
+    Discover(Discover),
     /// Make an earlier generation current (the previous one by default) and
     /// rewrite the boot entries; nothing is rebuilt.
     Rollback(Switch),
@@ -443,6 +428,39 @@ pub(crate) fn parse() -> Result<Cli, i32> {
     })
 }
 
+/// `ddc discover`'s arguments.
+#[derive(Args)]
+pub(crate) struct Discover {
+    /// Hostnames for the listed machines, in order of first seen: names,
+    /// or ranges like 'node{03..10}' or 'node[03-10]'.
+    #[arg(long, value_name = "NAMES", num_args = 1..)]
+    add: Vec<String>,
+    /// The image of the rows added (default: the image named default,
+    /// or the only one); IMG@GEN pins a generation.
+    #[arg(long, value_name = "IMG", requires = "add")]
+    image: Option<String>,
+    /// With --add: print what would be assigned; write nothing.
+    #[arg(short = 'n', long, requires = "add")]
+    dry_run: bool,
+    /// One JSON object per machine (per row added with --add) per line.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Discover {
+    fn run(self, file: &std::path::Path) -> Result<(), Error> {
+        commands::discover::run(
+            file,
+            commands::discover::Options {
+                add: self.add,
+                image: self.image,
+                dry_run: self.dry_run,
+                json: self.json,
+            },
+        )
+    }
+}
+
 /// Runs the subcommand `cli` names.
 pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
     let file = cli.file.as_path();
@@ -477,20 +495,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Nodes { image, json } => commands::nodes::list(file, image.as_deref(), json),
         Command::Show { node } => commands::node_show::show(file, &node),
         Command::Node(c) => c.run(file),
-        Command::Discover {
-            add,
-            image,
-            dry_run,
-            json,
-        } => commands::discover::run(
-            file,
-            commands::discover::Options {
-                add,
-                image,
-                dry_run,
-                json,
-            },
-        ),
+        Command::Discover(d) => d.run(file),
         Command::Rollback(s) => s.run(file, verbose, false),
         Command::Verify { image, generation } => {
             commands::verify::run(file, image.as_deref(), generation.as_deref())
