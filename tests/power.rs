@@ -529,6 +529,28 @@ fn nodes_by_image_generation_and_csv_column_in_a_dry_run() {
     let r = p.ddc(&["power", "-n", "on", "--image", "default"]);
     assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
 
+    // An iPXE node's entry is its script: --generation finds it too, and
+    // `ddc nodes` names the script, not a pxelinux entry.
+    p.edit(
+        "Ddcfile.toml",
+        "ip       = \"192.0.2.11\"",
+        "ip       = \"192.0.2.11\"\nboot     = \"ipxe\"",
+    );
+    p.build(&[]);
+    let r = p.ddc(&["power", "-n", "status", "--generation", "2", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["node"].as_str(), Some("node01"), "{}", r.stdout);
+    let r = p.ddc(&["nodes", "--json"]);
+    let node01: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert!(
+        node01["entry"]
+            .as_str()
+            .unwrap()
+            .ends_with("ipxe/52-54-00-12-34-56.ipxe"),
+        "{}",
+        r.stdout
+    );
+
     // The bmc column of the CSV inventory.
     p.write("nodes.csv", "hostname,mac,ip,bmc\nnode03,52:54:00:12:34:60,192.0.2.13,192.0.2.103:6231\nnode04,52:54:00:12:34:61,192.0.2.14,\n");
     p.edit(

@@ -2,7 +2,6 @@
 //! boot them), as text or one JSON object per generation. The listing
 //! itself is `crate::generations`. Must not import `cli`.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::config::Config;
@@ -62,9 +61,10 @@ fn report_json(cfg: &Config, only: Option<&str>) -> Result<String, Error> {
                 .map(|n| n.hostname.as_str())
                 .collect();
             pinned_by.sort_by(|a, b| natural_cmp(a, b));
-            let created = std::fs::metadata(cfg.paths.nfs_root.join(image).join(&g.name))
-                .map(|m| iso8601(m.mtime()))
-                .ok();
+            let created = gens::published_at(&cfg.paths.nfs_root.join(image).join(&g.name))
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| iso8601(d.as_secs() as i64));
             let v = serde_json::json!({
                 "image": image,
                 "id": g.name,

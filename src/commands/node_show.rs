@@ -94,7 +94,7 @@ pub(crate) fn text(cfg: &Config, i: usize) -> Result<String> {
         out.push_str(&format!("  {}\n", line.trim_end()));
     }
     out.push_str(&format!("\nkernel line (from the above):\n  {append}\n"));
-    let [entry] = recipes::entry_paths(&cfg.paths.tftp_root, &n.pxe_name());
+    let entry = recipes::node_entry(cfg, n);
     out.push_str(&format!(
         "\nboot entry {}:\n",
         fsutil::shown(&entry, &cfg.base_dir)

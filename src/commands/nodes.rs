@@ -106,8 +106,7 @@ impl<'a> Generations<'a> {
 
 /// The path of a node's boot entry, shown from the Ddcfile's folder.
 fn entry_shown(cfg: &Config, n: &Node) -> String {
-    let [entry] = recipes::entry_paths(&cfg.paths.tftp_root, &n.pxe_name());
-    fsutil::shown(&entry, &cfg.base_dir)
+    fsutil::shown(&recipes::node_entry(cfg, n), &cfg.base_dir)
 }
 
 /// `ddc nodes [--image IMG] [--json]`.

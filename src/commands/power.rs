@@ -107,8 +107,18 @@ fn select<'a>(cfg: &'a Config, o: &Options) -> Result<Vec<&'a Node>, NotStarted>
             )));
         }
     }
+    // The nodes whose entry (pxelinux's or iPXE's) points at the generation.
     let on_generation = match &o.generation {
-        Some(g) => Some(generation_entries(cfg, o.image.as_deref(), g)?),
+        Some(g) => {
+            let names = generations::hostnames(cfg);
+            let files = generation_entries(cfg, o.image.as_deref(), g)?;
+            Some(
+                files
+                    .iter()
+                    .filter_map(|f| names.get(f).cloned())
+                    .collect::<BTreeSet<String>>(),
+            )
+        }
         None => None,
     };
     if !o.all && o.image.is_none() && on_generation.is_none() {
@@ -123,7 +133,7 @@ fn select<'a>(cfg: &'a Config, o: &Options) -> Result<Vec<&'a Node>, NotStarted>
         .filter(|n| {
             on_generation
                 .as_ref()
-                .is_none_or(|files| files.contains(&n.pxe_name()))
+                .is_none_or(|hosts| hosts.contains(&n.hostname))
         })
         .collect())
 }

@@ -275,8 +275,7 @@ pub fn human(bytes: u64) -> String {
 }
 
 fn age(path: &Path) -> String {
-    let secs = std::fs::metadata(path)
-        .and_then(|m| m.modified())
+    let secs = published_at(path)
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .map(|d| d.as_secs())
@@ -287,6 +286,16 @@ fn age(path: &Path) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// When the generation at `root` was published: its manifest's mtime
+/// (written then, and never again), else the folder's. The tree's own
+/// mtimes are clamped to the image's SOURCE_DATE_EPOCH, which may be a year
+/// old for a pinned snapshot.
+pub fn published_at(root: &Path) -> std::io::Result<SystemTime> {
+    std::fs::metadata(crate::manifest::path_of(root))
+        .or_else(|_| std::fs::metadata(root))
+        .and_then(|m| m.modified())
 }
 
 /// Node hostnames by boot entry name (pxelinux's and iPXE's).

@@ -33,7 +33,7 @@ use crate::tasks_dir::TaskFile;
 
 pub(crate) use dhcp::node_lines;
 pub(crate) use plan::{intern, Planner};
-pub(crate) use pxe::{boot_generation, entry_paths};
+pub(crate) use pxe::{boot_generation, node_entry};
 pub(crate) use step::{staging_mode, Staging, Step};
 
 /// A stable task id: `kind:instance` (`pxe:node01`) or just `kind` (`dhcp`).

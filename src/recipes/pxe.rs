@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::ipxe;
 use super::{Kind, LateMemo, Planner, Produced, Recipe, RunCtx, Subject, TaskId, TaskSpec};
-use crate::config::{Boot, Config, Image};
+use crate::config::{Boot, Config, Image, Node};
 use crate::fingerprint::Input;
 use crate::fsutil::atomic_write;
 use crate::generations;
@@ -215,7 +215,11 @@ pub(crate) fn entry_paths(tftp_root: &Path, name: &str) -> [PathBuf; 1] {
 
 /// A node's entry: its pxelinux entry, or its iPXE script.
 fn node_entry_path(cfg: &Config, i: usize) -> PathBuf {
-    let n = &cfg.nodes[i];
+    node_entry(cfg, &cfg.nodes[i])
+}
+
+/// `n`'s entry: its pxelinux entry, or its iPXE script.
+pub(crate) fn node_entry(cfg: &Config, n: &Node) -> PathBuf {
     match n.boot {
         Boot::Pxelinux => entry_paths(&cfg.paths.tftp_root, &n.pxe_name())[0].clone(),
         Boot::Ipxe => ipxe::script_path(&cfg.paths.tftp_root, &n.mac),
