@@ -343,15 +343,28 @@ impl Store {
     }
 
     /// The generations nodes report running, by (image, generation), with
-    /// the nodes, sorted: what `gc` must not delete.
-    pub fn running(&self) -> Result<BTreeMap<(String, String), Vec<String>>> {
+    /// the nodes, sorted: what `gc` must not delete. Only nodes for which
+    /// `in_inventory` holds count; the reports of the others (removed from
+    /// the inventory) come back as notes saying they were ignored.
+    #[allow(clippy::type_complexity)]
+    pub fn running(
+        &self,
+        in_inventory: &dyn Fn(&str) -> bool,
+    ) -> Result<(BTreeMap<(String, String), Vec<String>>, Vec<String>)> {
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        let mut ignored = Vec::new();
         for (host, row) in self.nodes()? {
-            if let Some(r) = row.report {
-                out.entry((r.image, r.generation)).or_default().push(host);
+            let Some(r) = row.report else { continue };
+            if !in_inventory(&host) {
+                ignored.push(format!(
+                    "{host} reported {} of image {} but is no longer in the inventory: not kept",
+                    r.generation, r.image
+                ));
+                continue;
             }
+            out.entry((r.image, r.generation)).or_default().push(host);
         }
-        Ok(out)
+        Ok((out, ignored))
     }
 }
 
@@ -517,10 +530,21 @@ mod tests {
         assert_eq!(nodes["node01"].booted_at(), Some(-5000));
         assert_eq!(nodes["node02"].report, None);
         assert_eq!(nodes["node02"].fetch_at, Some(6000));
-        let running = s.running().unwrap();
+        let (running, ignored) = s.running(&|h| h == "node01").unwrap();
         assert_eq!(
             running[&("default".to_string(), "0001-aaaaaaaaaaaa".to_string())],
             vec!["node01".to_string()]
+        );
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let (running, ignored) = s.running(&|_| false).unwrap();
+        assert!(running.is_empty(), "{running:?}");
+        assert_eq!(
+            ignored,
+            vec![
+                "node01 reported 0001-aaaaaaaaaaaa of image default but is no longer in the \
+                 inventory: not kept"
+                    .to_string()
+            ]
         );
         s.discovered = DISCOVERED_MAX - 1;
         let unknown = |mac: &str| Write::Unknown {

@@ -28,15 +28,27 @@ pub(crate) struct Options {
     pub(crate) force: bool,
 }
 
-/// The generations nodes report running, from the node-state database. A
-/// database that cannot be read stops gc (it could delete a running root)
-/// unless `force`.
+/// The generations nodes in the inventory report running, from the
+/// node-state database; prints a line for each report of a node no longer
+/// in the inventory (not kept). A database that cannot be read stops gc (it
+/// could delete a running root) unless `force`.
 fn running(cfg: &crate::config::Config, force: bool) -> Result<generations::Running, Error> {
     let db = crate::serve::db_path(cfg);
-    let read = crate::nodestate::Store::open_existing(&db)
-        .and_then(|s| s.map_or_else(|| Ok(Default::default()), |s| s.running()));
+    let known: std::collections::HashSet<&str> =
+        cfg.nodes.iter().map(|n| n.hostname.as_str()).collect();
+    let read = crate::nodestate::Store::open_existing(&db).and_then(|s| {
+        s.map_or_else(
+            || Ok(Default::default()),
+            |s| s.running(&|h| known.contains(h)),
+        )
+    });
     match read {
-        Ok(r) => Ok(r),
+        Ok((r, ignored)) => {
+            for line in ignored {
+                println!("{line}");
+            }
+            Ok(r)
+        }
         Err(e) if force => {
             eprintln!("warning: {e:#}; --force deletes without knowing what nodes run");
             Ok(Default::default())

@@ -7,8 +7,10 @@
 //! and must not import the build engine (`engine`, `recipes`, `graph`),
 //! `commands` or `cli`.
 //!
-//! axum on tokio: the async stack hyper's maintainers keep, with body limits,
-//! connection info and graceful shutdown built in.
+//! axum on tokio: the async stack hyper's maintainers keep, with body limits
+//! built in; connections are served by hyper's http1 server directly (not
+//! `axum::serve`, which sets no timer) so a client gets [`HEADER_READ`] to
+//! send its request's header; see `listener` for the other bounds.
 
 mod files;
 mod inventory;
@@ -17,15 +19,25 @@ mod report;
 mod routes;
 mod writer;
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use crate::config::Config;
 use crate::fsutil;
 use crate::nodestate::{self, Store};
+
+/// How long a client has to send a request's header.
+pub(crate) const HEADER_READ: Duration = Duration::from_secs(10);
+/// How long the requests in flight get after SIGTERM or SIGINT.
+pub(crate) const GRACE: Duration = Duration::from_secs(10);
 
 /// The node-state database of a config: `cache/nodes.db` beside the
 /// Ddcfile, where `ddc build` keeps its cache.
@@ -40,6 +52,7 @@ pub(crate) fn run(file: &Path, cfg: Config, listen: Option<SocketAddrV4>) -> Res
     let cache = cfg.base_dir.join("cache");
     fsutil::own(&cache, fsutil::CACHE_DIR_MODE);
     fsutil::make_dir(&cache)?;
+    let max = listener::raise_nofile();
     let db = db_path(&cfg);
     let store = Store::open(&db)?;
     let (writer, thread) = writer::Writer::start(store);
@@ -67,19 +80,46 @@ pub(crate) fn run(file: &Path, cfg: Config, listen: Option<SocketAddrV4>) -> Res
             db.display()
         );
         tokio::spawn(inventory::watch(file.to_path_buf(), shared, cfg.clone()));
-        let service = routes::router(app).into_make_service_with_connect_info::<SocketAddr>();
-        // tap_io: axum gives `ConnectInfo<SocketAddr>` for any listener so wrapped.
-        let listener = axum::serve::ListenerExt::tap_io(listener::Capped::new(listener), |_| {});
-        axum::serve(listener, service)
-            .with_graceful_shutdown(stopped())
-            .await
-            .context("the HTTP service failed")
+        serve(listener::Capped::new(listener, max), routes::router(app)).await;
+        anyhow::Ok(())
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     // Every sender is gone with the runtime: the thread commits the rest and ends.
     let _ = thread.join();
     println!("ddc serve: stopped");
     result
+}
+
+/// Serves connections until SIGTERM or SIGINT; then accepts no more, lets
+/// the requests in flight finish for at most [`GRACE`], and returns.
+async fn serve(mut listener: listener::Capped, router: axum::Router) {
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ);
+    let stop = stopped();
+    tokio::pin!(stop);
+    loop {
+        let (conn, peer) = tokio::select! {
+            c = listener.accept() => c,
+            () = &mut stop => break,
+        };
+        let svc = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let conn = http.serve_connection(TokioIo::new(conn), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection closed: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(GRACE) => {
+            tracing::warn!("connections still open {} s after the stop: closing them", GRACE.as_secs());
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -1,5 +1,6 @@
 //! The HTTP routes of `ddc serve`: static files (a fetch of
-//! `/ipxe/<mac>.ipxe` recorded for its node), `GET /api/v1/unknown` for
+//! `/ipxe/<mac>.ipxe` recorded for its node when it comes from the node's
+//! inventory IP), `GET /api/v1/unknown` for
 //! machines not in the inventory, and `POST /api/v1/report`. Every refusal
 //! is logged through tracing with what was refused and why.
 
@@ -67,7 +68,14 @@ async fn file(
             .and_then(|f| f.strip_suffix(".ipxe"))
             .and_then(normalize_mac)
             .and_then(|mac| inv.by_mac.get(&mac).cloned());
-        if let Some(hostname) = node {
+        // Served to anyone (the script is static and public), but recorded
+        // only from the node's own IP: a stranger's GET must not mark it booting.
+        let from_node = |h: &String| {
+            inv.by_host
+                .get(h)
+                .is_some_and(|e| peer.0.ip() == IpAddr::V4(e.ip))
+        };
+        if let Some(hostname) = node.filter(from_node) {
             let w = Write::Fetch {
                 hostname: hostname.clone(),
                 at: now_ms(),
