@@ -78,31 +78,10 @@ if [ -n "${DDC_SSH_AUTHORIZED_KEYS:-}" ]; then
     chown 0:0 "$R/root/.ssh/authorized_keys"
 fi
 
-# 6b. SSH host keys: the same in every generation of the image, so that a
-#     rebuild does not change the nodes' identity (nor the image's bytes).
-#     The first build keeps the keys openssh-server made in ddc's state
-#     folder $DDC_SSH_HOST_KEYS (0700, private keys 0600); every later
-#     build installs those. Delete the folder to make new ones.
-if ls "$R"/etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
-    K=${DDC_SSH_HOST_KEYS:?}
-    mkdir -p "$K" && chmod 700 "$K"
-    if ls "$K"/ssh_host_*_key >/dev/null 2>&1; then
-        say "installing the image's SSH host keys from $K"
-        rm -f "$R"/etc/ssh/ssh_host_*_key "$R"/etc/ssh/ssh_host_*_key.pub
-        for f in "$K"/ssh_host_*_key; do
-            n=${f##*/}
-            install -m 600 -o 0 -g 0 "$f" "$R/etc/ssh/$n"
-            install -m 644 -o 0 -g 0 "$f.pub" "$R/etc/ssh/$n.pub"
-        done
-    else
-        say "keeping the image's new SSH host keys in $K for its later generations"
-        for f in "$R"/etc/ssh/ssh_host_*_key; do
-            n=${f##*/}
-            install -m 600 "$f" "$K/$n"
-            install -m 644 "$f.pub" "$K/$n.pub"
-        done
-    fi
-fi
+# 6b. SSH host keys: the same in every generation of the image, kept in
+#     $DDC_SSH_HOST_KEYS. configure/ssh-host-keys copies them without
+#     following any link (the image's /etc/ssh could point at the master's).
+sh "$DDC_TASKS_DIR/configure/ssh-host-keys"
 
 # 7. Logs to the master.
 if [ "${DDC_SYSLOG:-0}" = 1 ]; then
