@@ -23,6 +23,19 @@ if [ -n "${DDC_FILES:-}" ]; then
         chroot "$R" tar -C / -xpf - --numeric-owner --keep-directory-symlink --no-overwrite-dir
 fi
 
+# 1b. Every folder below is written through on the master: one that is a
+#     symbolic link (from the files tree or a package) could lead out of the
+#     image, to the master's own /etc. Refuse rather than follow it.
+for d in etc etc/systemd etc/systemd/journald.conf.d etc/systemd/system \
+    etc/systemd/system/multi-user.target.wants etc/systemd/system/timers.target.wants \
+    etc/network etc/NetworkManager etc/NetworkManager/conf.d etc/rsyslog.d etc/default \
+    root root/.ssh usr usr/lib usr/lib/ddc var var/lib var/lib/dbus ro rw; do
+    if [ -L "$R/$d" ]; then
+        echo "ddc: error: $R/$d is a symbolic link (to $(readlink "$R/$d")): configure writes there on the master and does not follow links out of the image; make /$d a real directory in the image (check its files tree and packages)" >&2
+        exit 1
+    fi
+done
+
 # 2. fstab: no root line (the initramfs mounts /), volatile /tmp and /var/tmp.
 say "writing /etc/fstab"
 put "$R/etc/fstab" <<'EOF'

@@ -3,7 +3,9 @@
 //! symbolic link in the image (`/etc/ssh`, a key file) or in the keys folder
 //! that leads to a stand-in for the master's own keys makes the step fail
 //! and name the link, and leaves the master's files and the keys folder
-//! untouched; without links the keys are kept, then installed.
+//! untouched; without links the keys are kept, then installed. And the
+//! whole configure.sh refuses an image whose /etc is a link before it
+//! writes anything.
 
 mod common;
 
@@ -244,4 +246,30 @@ fn image_without_keys_needs_no_keys_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!f.keys().exists());
+}
+
+#[test]
+fn configure_refuses_an_image_etc_linked_out_before_writing() {
+    // The whole configure.sh: its first write (/etc/fstab) would go
+    // through the link to the master's /etc.
+    let f = Fixture::new();
+    fs::remove_dir(f.root().join("etc")).unwrap();
+    let link = f.root().join("etc");
+    symlink(f.master().parent().unwrap(), &link).unwrap();
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
+    let out = Command::new("sh")
+        .arg(tasks.join("configure.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("DDC_ROOTFS", f.root())
+        .env("DDC_TASKS_DIR", &tasks)
+        .env("DDC_SSH_HOST_KEYS", f.keys())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let want = format!("{} is a symbolic link", link.display());
+    assert!(err.contains(&want), "stderr names {want:?}: {err}");
+    assert!(!f.master().parent().unwrap().join("fstab").exists());
+    f.assert_master_untouched();
 }
