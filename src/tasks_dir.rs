@@ -33,6 +33,11 @@ pub(crate) const BUILT_IN: &[(&str, &[u8], u32)] = &[
         0o644,
     ),
     (
+        "configure/ssh-host-keys",
+        include_bytes!("../tasks/configure/ssh-host-keys"),
+        0o755,
+    ),
+    (
         "debootstrap.sh",
         include_bytes!("../tasks/debootstrap.sh"),
         0o755,

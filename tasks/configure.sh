@@ -23,6 +23,19 @@ if [ -n "${DDC_FILES:-}" ]; then
         chroot "$R" tar -C / -xpf - --numeric-owner --keep-directory-symlink --no-overwrite-dir
 fi
 
+# 1b. Every folder below is written through on the master: one that is a
+#     symbolic link (from the files tree or a package) could lead out of the
+#     image, to the master's own /etc. Refuse rather than follow it.
+for d in etc etc/systemd etc/systemd/journald.conf.d etc/systemd/system \
+    etc/systemd/system/multi-user.target.wants etc/systemd/system/timers.target.wants \
+    etc/network etc/NetworkManager etc/NetworkManager/conf.d etc/rsyslog.d etc/default \
+    root root/.ssh usr usr/lib usr/lib/ddc var var/lib var/lib/dbus ro rw; do
+    if [ -L "$R/$d" ]; then
+        echo "ddc: error: $R/$d is a symbolic link (to $(readlink "$R/$d")): configure writes there on the master and does not follow links out of the image; make /$d a real directory in the image (check its files tree and packages)" >&2
+        exit 1
+    fi
+done
+
 # 2. fstab: no root line (the initramfs mounts /), volatile /tmp and /var/tmp.
 say "writing /etc/fstab"
 put "$R/etc/fstab" <<'EOF'
@@ -78,31 +91,10 @@ if [ -n "${DDC_SSH_AUTHORIZED_KEYS:-}" ]; then
     chown 0:0 "$R/root/.ssh/authorized_keys"
 fi
 
-# 6b. SSH host keys: the same in every generation of the image, so that a
-#     rebuild does not change the nodes' identity (nor the image's bytes).
-#     The first build keeps the keys openssh-server made in ddc's state
-#     folder $DDC_SSH_HOST_KEYS (0700, private keys 0600); every later
-#     build installs those. Delete the folder to make new ones.
-if ls "$R"/etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
-    K=${DDC_SSH_HOST_KEYS:?}
-    mkdir -p "$K" && chmod 700 "$K"
-    if ls "$K"/ssh_host_*_key >/dev/null 2>&1; then
-        say "installing the image's SSH host keys from $K"
-        rm -f "$R"/etc/ssh/ssh_host_*_key "$R"/etc/ssh/ssh_host_*_key.pub
-        for f in "$K"/ssh_host_*_key; do
-            n=${f##*/}
-            install -m 600 -o 0 -g 0 "$f" "$R/etc/ssh/$n"
-            install -m 644 -o 0 -g 0 "$f.pub" "$R/etc/ssh/$n.pub"
-        done
-    else
-        say "keeping the image's new SSH host keys in $K for its later generations"
-        for f in "$R"/etc/ssh/ssh_host_*_key; do
-            n=${f##*/}
-            install -m 600 "$f" "$K/$n"
-            install -m 644 "$f.pub" "$K/$n.pub"
-        done
-    fi
-fi
+# 6b. SSH host keys: the same in every generation of the image, kept in
+#     $DDC_SSH_HOST_KEYS. configure/ssh-host-keys copies them without
+#     following any link (the image's /etc/ssh could point at the master's).
+sh "$DDC_TASKS_DIR/configure/ssh-host-keys"
 
 # 7. Logs to the master.
 if [ "${DDC_SYSLOG:-0}" = 1 ]; then

@@ -331,7 +331,8 @@ fn publish_from(ctx: &mut RunCtx, image: &str, source: &Path, content: &str) -> 
     let (kernel_path, initrd_path) = if identical && !in_place {
         (tftp_path.join("vmlinuz"), tftp_path.join("initrd.img"))
     } else {
-        boot_files(&kernel, &tftp_path, source)?
+        let epoch = boot_epoch(ctx.cfg.images[image].source_date_epoch, source);
+        boot_files(&kernel, &tftp_path, epoch)?
     };
     let content = generations::content(&generation).to_string();
     let warnings = move_current(ctx, image, &generation, &content, warnings)?;
@@ -476,13 +477,19 @@ fn commit(base: &Folder, staged: &str, generation: String) -> Result<String> {
     Ok(generation)
 }
 
+/// The boot files' mtime: the image's own `source_date_epoch` when it sets
+/// one (a child with `from` may differ from its base, whose bootstrap wrote
+/// the epoch file its tree holds), else the epoch file of the image at
+/// `source`; None for an image built by an older ddc, which has none.
+fn boot_epoch(configured: Option<i64>, source: &Path) -> Option<i64> {
+    configured.or_else(|| super::reproducible::read_epoch(source).ok())
+}
+
 /// Copies the image's kernel and initrd into `dir` of the TFTP root (0644:
-/// the TFTP server reads them as another user), with the image's epoch
-/// (from the image at `source`) as their mtime.
-fn boot_files(kernel: &Kernel, dir: &Path, source: &Path) -> Result<(PathBuf, PathBuf)> {
+/// the TFTP server reads them as another user), with `epoch` (when known)
+/// as their mtime.
+fn boot_files(kernel: &Kernel, dir: &Path, epoch: Option<i64>) -> Result<(PathBuf, PathBuf)> {
     let folder = Folder::make(dir)?;
-    // An image built by an older ddc has no epoch: mtimes as written.
-    let epoch = super::reproducible::read_epoch(source).ok();
     for name in ["vmlinuz", "initrd.img"] {
         folder.write(name, &kernel.read(name)?, true, 0o644)?;
         if let Some(e) = epoch {
@@ -523,6 +530,29 @@ fn secret_warnings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_files_take_the_images_own_epoch_first() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(boot_epoch(None, d.path()), None);
+        assert_eq!(boot_epoch(Some(5), d.path()), Some(5));
+        // The tree's epoch file, as the base's bootstrap wrote it.
+        super::super::reproducible::write_epoch(d.path(), 1_700_000_000).unwrap();
+        assert_eq!(boot_epoch(None, d.path()), Some(1_700_000_000));
+        assert_eq!(boot_epoch(Some(5), d.path()), Some(5));
+        // And the files get it.
+        let b = d.path().join("boot");
+        std::fs::create_dir(&b).unwrap();
+        std::fs::write(b.join("vmlinuz-6.1.0-10-amd64"), "k").unwrap();
+        std::fs::write(b.join("initrd.img-6.1.0-10-amd64"), "i").unwrap();
+        let k = find_kernel(d.path(), "default").unwrap();
+        let tftp = d.path().join("tftp");
+        let (vmlinuz, initrd) = boot_files(&k, &tftp, boot_epoch(Some(5), d.path())).unwrap();
+        for f in [vmlinuz, initrd] {
+            let m = std::fs::metadata(f).unwrap().modified().unwrap();
+            assert_eq!(m, std::time::UNIX_EPOCH + std::time::Duration::from_secs(5));
+        }
+    }
 
     #[test]
     fn newest_kernel_with_an_initrd() {

@@ -53,3 +53,34 @@ fn reproducibility_key_errors() {
         assert_eq!(errors(&text), want, "for:\n{text}");
     }
 }
+
+#[test]
+fn a_child_image_inherits_its_bases_snapshot_and_may_not_set_one() {
+    let base = format!("{IMG}\nsnapshot = \"20240101T000000Z\"\nsnapshot_archive = \"{ARCHIVE}\"");
+    let child = |lines: &str| {
+        let text = with(
+            IMG,
+            &format!("{base}\n\n[images.kid]\nfrom = \"default\"\n{lines}"),
+        );
+        (text.clone(), errors(&text))
+    };
+    let ok = with(IMG, &format!("{base}\n\n[images.kid]\nfrom = \"default\""));
+    let kid = parse_str(&ok).unwrap().images["kid"].clone();
+    assert_eq!(kid.snapshot.as_deref(), Some("20240101T000000Z"));
+    assert_eq!(kid.mirror, format!("{ARCHIVE}/20240101T000000Z/"));
+    let (text, err) = child("snapshot = \"20250101T000000Z\"");
+    assert_eq!(
+        err,
+        "Ddcfile.toml:12:12: images.kid.snapshot: kid inherits its base's snapshot (from = \"default\"): remove snapshot, or set it in images.default",
+        "for:\n{text}"
+    );
+    let (text, err) = child(&format!(
+        "snapshot = \"20250101T000000Z\"\nsnapshot_archive = \"{ARCHIVE}\""
+    ));
+    assert_eq!(
+        err,
+        "Ddcfile.toml:12:12: images.kid.snapshot: kid inherits its base's snapshot (from = \"default\"): remove snapshot, or set it in images.default\n\
+         Ddcfile.toml:13:20: images.kid.snapshot_archive: kid inherits its base's snapshot (from = \"default\"): remove snapshot_archive, or set it in images.default",
+        "for:\n{text}"
+    );
+}

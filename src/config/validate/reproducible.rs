@@ -17,9 +17,28 @@ pub(super) struct Pin {
 }
 
 impl Validator<'_> {
-    /// Reads and checks the keys, taking them out of `raw`.
+    /// Reads and checks the keys, taking them out of `raw`; an image with
+    /// `from` may not set `snapshot` or `snapshot_archive`.
     pub(super) fn reproducible(&mut self, image: &str, raw: &mut RawImage) -> Pin {
         let key = |k: &str| format!("images.{image}.{k}");
+        if let Some(from) = &raw.from {
+            // A child is built on its base's packages layer, from its
+            // base's mirror: a snapshot of its own would be ignored.
+            let base = from.get_ref().clone();
+            for (k, v) in [
+                ("snapshot", raw.snapshot.take()),
+                ("snapshot_archive", raw.snapshot_archive.take()),
+            ] {
+                if let Some(v) = v {
+                    let origin = self.origin(&v);
+                    self.error(
+                        origin,
+                        key(k),
+                        format!("{image} inherits its base's snapshot (from = {base:?}): remove {k}, or set it in images.{base}"),
+                    );
+                }
+            }
+        }
         let epoch = raw.source_date_epoch.take().and_then(|e| {
             let origin = self.origin(&e);
             let v = e.into_inner();
