@@ -304,13 +304,26 @@ impl Store {
     }
 
     /// The generations nodes report running, by (image, generation), with
-    /// the nodes, sorted: what `gc` must not delete.
+    /// the nodes, sorted: what `gc` must not delete. A report superseded by
+    /// a later one from the same MAC under another hostname (a renamed node
+    /// that rebooted) no longer counts: that machine runs what it said last.
     pub fn running(&self) -> Result<BTreeMap<(String, String), Vec<String>>> {
-        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-        for (host, row) in self.nodes()? {
-            if let Some(r) = row.report {
-                out.entry((r.image, r.generation)).or_default().push(host);
+        let rows = self.nodes()?;
+        let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+        for row in rows.values() {
+            if let (Some(r), Some(at)) = (&row.report, row.report_at) {
+                let t = latest.entry(r.mac.to_ascii_lowercase()).or_insert(at);
+                *t = (*t).max(at);
             }
+        }
+        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (host, row) in rows {
+            let Some(r) = row.report else { continue };
+            let newest = latest.get(&r.mac.to_ascii_lowercase()).copied();
+            if row.report_at.is_some() && row.report_at < newest {
+                continue;
+            }
+            out.entry((r.image, r.generation)).or_default().push(host);
         }
         Ok(out)
     }
@@ -498,6 +511,19 @@ mod tests {
         assert_eq!(
             running[&("default".to_string(), "0001-aaaaaaaaaaaa".to_string())],
             vec!["node01".to_string()]
+        );
+        // node01 renamed node01b, rebooted into 0002 (same MAC, later
+        // report): the machine no longer runs 0001.
+        s.apply(&[Write::Report {
+            report: report("node01b", "0002-bbbbbbbbbbbb"),
+            at: 7000,
+            ip: "192.0.2.11".into(),
+        }])
+        .unwrap();
+        let running = s.running().unwrap();
+        assert_eq!(
+            running.keys().map(|k| k.1.as_str()).collect::<Vec<_>>(),
+            vec!["0002-bbbbbbbbbbbb"]
         );
         s.discovered = DISCOVERED_MAX - 1;
         let unknown = |mac: &str| Write::Unknown {

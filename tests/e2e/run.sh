@@ -24,7 +24,8 @@
 #    entry may run), reboots node01, node02 (new name) and node03 (iPXE) into
 #    generation 2 and checks them and their status, while node04 still runs
 #    generation 1: `ddc gc --keep 0` still keeps it (running on node04), and
-#    `--force` deletes it and names node04 as broken, 8. stops `ddc serve`
+#    `--force -n` names node04 as broken; node04 reboots into generation 2:
+#    now `ddc gc --keep 0` deletes generation 1, 8. stops `ddc serve`
 #    with SIGTERM: it must exit 0. Everything it started is stopped on exit
 #    (and on any failure, which prints the end of the serve log and the last
 #    `ddc status --json`).
@@ -444,18 +445,28 @@ for n in node01 node02b node03; do want_status "$n" up "$GEN2" false; done
 want_status node04 up "$GEN1" true
 
 gc_run gc-node04-on-1 --keep 0
-keep=$(grep -F "keep   default/$GEN1 (running on " "$WORK/gc-node04-on-1.out") ||
-    die "ddc gc --keep 0 does not keep $GEN1 while node04 runs it: $(cat "$WORK/gc-node04-on-1.out")"
-case $keep in *node04*) ;; *) die "gc keeps $GEN1 but does not name node04: $keep" ;; esac
-case $keep in *node01* | *node03*) die "gc names nodes that rebooted into $GEN2: $keep" ;; esac
+# node02's last report (on 0001) was superseded by node02b's from the same MAC.
+grep -qxF "keep   default/$GEN1 (running on node04)" "$WORK/gc-node04-on-1.out" ||
+    die "ddc gc --keep 0 does not keep $GEN1 as running on node04 (only): $(cat "$WORK/gc-node04-on-1.out")"
 [ -d "$root1" ] || die "ddc gc --keep 0 deleted $root1, which node04 runs"
-# --force deletes it anyway and names the node whose root goes.
-gc_run gc-force --keep 0 --force
-deleted=$(grep -F "deleted default/$GEN1 (" "$WORK/gc-force.out") ||
-    die "ddc gc --keep 0 --force did not delete $GEN1: $(cat "$WORK/gc-force.out")"
-case $deleted in *"breaks "*node04*": running on it, their root goes)") ;; *) die "gc --force does not name node04 as broken: $deleted" ;; esac
-[ ! -e "$root1" ] || die "ddc gc --force said it deleted $GEN1, but $root1 is there"
-[ -d "$root" ] || die "ddc gc --force deleted the current generation"
+# --force would delete it anyway and names the node whose root goes.
+gc_run gc-force-n --keep 0 --force -n
+grep -qF "would delete default/$GEN1 (" "$WORK/gc-force-n.out" && grep -qF "; breaks node04: running on it, their root goes)" "$WORK/gc-force-n.out" ||
+    die "ddc gc --keep 0 --force -n does not name node04 as broken: $(cat "$WORK/gc-force-n.out")"
+[ -d "$root1" ] || die "ddc gc -n deleted $root1"
+
+# ---------------------------------------------------------------- the last node reboots: gc may delete generation 1
+_nb_stop "$PID4" 20
+say "rebooting node04 (UEFI, iPXE) into $GEN2 ..."
+nb_boot_uefi "$NS" tap4 "$MAC4" "$WORK/node04-gen2.log" || die "qemu (UEFI, iPXE, again)"
+check "$WORK/node04-gen2.log" node04 2
+check_http "$WORK/node04-gen2.log" node04 "$MAC4" "$GEN2"
+for n in node01 node02b node03 node04; do want_status "$n" up "$GEN2" false; done
+gc_run gc-none-on-1 --keep 0
+grep -qE "^deleted default/$GEN1 \(freed [^;]*\)$" "$WORK/gc-none-on-1.out" ||
+    die "with no node on it, ddc gc --keep 0 did not delete $GEN1 (or named a node it breaks): $(cat "$WORK/gc-none-on-1.out")"
+[ ! -e "$root1" ] || die "ddc gc said it deleted $GEN1, but $root1 is there"
+[ -d "$root" ] || die "ddc gc deleted the current generation"
 
 # ---------------------------------------------------------------- stop ddc serve
 kill -TERM "$SERVE_PID"
