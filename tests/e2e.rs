@@ -1,13 +1,14 @@
 //! The end-to-end test: `tests/e2e/run.sh` builds a real image with ddc,
-//! boots a BIOS and a UEFI node from it over PXE, NFS and DHCP inside a
-//! network namespace, updates the image under them, and checks what they
-//! see. It needs root and the Debian mirror and takes minutes, so it is
+//! boots BIOS and UEFI nodes from it over pxelinux and over iPXE + HTTP
+//! (`ddc serve`), NFS and DHCP inside a network namespace, updates the image
+//! under them, and checks what they see, what `ddc status` says of them and
+//! that `ddc gc` keeps the generation they run. It needs root and the Debian mirror and takes minutes, so it is
 //! ignored by default and reported as such; `cargo test --release --
 //! --include-ignored` runs it (the test command of README.md, which
 //! `.ci/run` runs). When it runs, a missing tool fails it, never skips it.
 
 #[test]
-#[ignore = "needs root and the Debian mirror, boots two nodes in minutes: cargo test --release -- --include-ignored"]
+#[ignore = "needs root and the Debian mirror, boots four nodes in minutes: cargo test --release -- --include-ignored"]
 fn nodes_boot_from_what_ddc_built() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = std::process::Command::new("bash")

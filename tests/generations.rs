@@ -528,3 +528,27 @@ fn a_colliding_export_does_not_renumber_a_running_generation() {
     p.build(&[]);
     survivors_kept_their_ids(&now, &export_ids(&p), "a colliding export removed");
 }
+
+/// A file of the `files` tree changed to content of the same size: the
+/// reproducible step clamps both versions' mtimes to SOURCE_DATE_EPOCH, so
+/// size and mtime match the previous generation's file. The new generation
+/// must still hold the new content (publish compares contents, so rsync's
+/// --link-dest never links the old file in its place), and the old one
+/// keeps its own.
+#[test]
+fn a_same_size_change_with_clamped_mtimes_is_a_new_generation() {
+    let p = Project::with(&common::DDCFILE.replace(
+        "cmdline  = \"console=ttyS0\"",
+        "cmdline  = \"console=ttyS0\"\nfiles    = \"files\"\nsource_date_epoch = 1700000000",
+    ));
+    p.write("files/etc/marker", "generation 1\n");
+    p.build(&[]);
+    p.write("files/etc/marker", "generation 2\n");
+    p.build(&[]);
+    let g = generations(&p);
+    assert_eq!(g.len(), 2, "the same-size change published nothing: {g:?}");
+    assert_eq!(current(&p), g[1]);
+    let marker = |g: &str| format!("out/nfsroot/default/{g}/etc/marker");
+    assert_eq!(p.read(&marker(&g[0])), "generation 1\n");
+    assert_eq!(p.read(&marker(&g[1])), "generation 2\n");
+}

@@ -404,8 +404,12 @@ fn rsync(
 ) -> Result<()> {
     let mut cmd = Command::new("rsync");
     cmd.args(["-aH", "--numeric-ids", "--delete"]);
-    if in_place {
-        // A repair: a hand edit may keep a file's size and mtime second.
+    if in_place || !links.is_empty() {
+        // Compare contents, never size and mtime alone: a repair may meet a
+        // hand edit that kept both, and the reproducible step clamps every
+        // new mtime to SOURCE_DATE_EPOCH, so a changed file of the same size
+        // has the old one's size and mtime, and --link-dest would link the
+        // previous generation's file in its place (the change silently lost).
         cmd.arg("--checksum");
     }
     for p in links {

@@ -18,9 +18,6 @@
 #                                       it and sends SIGHUP decides what is served
 #   nb_start_dnsmasq NS CONF            dnsmasq -C CONF (pid/log/lease files are
 #                                       added here; CONF must not set them)
-#   nb_start_http NS ADDR:PORT ROOT     busybox httpd serving ROOT (iPXE scripts,
-#                                       kernels, initrds); requests logged to
-#                                       $NB_DIR/http/httpd.log
 #
 # Pid files, for whoever signals the daemons (ddc's [apply] pidfile mode):
 # ganesha $NB_DIR/nfs/run/ganesha/ganesha.pid, dnsmasq $NB_DIR/dnsmasq/dnsmasq.pid.
@@ -303,26 +300,6 @@ nb_start_dnsmasq() {
     _nb_log "dnsmasq up, log $d/dnsmasq.log"
 }
 
-# nb_start_http NS ADDR:PORT ROOT: a plain web server, as a site without
-# `ddc serve` would put in front of the static files.
-nb_start_http() {
-    local ns=${1:?usage: nb_start_http NS ADDR:PORT ROOT} listen=${2:?} root=${3:?} d pid
-    _nb_statedir || return 1
-    d="$NB_DIR/http"
-    mkdir -p "$d" || return 1
-    command -v busybox >/dev/null || { _nb_die "busybox is missing (apt-get install busybox)"; return 1; }
-    (exec ip netns exec "$ns" busybox httpd -f -vv -p "$listen" -h "$root") \
-        </dev/null >"$d/httpd.log" 2>&1 &
-    pid=$!
-    _nb_record httpd "$pid"
-    if ! _nb_wait_port "$ns" tcp "${listen##*:}" 10; then
-        cat "$d/httpd.log" >&2
-        _nb_die "busybox httpd did not start"
-        return 1
-    fi
-    _nb_log "httpd up on $listen serving $root, log $d/httpd.log"
-}
-
 # _nb_qemu NS KIND LOG ARGS...: start QEMU in the background in NS.
 _nb_qemu() {
     local ns=$1 kind=$2 log=$3 pid
@@ -398,12 +375,13 @@ nb_wait_for() {
     return 1
 }
 
-# nb_cleanup: stop what was started (QEMU first, then dnsmasq, ganesha,
-# rpcbind), delete the namespace(s). Safe to call twice, from a trap.
+# nb_cleanup: stop what was started (QEMU first, then a `ddc serve` the
+# caller recorded as kind "serve" (SIGTERM), dnsmasq, ganesha, rpcbind),
+# delete the namespace(s). Safe to call twice, from a trap.
 nb_cleanup() {
     local rc=$? kind pid ns
     [ -n "${NB_DIR:-}" ] && [ -f "$NB_DIR/pids" ] || return $rc
-    for kind in qemu-bios qemu-uefi httpd dnsmasq ganesha rpcbind; do
+    for kind in qemu-bios qemu-uefi serve dnsmasq ganesha rpcbind; do
         while read -r k pid st; do
             [ "$k" = "$kind" ] || continue
             # skip a PID that now belongs to another process

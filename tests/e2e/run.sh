@@ -3,28 +3,36 @@
 #
 #   sudo DDC=target/release/ddc bash tests/e2e/run.sh
 #
-# 1. writes a Ddcfile (two nodes, one bookworm image, a files tree with a
+# 1. writes a Ddcfile (four nodes, one bookworm image, a files tree with a
 #    marker), 2. runs `ddc build` for real (mmdebstrap, chroot, mkinitramfs),
 # 3. serves the result from a network namespace of its own (rpcbind +
-#    nfs-ganesha with ddc's export, dnsmasq with ddc's DHCP/TFTP config),
-# 4. boots node01 with BIOS and node02 with UEFI under QEMU, 5. reads each
-#    console for the line a unit prints after multi-user.target and checks it,
-# 6. changes the files tree and rebuilds while both nodes run, reloads
-#    ganesha (it must export the old and the new generation) and checks that
-#    BOTH running nodes keep reading the old generation, files never read
-#    before included, in several reports over ~20 s, 7. renames node02,
-#    rebuilds (only dhcp and its boot entry may run), reboots both nodes and
-#    sees the new generation and the new name, 8. stops them and boots
-#    node03 (BIOS: the e1000's own iPXE ROM, handed the HTTP URL of
-#    boot.ipxe by DHCP) and node04 (UEFI: OVMF's PXE, TFTP snponly.efi,
-#    then HTTP), both `boot = "ipxe"`, fetching script, kernel and initrd
-#    from busybox httpd serving the TFTP root (any web server can), and
-#    checks them like the others, and that each posted its report (ddc-report
-#    unit). Everything it started is stopped on exit.
+#    nfs-ganesha with ddc's export, dnsmasq with ddc's DHCP/TFTP config, and
+#    `ddc serve` on [server] http for the iPXE scripts, kernels, initrds and
+#    the nodes' reports), 4. boots node01 (BIOS) and node02 (UEFI) over
+#    pxelinux, then node03 (BIOS: the e1000's own iPXE ROM, handed the HTTP
+#    URL of boot.ipxe by DHCP) and node04 (UEFI: OVMF's PXE, TFTP
+#    snponly.efi, then HTTP), both `boot = "ipxe"`, under QEMU, 5. reads each
+#    console for the line a unit prints after multi-user.target and checks
+#    it, and checks that `ddc status --json` shows all four `up` on
+#    generation 1 (their ddc-report unit posts to `ddc serve`),
+# 6. changes the files tree and rebuilds while the four nodes run: `ddc
+#    status` says every node needs a reboot; ganesha (reloaded by ddc) must
+#    export the old and the new generation, and every running node keeps
+#    reading the old one, files never read before included, in several
+#    reports over ~20 s; `ddc gc --keep 0` keeps generation 1 as running on
+#    the four nodes, 7. renames node02, rebuilds (only dhcp and its boot
+#    entry may run), reboots node01, node02 (new name) and node03 (iPXE) into
+#    generation 2 and checks them and their status, while node04 still runs
+#    generation 1: `ddc gc --keep 0` still keeps it (running on node04), and
+#    `--force -n` names node04 as broken; node04 reboots into generation 2:
+#    now `ddc gc --keep 0` deletes generation 1, 8. stops `ddc serve`
+#    with SIGTERM: it must exit 0. Everything it started is stopped on exit
+#    (and on any failure, which prints the end of the serve log and the last
+#    `ddc status --json`).
 #
 # Needs root and: mmdebstrap, qemu-system-x86, ovmf, dnsmasq, nfs-ganesha,
 # nfs-ganesha-vfs, rpcbind, nfs-common, pxelinux, syslinux-efi,
-# syslinux-common, rsync, ipxe, busybox. A missing one fails the test (it never skips).
+# syslinux-common, rsync, ipxe, jq. A missing one fails the test (it never skips).
 # Takes 4 to 5 minutes on 2 cores with a warm .deb cache (measured: 236 s,
 # 311 s with the cores shared with compiles; an empty cache adds the download). E2E_WORK and E2E_NS choose the work
 # folder and the network namespace (two runs at once need their own).
@@ -42,18 +50,29 @@ MAC1=52:54:00:12:34:56
 MAC2=52:54:00:12:34:57
 MAC3=52:54:00:12:34:58
 MAC4=52:54:00:12:34:59
-HTTP=$MASTER:8080
+HTTP=$MASTER:8080                          # [server] http: where ddc serve listens
 
 # shellcheck source=tests/e2e/netboot.sh
 . "$HERE/netboot.sh"
 
 say() { printf 'e2e: %s\n' "$*" >&2; }
-die() { say "FAIL: $*"; exit 1; }
+die() {
+    say "FAIL: $*"
+    if [ -s "${SERVE_LOG:-}" ]; then
+        say "the end of the ddc serve log ($SERVE_LOG):"
+        tail -n 30 "$SERVE_LOG" >&2
+    fi
+    if [ -s "${STATUS:-}" ]; then
+        say "the last ddc status --json ($STATUS):"
+        cat "$STATUS" >&2
+    fi
+    exit 1
+}
 t0=$SECONDS
 elapsed() { echo "$((SECONDS - t0))s"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it builds an image in a chroot and makes a network namespace)"
-for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip busybox; do
+for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip jq; do
     command -v "$tool" >/dev/null || die "$tool is missing: apt-get install the packages listed at the top of $0"
 done
 for f in /usr/lib/PXELINUX/pxelinux.0 /usr/lib/ipxe/snponly.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so; do
@@ -71,6 +90,8 @@ mkdir -p "$WORK/cache/debs" "$DEBS"
 cp -al "$DEBS/." "$WORK/cache/debs/" 2>/dev/null || true
 
 export NB_DIR="$WORK/netboot"
+SERVE_LOG=$WORK/serve.log   # ddc serve's output (tracing)
+STATUS=$WORK/status.json    # the last `ddc status --json`
 trap nb_cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -150,6 +171,7 @@ master  = "$MASTER"
 
 [server]
 dnsmasq_interface = "br0"
+http              = "$HTTP"
 
 [apply]
 dnsmasq = { pidfile = "$NB_DIR/dnsmasq/dnsmasq.pid" }
@@ -212,18 +234,31 @@ grep -q "^$root 192.0.2.0/24(ro," "$O/exports.d/ddc.exports" || die "exports lin
 
 # ---------------------------------------------------------------- serve
 nb_setup "$NS" || die "namespace"
-nb_add_tap "$NS" tap1 || die tap1
-nb_add_tap "$NS" tap2 || die tap2
-nb_add_tap "$NS" tap3 || die tap3
-nb_add_tap "$NS" tap4 || die tap4
+for tap in tap1 tap2 tap3 tap4; do nb_add_tap "$NS" "$tap" || die "$tap"; done
 nb_start_nfs "$NS" "$O/ganesha/ddc.conf" || die "ganesha"
 nb_link_nfs_exports "$O/ganesha/ddc.conf" || die "ganesha export link"
 nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq"
-nb_start_http "$NS" "$HTTP" "$O/tftp" || die "httpd"
+# `ddc serve` in the cluster folder, in the namespace, on [server] http: the
+# iPXE scripts, kernels and initrds, and every node's reports. It is
+# recorded like the daemons (nb_cleanup sends it SIGTERM on any failure).
+(cd "$WORK" && DDC_LOG=ddc=debug exec ip netns exec "$NS" "$DDC" serve) </dev/null >"$SERVE_LOG" 2>&1 &
+SERVE_PID=$!
+_nb_record serve "$SERVE_PID"
+_nb_wait_port "$NS" tcp "${HTTP##*:}" 30 || die "ddc serve does not listen on $HTTP"
+say "ddc serve up on $HTTP (pid $SERVE_PID, log $SERVE_LOG)"
 # With the daemons running, the apply tasks pass.
 (cd "$WORK" && "$DDC" build --json) >"$WORK/applied.json" || die "the build with the daemons running failed"
 ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/applied.json" | sort | tr '\n' ' ')
 [ "$ran" = "apply:dnsmasq apply:nfs " ] || die "with the daemons running, the build ran [$ran]"
+
+# The generation ids, as ddc names them (never hard-coded).
+current_gen() {
+    (cd "$WORK" && "$DDC" generations --json) >"$WORK/generations.json" || die "ddc generations --json failed"
+    jq -r 'select(.image == "default" and .current) | .id' "$WORK/generations.json"
+}
+GEN1=$(current_gen)
+[ -n "$GEN1" ] && [ "$GEN1" = "$(basename "$root")" ] ||
+    die "ddc generations --json names [$GEN1] current, the export $root ($(cat "$WORK/generations.json"))"
 
 # check LOG HOSTNAME GENERATION: the node's report line is as expected
 check() {
@@ -244,16 +279,68 @@ check() {
     [ ! -e "$root/root/written-on-node" ] || die "$host: a file written on the node appeared in the exported tree"
 }
 
-say "booting node01 (BIOS) and node02 (UEFI) ..."
+# check_http LOG HOST MAC GEN: the iPXE node's console shows it fetched its
+# script, kernel and initrd of GEN from ddc serve over HTTP.
+check_http() {
+    local log=$1 host=$2 mac=$3 gen=$4 clean url
+    clean=$(tr -d '\r' <"$log" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g')
+    for url in "ipxe/boot.ipxe" "ipxe/${mac//:/-}.ipxe" "default/$gen/vmlinuz" "default/$gen/initrd.img"; do
+        grep -aqE "http://$HTTP/$url\.\.\. .*ok" <<<"$clean" ||
+            die "$host did not fetch http://$HTTP/$url from ddc serve (console $log)"
+    done
+}
+
+# status NODE: "STATE RUNNING REBOOT_NEEDED TARGET" from `ddc status --json`.
+status() {
+    (cd "$WORK" && "$DDC" status --json) >"$STATUS" 2>&1 || die "ddc status --json failed: $(cat "$STATUS")"
+    jq -r --arg n "$1" 'select(.node == $n) | "\(.state) \(.running) \(.reboot_needed) \(.target)"' "$STATUS"
+}
+# want_status NODE STATE RUNNING REBOOT_NEEDED: wait (bounded) until `ddc
+# status --json` says so of NODE; the target is always the current generation.
+want_status() {
+    local node=$1 want="$2 $3 $4 $(readlink -f "$O/nfsroot/default/current" | xargs basename)" got end=$((SECONDS + 150))
+    while :; do
+        got=$(status "$node")
+        [ "$got" = "$want" ] && break
+        ((SECONDS < end)) || die "ddc status --json: $node is [$got], want [$want] (state running reboot_needed target) within 150 s"
+        sleep 2
+    done
+    say "  ddc status: $node $got"
+}
+
+# alive_since LOG OFFSET: the E2E-ALIVE reports written to LOG after OFFSET
+# bytes (a report may follow a login prompt on its console line).
+alive_since() {
+    tail -c +"$(($2 + 1))" "$1" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
+        grep -ao 'E2E-ALIVE .*' || true
+}
+
+[ "$(status node03)" = "never_seen null false $GEN1" ] || die "before any boot, ddc status says node03 is [$(status node03)]"
+
+say "booting node01 (BIOS, pxelinux) and node02 (UEFI, pxelinux) on generation $GEN1 ..."
 nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01.log" || die "qemu (BIOS)"
+PID1=$NB_LAST_PID
 nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02.log" || die "qemu (UEFI)"
-UEFI_PID=$NB_LAST_PID
+PID2=$NB_LAST_PID
 check "$WORK/node01.log" node01 1
 check "$WORK/node02.log" node02 1
-BIOS_PID=$(awk '$1 == "qemu-bios" {print $2}' "$NB_DIR/pids" | tail -n1)
+# The iPXE nodes boot while the first two run (two at a time: TCG is slow).
+say "booting node03 (BIOS, iPXE ROM) and node04 (UEFI, snponly.efi) over HTTP from ddc serve ..."
+nb_boot_bios "$NS" tap3 "$MAC3" "$WORK/node03.log" || die "qemu (BIOS, iPXE)"
+PID3=$NB_LAST_PID
+nb_boot_uefi "$NS" tap4 "$MAC4" "$WORK/node04.log" || die "qemu (UEFI, iPXE)"
+PID4=$NB_LAST_PID
+check "$WORK/node03.log" node03 1
+check "$WORK/node04.log" node04 1
+check_http "$WORK/node03.log" node03 "$MAC3" "$GEN1"
+check_http "$WORK/node04.log" node04 "$MAC4" "$GEN1"
+grep -q "sent .*/snponly.efi to 192.0.2.14" "$NB_DIR/dnsmasq/dnsmasq.log" ||
+    die "node04 did not get snponly.efi over TFTP (log $NB_DIR/dnsmasq/dnsmasq.log)"
+say "every node reported to ddc serve (ddc-report unit):"
+for n in node01 node02 node03 node04; do want_status "$n" up "$GEN1" false; done
 
 # ---------------------------------------------------------------- update the image under running nodes
-say "changing the files tree and rebuilding while both nodes run ..."
+say "changing the files tree and rebuilding while the four nodes run ..."
 echo "ddc-e2e generation 2" >"$F/etc/ddc-e2e-marker"
 (cd "$WORK" && "$DDC" build --json) >"$WORK/update.json" || die "rebuild failed"
 ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/update.json" | sort | tr '\n' ' ')
@@ -261,11 +348,14 @@ ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/update.json" |
     die "the files change ran [$ran]"
 root1=$root
 root=$(readlink -f "$O/nfsroot/default/current")
-[ "$root" != "$root1" ] || die "no new generation"
+GEN2=$(current_gen)
+[ "$root" != "$root1" ] && [ "$GEN2" = "$(basename "$root")" ] || die "no new generation ([$GEN2], $root)"
 grep -q "^$root1 " "$O/exports.d/ddc.exports" || die "the running generation is no longer exported"
 grep -q "nfsroot=$MASTER:$root," "$O/tftp/pxelinux.cfg/01-${MAC1//:/-}" || die "node01's entry does not boot the new generation"
-grep -q "^kernel http://$HTTP/default/$(basename "$root")/vmlinuz initrd=initrd.img .*nfsroot=$MASTER:$root," "$O/tftp/ipxe/${MAC3//:/-}.ipxe" ||
+grep -q "^kernel http://$HTTP/default/$GEN2/vmlinuz initrd=initrd.img .*nfsroot=$MASTER:$root," "$O/tftp/ipxe/${MAC3//:/-}.ipxe" ||
     die "node03's iPXE script does not boot the new generation"
+say "generation $GEN2 built: every node needs a reboot"
+for n in node01 node02 node03 node04; do want_status "$n" up "$GEN1" true; done
 # ddc's apply:nfs sent ganesha its SIGHUP: nobody reloads it by hand. The
 # server that runs is ganesha: it must now export both generations.
 for _ in $(seq 100); do
@@ -276,32 +366,28 @@ done
 for r in "$root1" "$root"; do
     grep -q "^$r " <<<"$showmount" || die "ganesha does not export $r after the reload: $showmount"
 done
-say "ganesha exports both generations: $(basename "$root1") $(basename "$root")"
-# Both running nodes (BIOS and UEFI) keep reading generation 1, files they
-# never read before included: ALIVE_PROBES reports each, over at least
-# ALIVE_SPAN seconds, all after the reload, none failing.
-mark1=$(wc -c <"$WORK/node01.log")
-mark2=$(wc -c <"$WORK/node02.log")
-# alive_since LOG OFFSET: the E2E-ALIVE reports written to LOG after OFFSET
-# bytes (a report may follow a login prompt on its console line).
-alive_since() {
-    tail -c +"$(($2 + 1))" "$1" | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' |
-        grep -ao 'E2E-ALIVE .*' || true
-}
+say "ganesha exports both generations: $GEN1 $GEN2"
+# The running nodes (BIOS and UEFI, pxelinux and iPXE) keep reading
+# generation 1, files they never read before included: ALIVE_PROBES reports
+# each, over at least ALIVE_SPAN seconds, all after the reload, none failing.
+declare -A mark
+for n in node01 node02 node03 node04; do mark[$n]=$(wc -c <"$WORK/$n.log"); done
 ALIVE_PROBES=${E2E_ALIVE_PROBES:-4}
 ALIVE_SPAN=${E2E_ALIVE_SPAN:-15}
 a0=$SECONDS
 while :; do
-    r1=$(alive_since "$WORK/node01.log" "$mark1")
-    r2=$(alive_since "$WORK/node02.log" "$mark2")
-    # a failed read fails the test at once
-    failed=$(printf '%s\n%s\n' "$r1" "$r2" | grep -a -m1 ' FAILED' || true)
-    [ -z "$failed" ] || die "a running node cannot read its image after the update: $failed"
-    n1=$(grep -c . <<<"$r1" || true)
-    n2=$(grep -c . <<<"$r2" || true)
-    if ((n1 >= ALIVE_PROBES && n2 >= ALIVE_PROBES && SECONDS - a0 >= ALIVE_SPAN)); then break; fi
+    short=""
+    for n in node01 node02 node03 node04; do
+        r=$(alive_since "$WORK/$n.log" "${mark[$n]}")
+        # a failed read fails the test at once
+        failed=$(grep -a -m1 ' FAILED' <<<"$r" || true)
+        [ -z "$failed" ] || die "a running node cannot read its image after the update: $failed"
+        c=$(grep -c . <<<"$r" || true)
+        ((c >= ALIVE_PROBES)) || short="$short $n:$c"
+    done
+    if [ -z "$short" ] && ((SECONDS - a0 >= ALIVE_SPAN)); then break; fi
     # Under TCG on a loaded machine the 5 s between reports can stretch far.
-    ((SECONDS - a0 < 300)) || die "after the update: $n1 reports from node01, $n2 from node02 in 300 s (want $ALIVE_PROBES each)"
+    ((SECONDS - a0 < 300)) || die "after the update, too few reports in 300 s (want $ALIVE_PROBES each):$short"
     sleep 1
 done
 check_alive() {
@@ -318,8 +404,20 @@ check_alive() {
     [ "$(sort -u <<<"$files" | grep -c .)" = "$(grep -c . <<<"$files")" ] ||
         die "$host read a file twice: not files never read before"
 }
-check_alive node01 "$(alive_since "$WORK/node01.log" "$mark1")"
-check_alive node02 "$(alive_since "$WORK/node02.log" "$mark2")"
+for n in node01 node02 node03 node04; do check_alive "$n" "$(alive_since "$WORK/$n.log" "${mark[$n]}")"; done
+
+# ---------------------------------------------------------------- gc keeps running roots
+# gc_run NAME ARGS...: `ddc gc ARGS` in the cluster folder, output in $WORK/NAME.out
+gc_run() {
+    local name=$1
+    shift
+    (cd "$WORK" && "$DDC" gc "$@") >"$WORK/$name.out" 2>&1 || die "ddc gc $* failed: $(cat "$WORK/$name.out")"
+    sed 's/^/  gc: /' "$WORK/$name.out" >&2
+}
+gc_run gc-all-on-1 --keep 0
+grep -qxF "keep   default/$GEN1 (running on node01 … node04 (4 nodes))" "$WORK/gc-all-on-1.out" ||
+    die "ddc gc --keep 0 does not keep $GEN1 as running on node01 … node04: $(cat "$WORK/gc-all-on-1.out")"
+[ -d "$root1" ] || die "ddc gc --keep 0 deleted $root1, which four nodes run"
 
 # ---------------------------------------------------------------- rename node02
 say "renaming node02 to node02b and rebuilding ..."
@@ -330,45 +428,55 @@ ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/rebuild.json" 
     die "the rename ran [$ran], expected exactly [apply:dnsmasq dhcp pxe:node02b]"
 grep -q "^$MAC2,192.0.2.12,node02b$" "$O/dnsmasq/ddc.hosts" || die "dnsmasq hosts file not updated"
 
-_nb_stop "$UEFI_PID" 20
-_nb_stop "$BIOS_PID" 20
+# ---------------------------------------------------------------- reboot all but node04
+_nb_stop "$PID1" 20
+_nb_stop "$PID2" 20
+_nb_stop "$PID3" 20
 # dnsmasq is not restarted: apply:dnsmasq's SIGHUP made it reread its hosts.
-say "rebooting node01 (new generation) and node02 (new name) ..."
+say "rebooting node01 (new generation), node02 (new name) and node03 (iPXE, new generation); node04 keeps running $GEN1 ..."
 nb_boot_bios "$NS" tap1 "$MAC1" "$WORK/node01-gen2.log" || die "qemu (BIOS, again)"
 nb_boot_uefi "$NS" tap2 "$MAC2" "$WORK/node02b.log" || die "qemu (UEFI, again)"
+nb_boot_bios "$NS" tap3 "$MAC3" "$WORK/node03-gen2.log" || die "qemu (BIOS, iPXE, again)"
 check "$WORK/node01-gen2.log" node01 2
 check "$WORK/node02b.log" node02b 2
+check "$WORK/node03-gen2.log" node03 2
+check_http "$WORK/node03-gen2.log" node03 "$MAC3" "$GEN2"
+for n in node01 node02b node03; do want_status "$n" up "$GEN2" false; done
+want_status node04 up "$GEN1" true
 
-# ---------------------------------------------------------------- iPXE + HTTP
-_nb_stop "$NB_LAST_PID" 20
-_nb_stop "$(awk '$1 == "qemu-bios" {print $2}' "$NB_DIR/pids" | tail -n1)" 20
-say "booting node03 (BIOS, iPXE ROM) and node04 (UEFI, snponly.efi) over HTTP ..."
-nb_boot_bios "$NS" tap3 "$MAC3" "$WORK/node03.log" || die "qemu (BIOS, iPXE)"
-nb_boot_uefi "$NS" tap4 "$MAC4" "$WORK/node04.log" || die "qemu (UEFI, iPXE)"
-check "$WORK/node03.log" node03 2
-check "$WORK/node04.log" node04 2
-hlog=$NB_DIR/http/httpd.log
-gen=$(basename "$root")
-# http_got IP URL: busybox httpd logged a 200 for URL requested from IP.
-http_got() {
-    awk -v ip="$1:" -v url="url:$2" '
-        index($0, ip) == 1 && index($0, url) { want[$1] = 1 }
-        index($0, ip) == 1 && / response:200$/ && want[$1] { ok = 1 }
-        END { exit !ok }' "$hlog"
-}
-for n in "3 $MAC3" "4 $MAC4"; do
-    ip=192.0.2.1${n%% *}
-    mac=${n#* }
-    for url in "/ipxe/boot.ipxe" "/ipxe/${mac//:/-}.ipxe" "/default/$gen/vmlinuz" "/default/$gen/initrd.img"; do
-        http_got "$ip" "$url" || die "node0${n%% *} did not fetch $url over HTTP (log $hlog)"
-    done
-    # The report unit posts at boot: the plain web server answers 501.
-    for _ in $(seq 60); do grep -q "^$ip:[0-9]*: url:/api/v1/report$" "$hlog" && break; sleep 1; done
-    grep -q "^$ip:[0-9]*: url:/api/v1/report$" "$hlog" || die "node0${n%% *} sent no report (log $hlog)"
-done
-grep -q "sent .*/snponly.efi to 192.0.2.14" "$NB_DIR/dnsmasq/dnsmasq.log" ||
-    die "node04 did not get snponly.efi over TFTP (log $NB_DIR/dnsmasq/dnsmasq.log)"
-say "node03 and node04 booted over iPXE + HTTP and reported"
+gc_run gc-node04-on-1 --keep 0
+# node02's last report (on 0001) was superseded by node02b's from the same MAC.
+grep -qxF "keep   default/$GEN1 (running on node04)" "$WORK/gc-node04-on-1.out" ||
+    die "ddc gc --keep 0 does not keep $GEN1 as running on node04 (only): $(cat "$WORK/gc-node04-on-1.out")"
+[ -d "$root1" ] || die "ddc gc --keep 0 deleted $root1, which node04 runs"
+# --force would delete it anyway and names the node whose root goes.
+gc_run gc-force-n --keep 0 --force -n
+grep -qF "would delete default/$GEN1 (" "$WORK/gc-force-n.out" && grep -qF "; breaks node04: running on it, their root goes)" "$WORK/gc-force-n.out" ||
+    die "ddc gc --keep 0 --force -n does not name node04 as broken: $(cat "$WORK/gc-force-n.out")"
+[ -d "$root1" ] || die "ddc gc -n deleted $root1"
+
+# ---------------------------------------------------------------- the last node reboots: gc may delete generation 1
+_nb_stop "$PID4" 20
+say "rebooting node04 (UEFI, iPXE) into $GEN2 ..."
+nb_boot_uefi "$NS" tap4 "$MAC4" "$WORK/node04-gen2.log" || die "qemu (UEFI, iPXE, again)"
+check "$WORK/node04-gen2.log" node04 2
+check_http "$WORK/node04-gen2.log" node04 "$MAC4" "$GEN2"
+for n in node01 node02b node03 node04; do want_status "$n" up "$GEN2" false; done
+gc_run gc-none-on-1 --keep 0
+grep -qE "^deleted default/$GEN1 \(freed [^;]*\)$" "$WORK/gc-none-on-1.out" ||
+    die "with no node on it, ddc gc --keep 0 did not delete $GEN1 (or named a node it breaks): $(cat "$WORK/gc-none-on-1.out")"
+[ ! -e "$root1" ] || die "ddc gc said it deleted $GEN1, but $root1 is there"
+[ -d "$root" ] || die "ddc gc deleted the current generation"
+
+# ---------------------------------------------------------------- stop ddc serve
+kill -TERM "$SERVE_PID"
+for _ in $(seq 100); do _nb_alive "$SERVE_PID" || break; sleep 0.1; done
+_nb_alive "$SERVE_PID" && die "ddc serve still runs 10 s after SIGTERM"
+rc=0
+wait "$SERVE_PID" || rc=$?
+[ "$rc" = 0 ] || die "ddc serve exited $rc on SIGTERM"
+grep -q "stopping" "$SERVE_LOG" || die "ddc serve did not log its stop"
+say "ddc serve stopped cleanly on SIGTERM"
 
 say "PASS in $(elapsed)"
 echo "1 passed, 0 failed"
