@@ -33,8 +33,10 @@
 # Needs root and: mmdebstrap, qemu-system-x86, ovmf, dnsmasq, nfs-ganesha,
 # nfs-ganesha-vfs, rpcbind, nfs-common, pxelinux, syslinux-efi,
 # syslinux-common, rsync, ipxe, jq. A missing one fails the test (it never skips).
-# Takes 4 to 5 minutes on 2 cores with a warm .deb cache (measured: 236 s,
-# 311 s with the cores shared with compiles; an empty cache adds the download). E2E_WORK and E2E_NS choose the work
+# Takes about 10 minutes on 2 cores shared with compiles, with a warm .deb
+# cache (measured: 609 s, of which 147 s image build, ~80 to 100 s per set
+# of boots under TCG: four boots in two pairs, three reboots, one reboot;
+# an empty cache adds the download). E2E_WORK and E2E_NS choose the work
 # folder and the network namespace (two runs at once need their own).
 set -euo pipefail
 
