@@ -310,6 +310,19 @@ fn a_retired_image_stays_until_gc_and_comes_back_without_a_rebuild() {
         "{}",
         r.stdout
     );
+    let r = p.ddc(&["generations", "gpu", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            v["image"].as_str(),
+            v["id"].as_str(),
+            v["retired"].as_bool()
+        ),
+        (Some("gpu"), Some(generation.as_str()), Some(true)),
+        "{}",
+        r.stdout
+    );
     let r = p.ddc(&["generations", "gpu"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(

@@ -14,20 +14,22 @@ use super::{load, Loaded};
 /// Prints the generations of `image`, or of every image.
 pub(crate) fn run(file: &Path, image: Option<&str>, json: bool) -> Result<(), Error> {
     let Loaded { cfg, .. } = load(file)?;
+    let layers = crate::engine::cache_dirs(&cfg).root.join("images");
+    let retired = gens::retired(&cfg, &layers);
     if json {
-        print!("{}", report_json(&cfg, image)?);
+        print!("{}", report_json(&cfg, image, &retired)?);
     } else {
-        let layers = crate::engine::cache_dirs(&cfg).root.join("images");
-        let retired = gens::retired(&cfg, &layers);
         print!("{}", gens::report(&cfg, image, &retired)?);
     }
     Ok(())
 }
 
 /// One JSON object per generation per line: image, id, current,
-/// pinned_by, nodes (every one whose entry boots it), created, size.
-fn report_json(cfg: &Config, only: Option<&str>) -> Result<String, Error> {
-    if let Some(i) = only.filter(|i| !cfg.images.contains_key(*i)) {
+/// pinned_by, nodes (every one whose entry boots it), created, size, and
+/// whether the image is retired (no longer in the Ddcfile).
+fn report_json(cfg: &Config, only: Option<&str>, retired: &[String]) -> Result<String, Error> {
+    let known = |i: &str| cfg.images.contains_key(i) || retired.iter().any(|r| r == i);
+    if let Some(i) = only.filter(|i| !known(i)) {
         return Err(NotStarted(format!(
             "no image {i:?} in the Ddcfile{}; images: {}",
             super::nodes::did_you_mean(i, cfg.images.keys().map(String::as_str)),
@@ -38,7 +40,8 @@ fn report_json(cfg: &Config, only: Option<&str>) -> Result<String, Error> {
     let entries = gens::entries_by_generation(cfg);
     let names = gens::hostnames(cfg);
     let mut out = String::new();
-    for image in cfg.images.keys().filter(|i| only.is_none_or(|o| o == *i)) {
+    let images = cfg.images.keys().chain(retired);
+    for image in images.filter(|i| only.is_none_or(|o| o == *i)) {
         let list = gens::list(&cfg.paths.nfs_root, image);
         let current = gens::current(&cfg.paths.nfs_root, image);
         let refused = gens::rolled_back(&cfg.paths.nfs_root, image);
@@ -75,6 +78,7 @@ fn report_json(cfg: &Config, only: Option<&str>) -> Result<String, Error> {
                 "nodes": nodes,
                 "created": created,
                 "size": size,
+                "retired": retired.contains(image),
             });
             out.push_str(&format!("{v}\n"));
         }
