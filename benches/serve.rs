@@ -111,7 +111,7 @@ fn start_nginx(dir: &Path, addr: SocketAddr) -> Option<Proc> {
         .into_iter()
         .find(|p| Path::new(p).exists())?;
     let conf = format!(
-        "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+        "daemon off;\nuser root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n access_log off;\n client_body_temp_path {d}/nginx-tmp;\n\
          proxy_temp_path {d}/nginx-tmp;\n fastcgi_temp_path {d}/nginx-tmp;\n\
@@ -119,6 +119,9 @@ fn start_nginx(dir: &Path, addr: SocketAddr) -> Option<Proc> {
          server {{ listen {addr} backlog=4096; root {d}/out/tftp; }}\n}}\n",
         d = dir.display()
     );
+    // `user root`: the workers read the files as the bench wrote them, in
+    // a folder only its owner may enter (mktemp's 0700 under CI's TMPDIR);
+    // as another user nginx ignores the directive.
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let child = Command::new(nginx)
         .args(["-p", &dir.display().to_string(), "-c"])
@@ -332,6 +335,14 @@ fn judge(r: &Results, n: usize, margin: f64) -> Vec<String> {
                 ng.failed,
                 t_ddc / t_ng
             );
+            if ng.failed > 0 {
+                // An anchor that failed compares nothing: say so and fail.
+                println!(
+                    "  the nginx anchor failed {} requests: see nginx.err in the bench folder",
+                    ng.failed
+                );
+                over.push("the nginx anchor answered every request".into());
+            }
         }
         None => println!("  nginx not found (apt-get install nginx-light): no comparison"),
     }
