@@ -8,13 +8,13 @@
 mod common;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/serve.rs"]
+mod serve;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Stdio;
+use std::net::Ipv4Addr;
 
 use common::Project;
-
-const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+use serve::Serve;
 
 /// A commented CRLF inventory without a final line break: node03 at
 /// 127.0.0.14, the highest node address.
@@ -46,19 +46,7 @@ fn project() -> Project {
 /// for their script (from 127.0.0.99, .98, .97, in that order), then
 /// stops it.
 fn seed(p: &Project) {
-    let addr: SocketAddr = (LOCAL, http::free_port()).into();
-    let mut child = p
-        .command(&["serve", "--listen", &addr.to_string()])
-        .env("DDC_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(p.path("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
-    assert!(
-        http::wait_listening(addr),
-        "ddc serve did not start: {}",
-        p.read("serve.log")
-    );
+    let s = Serve::start(p);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,15 +58,14 @@ fn seed(p: &Project) {
         );
         let from = Ipv4Addr::new(127, 0, 0, 99 - i as u8);
         let r = rt
-            .block_on(http::request(addr, from, "GET", &q, b""))
+            .block_on(http::request(s.addr, from, "GET", &q, b""))
             .unwrap();
         assert_eq!(r.status, 200, "{r:?}");
         // First seen is kept in ms: the order must not tie.
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success(), "{}", p.read("serve.log"));
+    let log = s.log(p);
+    assert!(s.stop().success(), "{log}");
 }
 
 fn json_lines(out: &str) -> Vec<serde_json::Value> {

@@ -10,27 +10,18 @@
 mod common;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 
 use common::Project;
 use http::{request, Reply};
+use serve::{loopback_project, rt, Serve, LOCAL};
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const NODE01: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const NODE02: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
-
-/// The test Ddcfile on loopback: node01 at 127.0.0.11, node02 at 127.0.0.12.
-fn loopback_project() -> Project {
-    let text = common::DDCFILE
-        .replace("192.0.2.0/24", "127.0.0.0/8")
-        .replace("\"192.0.2.1\"", "\"127.0.0.1\"")
-        .replace("192.0.2.11", "127.0.0.11")
-        .replace("192.0.2.12", "127.0.0.12");
-    Project::with(&text)
-}
 
 /// A project whose inventory is `n` simulated nodes in nodes.csv.
 fn storm_project(n: usize) -> Project {
@@ -44,60 +35,6 @@ fn storm_project(n: usize) -> Project {
     );
     p.write("nodes.csv", &http::inventory_csv(n));
     p
-}
-
-/// A running `ddc serve`, stopped with SIGTERM when dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start(p: &Project) -> Serve {
-        Self::at(p, http::free_port())
-    }
-
-    fn at(p: &Project, port: u16) -> Serve {
-        let addr: SocketAddr = (LOCAL, port).into();
-        let child = p
-            .command(&["serve", "--listen", &addr.to_string()])
-            .env("DDC_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(p.path(&format!("serve-{port}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        assert!(http::wait_listening(addr), "ddc serve did not start");
-        Serve { child, addr }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        std::mem::forget(self);
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn call(s: &Serve, from: Ipv4Addr, method: &str, path: &str, body: &str) -> Reply {

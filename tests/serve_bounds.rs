@@ -8,62 +8,18 @@
 mod common;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/serve.rs"]
+mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Project;
+use serve::{loopback_project, rt, Serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const NODE02: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 66);
-
-fn loopback_project() -> Project {
-    let text = common::DDCFILE
-        .replace("192.0.2.0/24", "127.0.0.0/8")
-        .replace("\"192.0.2.1\"", "\"127.0.0.1\"")
-        .replace("192.0.2.11", "127.0.0.11")
-        .replace("192.0.2.12", "127.0.0.12");
-    Project::with(&text)
-}
-
-/// A running `ddc serve`, killed if dropped.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    fn start(p: &Project) -> Serve {
-        let addr: SocketAddr = (LOCAL, http::free_port()).into();
-        let child = p
-            .command(&["serve", "--listen", &addr.to_string()])
-            .env("DDC_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(p.path("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
-        assert!(http::wait_listening(addr), "ddc serve did not start");
-        Serve { child, addr }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A connection from `from` that sent `sent` and nothing more.
 async fn slow(server: SocketAddr, from: Ipv4Addr, sent: &str) -> TcpStream {
@@ -127,7 +83,7 @@ fn slow_headers_are_dropped_and_one_ip_cannot_starve_the_nodes() {
         assert!(at_once >= 200 - 64, "{at_once} closed at once");
         assert!(at_once < 200, "none was let in");
     });
-    let log = std::fs::read_to_string(p.path("serve.log")).unwrap();
+    let log = s.log(&p);
     let lines = log
         .matches("connections from this IP are open already")
         .count();
