@@ -14,9 +14,8 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
-use common::{mounts_under, repo, tasks_in};
+use common::{mounts_under, repo};
 
 fn edit(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "no {from:?} in:\n{text}");
@@ -33,30 +32,6 @@ fn du(paths: &[&Path]) -> String {
     let text = String::from_utf8_lossy(&o.stdout);
     let total = text.lines().last().unwrap_or("?");
     total.split_whitespace().next().unwrap_or("?").to_string()
-}
-
-struct Build {
-    ran: Vec<String>,
-    seconds: f64,
-}
-
-fn build(dir: &Path) -> Build {
-    let start = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_ddc"))
-        .args(["build", "--json"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "ddc build failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Build {
-        ran: tasks_in(&stdout, "ran"),
-        seconds: start.elapsed().as_secs_f64(),
-    }
 }
 
 /// The regular files of a tree by (device, inode), and how many there are.
@@ -92,31 +67,12 @@ fn installed(root: &Path) -> Vec<String> {
 #[ignore = "needs root and the Debian mirror, takes minutes: cargo test --release -- --include-ignored"]
 fn a_child_image_reuses_its_base_layers() {
     common::require_root("it builds real images in a chroot");
-    let work = tempfile::Builder::new()
-        .prefix("ddc-inherit-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let work = common::ImageWork::new("ddc-inherit-");
     let d = work.path();
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            common::safe_cleanup(self.0);
-        }
-    }
-    let _unmount = Unmount(d);
-    let debs = Path::new("/var/tmp/ddc-e2e-debs");
-    std::fs::create_dir_all(d.join("cache/debs")).unwrap();
-    if debs.is_dir() {
-        let _ = Command::new("cp")
-            .arg("-al")
-            .arg(format!("{}/.", debs.display()))
-            .arg(d.join("cache/debs"))
-            .status();
-    }
     let write = |text: &str| std::fs::write(d.join("Ddcfile.toml"), text).unwrap();
     let base_only = std::fs::read_to_string(repo().join("Ddcfile.toml")).unwrap();
     write(&base_only);
-    let cold = build(d);
+    let cold = common::build_json(d);
     assert!(cold.ran.contains(&"debootstrap:default".to_string()));
 
     // The child: one package more, booted by node02.
@@ -131,7 +87,7 @@ fn a_child_image_reuses_its_base_layers() {
         "ip       = \"192.0.2.12\"\nimage    = \"gpu\"",
     );
     write(&with_child);
-    let child = build(d);
+    let child = common::build_json(d);
     let mut want = vec![
         "configure:gpu",
         "dhcp",
@@ -174,7 +130,7 @@ fn a_child_image_reuses_its_base_layers() {
         "\"systemd-sysv\"]",
         "\"systemd-sysv\", \"file\"]",
     ));
-    let base_edit = build(d);
+    let base_edit = common::build_json(d);
     for t in [
         "packages:default",
         "packages:gpu",
@@ -202,8 +158,7 @@ fn a_child_image_reuses_its_base_layers() {
     eprintln!("image inheritance on this machine:");
     eprintln!(
         "  base, cold (warm .deb cache: {}): {:.0} s",
-        debs.is_dir(),
-        cold.seconds
+        work.warm_debs, cold.seconds
     );
     eprintln!(
         "  child added (packages, configure, initramfs, publish of gpu): {:.0} s",

@@ -15,7 +15,6 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use common::{mounts_under, repo, strs, tasks_in};
 
@@ -71,30 +70,6 @@ fn processes_rooted_in(dir: &Path) -> Vec<String> {
         }
     }
     out
-}
-
-struct Build {
-    ran: Vec<String>,
-    seconds: f64,
-}
-
-fn build(dir: &Path) -> Build {
-    let start = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_ddc"))
-        .args(["build", "--json"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "ddc build failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Build {
-        ran: tasks_in(&stdout, "ran"),
-        seconds: start.elapsed().as_secs_f64(),
-    }
 }
 
 fn lsinitramfs(root: &Path) -> String {
@@ -207,29 +182,8 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
         nix::unistd::geteuid().is_root(),
         "the image pipeline test needs root"
     );
-    let work = tempfile::Builder::new()
-        .prefix("ddc-image-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let work = common::ImageWork::new("ddc-image-");
     let d = work.path();
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            common::safe_cleanup(self.0);
-        }
-    }
-    let _unmount = Unmount(d);
-    // The package cache of earlier runs, where there is one (it never changes
-    // what is built, so a failed copy only costs download time).
-    let debs = Path::new("/var/tmp/ddc-e2e-debs");
-    std::fs::create_dir_all(d.join("cache/debs")).unwrap();
-    if debs.is_dir() {
-        let _ = Command::new("cp")
-            .arg("-al")
-            .arg(format!("{}/.", debs.display()))
-            .arg(d.join("cache/debs"))
-            .status();
-    }
     // No tasks folder: the built-in steps run.
     // A files tree with owners and modes of its own.
     let tree = d.join("files/etc/ddc-test");
@@ -262,7 +216,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     let write_ddcfile = |text: &str| std::fs::write(d.join("Ddcfile.toml"), text).unwrap();
     write_ddcfile(&ddcfile);
 
-    let cold = build(d);
+    let cold = common::build_json(d);
     for step in [
         "debootstrap",
         "packages",
@@ -312,13 +266,13 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     let disk_one = du(&cache);
     let published_one = du(&d.join("out/nfsroot"));
 
-    let noop = build(d);
+    let noop = common::build_json(d);
     assert_eq!(noop.ran, Vec::<String>::new());
 
     // A package more: debootstrap does not rerun, the package is installed.
     ddcfile = edit(&ddcfile, "\"rsyslog\"]", "\"rsyslog\", \"less\"]");
     write_ddcfile(&ddcfile);
-    let pkg = build(d);
+    let pkg = common::build_json(d);
     assert!(
         !pkg.ran.contains(&"debootstrap:default".to_string()),
         "{:?}",
@@ -358,7 +312,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     .unwrap();
     ddcfile = format!("tasks_dir = \"tasks\"\n{ddcfile}");
     write_ddcfile(&ddcfile);
-    let hook_edit = build(d);
+    let hook_edit = common::build_json(d);
     assert_eq!(
         hook_edit.ran,
         strs(&[
@@ -451,7 +405,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
         "the failed build changed the current generation"
     );
     write_ddcfile(&ddcfile);
-    let back = build(d);
+    let back = common::build_json(d);
     assert_eq!(back.ran, Vec::<String>::new(), "back to overlay");
 
     // debootstrap instead of mmdebstrap: every image step reruns, and the
@@ -462,7 +416,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
         "bootstrapper = \"debootstrap\"",
     );
     write_ddcfile(&ddcfile);
-    let deb = build(d);
+    let deb = common::build_json(d);
     assert_eq!(
         deb.ran,
         strs(&[
@@ -502,8 +456,7 @@ fn the_example_image_builds_and_rebuilds_exactly_what_changed() {
     eprintln!("image pipeline on this machine:");
     eprintln!(
         "  cold build (warm .deb cache: {}): {:.0} s",
-        debs.is_dir(),
-        cold.seconds
+        work.warm_debs, cold.seconds
     );
     eprintln!("  no-op build: {:.2} s", noop.seconds);
     eprintln!(

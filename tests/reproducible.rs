@@ -136,29 +136,8 @@ impl Drop for Merged<'_> {
 #[ignore = "needs root and the Debian mirror, takes minutes: cargo test --release --test reproducible -- --ignored"]
 fn a_clean_rebuild_publishes_nothing_new() {
     require_root("builds the example image twice, in a chroot");
-    let work = tempfile::Builder::new()
-        .prefix("ddc-repro-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+    let work = common::ImageWork::new("ddc-repro-");
     let d = work.path();
-    struct Cleanup<'a>(&'a Path);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            common::safe_cleanup(self.0);
-        }
-    }
-    let _cleanup = Cleanup(d);
-    // The package cache of earlier runs, where there is one: it changes
-    // nothing that is built, only the download time.
-    let debs = Path::new("/var/tmp/ddc-e2e-debs");
-    std::fs::create_dir_all(d.join("cache/debs")).unwrap();
-    if debs.is_dir() {
-        let _ = Command::new("cp")
-            .arg("-al")
-            .arg(format!("{}/.", debs.display()))
-            .arg(d.join("cache/debs"))
-            .status();
-    }
     std::fs::copy(common::repo().join("Ddcfile.toml"), d.join("Ddcfile.toml")).unwrap();
 
     let (first, _) = ddc(d, &["build", "--json"]);

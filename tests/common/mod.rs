@@ -74,6 +74,76 @@ pub fn safe_cleanup(dir: &Path) {
     }
 }
 
+/// A folder under /var/tmp for a real image build (`prefix` names it),
+/// its package cache seeded with hard links from earlier runs' (which never
+/// changes what is built, only the download time); unmounted and removed
+/// safely when dropped.
+pub struct ImageWork {
+    dir: tempfile::TempDir,
+    /// Whether earlier runs' packages were there to seed the cache.
+    pub warm_debs: bool,
+}
+
+impl ImageWork {
+    pub fn new(prefix: &str) -> ImageWork {
+        let work = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let d = work.path();
+        let debs = Path::new("/var/tmp/ddc-e2e-debs");
+        std::fs::create_dir_all(d.join("cache/debs")).unwrap();
+        let warm_debs = debs.is_dir();
+        if warm_debs {
+            let _ = std::process::Command::new("cp")
+                .arg("-al")
+                .arg(format!("{}/.", debs.display()))
+                .arg(d.join("cache/debs"))
+                .status();
+        }
+        ImageWork {
+            dir: work,
+            warm_debs,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ImageWork {
+    fn drop(&mut self) {
+        safe_cleanup(self.dir.path());
+    }
+}
+
+/// A `ddc build --json` in `dir`: the tasks that ran, and how long it took.
+pub struct Build {
+    pub ran: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Runs `ddc build --json` in `dir`; fails the test if it fails.
+pub fn build_json(dir: &Path) -> Build {
+    let start = std::time::Instant::now();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ddc"))
+        .args(["build", "--json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "ddc build failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Build {
+        ran: tasks_in(&stdout, "ran"),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
 /// Fails the test unless it runs as root, saying why it needs root.
 pub fn require_root(why: &str) {
     assert!(
