@@ -107,27 +107,23 @@ struct Host<'a> {
     ip: String,
     /// Boots with the method that is not the default one.
     other: bool,
-    #[serde(skip)]
-    boot: Boot,
 }
 
-/// What the DHCP templates are rendered with: the cluster and `hosts`, and
-/// how the file for `role` is wired into its daemon (its header).
-fn template_data(cfg: &Config, hosts: &[Host], role: Role) -> serde_json::Value {
+/// What the DHCP templates are rendered with: the cluster and `nodes`. The
+/// file's own wiring (its header) is added per file by [`for_file`].
+fn template_data<'a>(cfg: &Config, nodes: impl Iterator<Item = &'a Node>) -> serde_json::Value {
     let c = &cfg.cluster;
     let default_boot = ipxe::default_boot(cfg);
-    let hosts: Vec<Host> = hosts
-        .iter()
+    let hosts: Vec<Host> = nodes
         .map(|n| Host {
-            hostname: n.hostname,
-            mac: n.mac,
-            ip: n.ip.clone(),
+            hostname: &n.hostname,
+            mac: &n.mac,
+            ip: n.ip.to_string(),
             other: n.boot != default_boot,
-            boot: n.boot,
         })
         .collect();
     let any_other = hosts.iter().any(|h| h.other);
-    let mut data = serde_json::json!({
+    serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
         "prefix": c.network.prefix_len(),
@@ -154,29 +150,27 @@ fn template_data(cfg: &Config, hosts: &[Host], role: Role) -> serde_json::Value 
         "ipxe_script": format!("{}/{}", ipxe::base_url(cfg), ipxe::BOOT_SCRIPT),
         "ipxe_bios_loader": ipxe::BIOS_LOADER,
         "ipxe_efi64_loader": ipxe::EFI_LOADER,
-    });
-    data["wiring"] = wiring(cfg, role);
-    data["main_file"] = wiring(cfg, Role::DnsmasqMain)["file"].clone();
-    data
+        "main_file": wiring(cfg, Role::DnsmasqMain)["file"].clone(),
+    })
 }
 
-fn host(n: &Node) -> Host<'_> {
-    Host {
-        hostname: &n.hostname,
-        mac: &n.mac,
-        ip: n.ip.to_string(),
-        other: false,
-        boot: n.boot,
-    }
+/// `data` for the file of `role`: with how that file is wired into its
+/// daemon (its header).
+fn for_file<'d>(
+    data: &'d mut serde_json::Value,
+    cfg: &Config,
+    role: Role,
+) -> &'d serde_json::Value {
+    data["wiring"] = wiring(cfg, role);
+    data
 }
 
 fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let hosts: Vec<Host> = cfg.nodes.iter().map(host).collect();
+    let mut data = template_data(cfg, cfg.nodes.iter());
     let mut out = Produced::default();
     for (tpl, role) in FILES {
-        let data = template_data(cfg, &hosts, role);
-        let text = ctx.templates.render(tpl, &data)?;
+        let text = ctx.templates.render(tpl, for_file(&mut data, cfg, role))?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;
         out.files.push(path);
@@ -193,9 +187,11 @@ pub(crate) fn node_lines(
     node: &Node,
 ) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
+    let mut without = template_data(cfg, std::iter::empty());
+    let mut with = template_data(cfg, std::iter::once(node));
     for (tpl, role) in FILES {
-        let without = templates.render(tpl, template_data(cfg, &[], role))?;
-        let with = templates.render(tpl, template_data(cfg, &[host(node)], role))?;
+        let without = templates.render(tpl, for_file(&mut without, cfg, role))?;
+        let with = templates.render(tpl, for_file(&mut with, cfg, role))?;
         let (a, b): (Vec<&str>, Vec<&str>) = (without.lines().collect(), with.lines().collect());
         let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
         let tail = a[head..]
