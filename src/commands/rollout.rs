@@ -57,11 +57,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         ))
         .into());
     }
-    let _lock = if o.dry_run {
-        None
-    } else {
-        Some(lock(&cfg)?)
-    };
+    let _lock = if o.dry_run { None } else { Some(lock(&cfg)?) };
     let mut store = Store::open(&db)?;
     let unfinished = store.unfinished_rollout()?;
     let out = out::Out::new(o.json);
@@ -90,7 +86,10 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         .into()),
         (Start::Resume, Some((row, nodes))) => {
             let params: Params = serde_json::from_str(&row.params).map_err(|e| {
-                anyhow::anyhow!("rollout {}: its stored parameters cannot be read: {e}", row.id)
+                anyhow::anyhow!(
+                    "rollout {}: its stored parameters cannot be read: {e}",
+                    row.id
+                )
             })?;
             let stage = Stage::parse(&row.stage).unwrap_or(Stage::Forward);
             let (runs, methods) = from_rows(&nodes);

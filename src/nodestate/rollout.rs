@@ -230,7 +230,10 @@ mod tests {
         // Another connection (another process) reads it.
         let r = Store::open_existing(&db_path(dir.path())).unwrap().unwrap();
         let (row, back) = r.unfinished_rollout().unwrap().unwrap();
-        assert_eq!((row.id, row.image.as_deref(), row.started), (id, Some("default"), 5));
+        assert_eq!(
+            (row.id, row.image.as_deref(), row.started),
+            (id, Some("default"), 5)
+        );
         assert_eq!(back, [n1, node("n2", "pending")]);
         s.save_rollout(id, "succeeded", 1, Some(9), &[]).unwrap();
         assert_eq!(s.unfinished_rollout().unwrap(), None);

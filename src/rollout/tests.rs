@@ -69,12 +69,15 @@ fn name_of(m: &Machine, v: &[usize]) -> Vec<String> {
     v.iter().map(|&i| m.nodes[i].name.clone()).collect()
 }
 
+/// What a rebooted node reports, from its name and goal generation.
+type Then = dyn Fn(&str, &str) -> Option<(String, Vec<String>)>;
+
 /// Runs `m` to its end: every reboot issued at once, and each rebooted node
 /// reporting `then(name)` (a generation and failed units; None: nothing) a
 /// second later. Returns the log of actions by name.
 fn drive(
     m: &mut Machine,
-    then: &dyn Fn(&str, &str) -> Option<(String, Vec<String>)>,
+    then: &Then,
 ) -> Vec<String> {
     let mut reports = Reports::new();
     let mut log = Vec::new();

@@ -138,8 +138,13 @@ impl<'a> Driver<'a> {
             .iter()
             .map(|&i| super::to_row(&self.m.nodes[i], self.plan.methods[i].as_str()))
             .collect();
-        self.store
-            .save_rollout(self.id, self.m.stage.as_str(), self.m.batch, finished, &rows)?;
+        self.store.save_rollout(
+            self.id,
+            self.m.stage.as_str(),
+            self.m.batch,
+            finished,
+            &rows,
+        )?;
         self.saved = now;
         Ok(())
     }

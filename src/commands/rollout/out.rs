@@ -283,7 +283,8 @@ impl Out {
                 .collect()
         };
         let up = pick(&|i| m.nodes[i].phase == Phase::Forward && m.nodes[i].state == NodeState::Up);
-        let failed = pick(&|i| m.nodes[i].state == NodeState::Failed || m.nodes[i].phase == Phase::Back);
+        let failed =
+            pick(&|i| m.nodes[i].state == NodeState::Failed || m.nodes[i].phase == Phase::Back);
         let rolled = pick(&|i| m.nodes[i].shown_state() == "rolled_back");
         let untouched: Vec<String> = m
             .untouched()

@@ -220,7 +220,11 @@ impl Plan {
     }
 
     /// The plan of a stored rollout: its methods as stored.
-    pub(super) fn resumed(cfg: &Config, methods: Vec<String>, file: &Path) -> Result<Plan, NotStarted> {
+    pub(super) fn resumed(
+        cfg: &Config,
+        methods: Vec<String>,
+        file: &Path,
+    ) -> Result<Plan, NotStarted> {
         let methods: Vec<Method> = methods
             .iter()
             .map(|m| if m == "bmc" { Method::Bmc } else { Method::Ssh })
