@@ -458,3 +458,180 @@ fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
     let r = rollout(&s.p, &["--resume"]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn a_failed_canary_is_named_with_its_last_report() {
+    let s = setup();
+    let old = s.old.clone();
+    // node01 comes back on the old generation: its entry was not followed.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((old.clone(), vec![]))),
+    );
+    let r = rollout(&s.p, &["--timeout", "30s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let (n, o) = (&s.new, &s.old);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "rollout 1: rebooting 2 nodes in 2 batches, each to report up within 30s, at most 0 failed a batch",
+            &format!("  batch 1 (canary): node01 onto {n}"),
+            &format!("  batch 2: node02 onto {n}"),
+            "rebooted through the BMC (ipmitool chassis power cycle): node01, node02",
+        ]
+    );
+    assert_eq!(
+        lines[4],
+        "batch 1/2: rebooted node01; waiting for them to report up (at most 30s)"
+    );
+    let prefix = format!(
+        "node01: FAILED: booted {o} of image default, not {n} of image default; last report: \
+         state up, running {o} of image default, last seen "
+    );
+    assert!(lines[5].starts_with(&prefix), "{}", lines[5]);
+    assert_eq!(
+        lines[6..],
+        [
+            "rollout 1 stopped: batch 1 had more than 0 failed: node01",
+            "never rebooted: node02"
+        ]
+    );
+    assert!(!s.sims[1].calls().contains("set power"));
+    // Serve went on storing reports all along.
+    let mut serve = s.serve;
+    assert!(serve.child.try_wait().unwrap().is_none(), "serve died");
+    report(&serve, 1, &s.old, 200.0, &[]);
+    assert!(!serve.log(&s.p).contains("ERROR"), "{}", serve.log(&s.p));
+}
+
+#[test]
+fn ctrl_c_stops_the_reboot_in_flight_and_leaves_the_rollout_resumable() {
+    let s = setup();
+    let new = s.new.clone();
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((new.clone(), vec![]))),
+    );
+    s.sims[0].slow(30);
+    let child =
+        s.p.command(&["rollout", "--batch", "1"])
+            .env("DDC_ROLLOUT_POLL_MS", "50")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while cycles(&s.sims[0]) == 0 {
+        assert!(Instant::now() < end, "node01 was not cycled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second rollout meanwhile is refused by the lock.
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("another ddc rollout is running"),
+        "{}",
+        r.stderr
+    );
+    let port = format!("-p {} ", s.sims[0].port);
+    assert!(!ipmitools(&port).is_empty(), "no ipmitool running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted: rollout 1 is recorded; `ddc rollout --resume` continues it"),
+        "{stdout}"
+    );
+    assert!(
+        ipmitools(&port).is_empty(),
+        "left running: {:?}",
+        ipmitools(&port)
+    );
+    std::fs::remove_file(s.sims[0].dir.path().join("slow")).unwrap();
+    let r = rollout(&s.p, &["--resume", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let n = &s.new;
+    // node01 never reported: its reboot may have happened, so it is only
+    // waited for; the test's node reports once it sees the cycle.
+    assert_eq!(cycles(&s.sims[0]), 1);
+    assert_eq!(
+        timeline(&events(&r.stdout))[1..],
+        [format!("reboot node02 {n}"), format!("up node02 {n}")]
+    );
+}
+
+/// ipmitool processes whose command line holds `needle`.
+fn ipmitools(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("ipmitool") && c.contains(needle) {
+                found.push(c);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
+    let p = loopback_project();
+    let serve = Serve::start(&p);
+    p.build(&[]);
+    let old = p.current("default");
+    // Only node01 has reported: node02 is skipped.
+    report(&serve, 0, &old, 100.0, &[]);
+    change_image(&p);
+    let r = rollout(&p, &["-n"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: cannot reboot node01: no bmc, and their image sets no ssh_authorized_keys; give \
+         each node bmc = \"ADDR[:PORT]\" (in its [[nodes]] table or the nodes_file's bmc column) \
+         with a [power] table, or set ssh_authorized_keys in its [images.IMG] table (ddc reboots \
+         it with ssh root@NODE systemctl reboot)\n"
+    );
+    p.edit(
+        "Ddcfile.toml",
+        "cmdline  = \"console=ttyS0\"",
+        "cmdline  = \"console=ttyS0\"\nssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ test\"]",
+    );
+    p.build(&[]);
+    let r = rollout(&p, &["-n", "--rollback-on-failure"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: --rollback-on-failure pins a failed node back in the nodes_file CSV, but these \
+         are defined in [[nodes]] tables of the Ddcfile: node01 (Ddcfile.toml:24); move them to \
+         the CSV (`ddc node add`), or roll out without --rollback-on-failure\n"
+    );
+    let r = rollout(&p, &["-n", "--canary", "node02"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            2,
+            "error: --canary node02: node02 is not among the nodes to reboot: it is skipped (never seen)\n"
+        )
+    );
+    let r = rollout(&p, &["-n"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.ends_with(
+            "rebooted over ssh (ssh root@NODE systemctl reboot): node01\n\
+             skipped, never seen: no report yet; they are not rebooted: node02\n"
+        ),
+        "{}",
+        r.stdout
+    );
+}

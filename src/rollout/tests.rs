@@ -75,10 +75,7 @@ type Then = dyn Fn(&str, &str) -> Option<(String, Vec<String>)>;
 /// Runs `m` to its end: every reboot issued at once, and each rebooted node
 /// reporting `then(name)` (a generation and failed units; None: nothing) a
 /// second later. Returns the log of actions by name.
-fn drive(
-    m: &mut Machine,
-    then: &Then,
-) -> Vec<String> {
+fn drive(m: &mut Machine, then: &Then) -> Vec<String> {
     let mut reports = Reports::new();
     let mut log = Vec::new();
     let mut now = 1_000;
