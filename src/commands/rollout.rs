@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::config::{self, Config};
 use crate::error::{Error, NotStarted};
 use crate::fsutil::{open_file, Open};
-use crate::nodestate::{self, RolloutNode, Store};
+use crate::nodestate::{self, RolloutNode, RolloutRow, Store};
 use crate::rollout::{self, Gen, Machine, NodeRun, NodeState, Params, Phase, Stage};
 
 pub(crate) use crate::rollout::Size;
@@ -71,9 +71,14 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
                 store.save_rollout(row.id, "abandoned", row.batch, Some(now), &[])?;
             }
             out.note(&format!(
-                "rollout {} (started {}) abandoned: its nodes are left as they are",
+                "rollout {} (started {}) {}: its nodes are left as they are",
                 row.id,
-                nodestate::rfc3339(row.started)
+                nodestate::rfc3339(row.started),
+                if o.dry_run {
+                    "would be abandoned"
+                } else {
+                    "abandoned"
+                }
             ));
             Ok(())
         }
@@ -84,62 +89,77 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
             nodestate::rfc3339(row.started)
         ))
         .into()),
-        (Start::Resume, Some((row, nodes))) => {
-            let params: Params = serde_json::from_str(&row.params).map_err(|e| {
-                anyhow::anyhow!(
-                    "rollout {}: its stored parameters cannot be read: {e}",
-                    row.id
-                )
-            })?;
-            let stage = Stage::parse(&row.stage).unwrap_or(Stage::Forward);
-            let (runs, methods) = from_rows(&nodes);
-            let m = Machine::new(runs, &params, row.batch, stage);
-            let plan = select::Plan::resumed(&cfg, methods, file)?;
-            if o.dry_run {
-                out.plan(&cfg, &plan, &m, row.id, &[]);
-                return Ok(());
-            }
-            out.note(&format!("resuming rollout {}", row.id));
-            drive::Driver::new(file, cfg, store, row.id, m, plan, out)?.run()
-        }
-        (Start::New, None) => {
-            let params = Params {
-                image: o.image.clone(),
-                canaries: o.canaries.clone(),
-                size: o.size,
-                timeout_ms: o.timeout.as_millis() as i64,
-                max_failed: o.max_failed,
-                rollback: o.rollback,
-            };
-            let rows = store.nodes()?;
-            let sel = select::select(&cfg, &rows, &params, nodestate::now_ms())?;
-            if sel.moving.is_empty() {
-                out.nothing(&sel);
-                return Ok(());
-            }
-            let names: Vec<String> = sel.moving.iter().map(|c| c.name.clone()).collect();
-            let batches = rollout::batches(&names, &params.canaries, params.size);
-            let runs = runs_of(&sel, &batches);
-            let m = Machine::new(runs, &params, 0, Stage::Forward);
-            let plan = select::Plan::new(&cfg, &m, &params, file, o.dry_run)?;
-            if o.dry_run {
-                out.plan(&cfg, &plan, &m, 0, &sel.skipped);
-                return Ok(());
-            }
-            let stored: Vec<RolloutNode> = (0..m.nodes.len())
-                .map(|i| to_row(&m.nodes[i], plan.methods[i].as_str()))
-                .collect();
-            let json = serde_json::to_string(&params).map_err(anyhow::Error::from)?;
-            let id = store.start_rollout(
-                params.image.as_deref(),
-                &json,
-                nodestate::now_ms(),
-                &stored,
-            )?;
-            out.plan(&cfg, &plan, &m, id, &sel.skipped);
-            drive::Driver::new(file, cfg, store, id, m, plan, out)?.run()
-        }
+        (Start::Resume, Some((row, nodes))) => resume(file, cfg, store, row, &nodes, o, out),
+        (Start::New, None) => start(file, cfg, store, o, out),
     }
+}
+
+/// Goes on with the stored rollout `row`.
+fn resume(
+    file: &Path,
+    cfg: Config,
+    store: Store,
+    row: RolloutRow,
+    nodes: &[RolloutNode],
+    o: Options,
+    out: out::Out,
+) -> Result<(), Error> {
+    let params: Params = serde_json::from_str(&row.params).map_err(|e| {
+        anyhow::anyhow!(
+            "rollout {}: its stored parameters cannot be read: {e}",
+            row.id
+        )
+    })?;
+    let stage = Stage::parse(&row.stage).unwrap_or(Stage::Forward);
+    let (runs, methods) = from_rows(nodes);
+    let m = Machine::new(runs, &params, row.batch, stage);
+    let plan = select::Plan::resumed(&cfg, methods, file)?;
+    if o.dry_run {
+        out.plan(&plan, &m, row.id, &[]);
+        return Ok(());
+    }
+    out.note(&format!("resuming rollout {}", row.id));
+    drive::Driver::new(file, cfg, store, row.id, m, plan, out)?.run()
+}
+
+/// Plans a new rollout, and runs it unless `-n`.
+fn start(
+    file: &Path,
+    cfg: Config,
+    mut store: Store,
+    o: Options,
+    out: out::Out,
+) -> Result<(), Error> {
+    let params = Params {
+        image: o.image.clone(),
+        canaries: o.canaries.clone(),
+        size: o.size,
+        timeout_ms: o.timeout.as_millis() as i64,
+        max_failed: o.max_failed,
+        rollback: o.rollback,
+    };
+    let rows = store.nodes()?;
+    let sel = select::select(&cfg, &rows, &params, nodestate::now_ms())?;
+    if sel.moving.is_empty() {
+        out.nothing(&sel);
+        return Ok(());
+    }
+    let names: Vec<String> = sel.moving.iter().map(|c| c.name.clone()).collect();
+    let batches = rollout::batches(&names, &params.canaries, params.size);
+    let runs = runs_of(&sel, &batches);
+    let m = Machine::new(runs, &params, 0, Stage::Forward);
+    let plan = select::Plan::new(&cfg, &m, &params, file, o.dry_run)?;
+    if o.dry_run {
+        out.plan(&plan, &m, 0, &sel.skipped);
+        return Ok(());
+    }
+    let stored: Vec<RolloutNode> = (0..m.nodes.len())
+        .map(|i| to_row(&m.nodes[i], plan.methods[i].as_str()))
+        .collect();
+    let json = serde_json::to_string(&params).map_err(anyhow::Error::from)?;
+    let id = store.start_rollout(params.image.as_deref(), &json, nodestate::now_ms(), &stored)?;
+    out.plan(&plan, &m, id, &sel.skipped);
+    drive::Driver::new(file, cfg, store, id, m, plan, out)?.run()
 }
 
 /// The rollout lock, `cache/rollout.lock`: one rollout at a time.
@@ -163,14 +183,12 @@ fn lock(cfg: &Config) -> Result<std::fs::File, Error> {
 
 /// The machine's nodes, batched.
 fn runs_of(sel: &select::Selection, batches: &[Vec<String>]) -> Vec<NodeRun> {
+    let by_name: std::collections::HashMap<&str, &select::Candidate> =
+        sel.moving.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut out = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
         for name in batch {
-            let c = sel
-                .moving
-                .iter()
-                .find(|c| &c.name == name)
-                .expect("a batched node is selected");
+            let c = by_name[name.as_str()];
             out.push(NodeRun {
                 name: name.clone(),
                 batch: b,

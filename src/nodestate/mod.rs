@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 mod rollout;
-pub use rollout::RolloutNode;
+pub use rollout::{RolloutNode, RolloutRow};
 
 /// The schema this ddc writes and reads.
 const SCHEMA_VERSION: i32 = 2;

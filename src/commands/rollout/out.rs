@@ -7,7 +7,6 @@
 use serde_json::{json, Value};
 
 use super::select::{Plan, Selection, Skip};
-use crate::config::Config;
 use crate::names::fold;
 use crate::rollout::{shown_duration, Machine, NodeState, Outcome, Phase};
 
@@ -97,8 +96,7 @@ impl Out {
     }
 
     /// The plan: batches, how each node is rebooted, the nodes skipped.
-    pub(super) fn plan(&self, cfg: &Config, plan: &Plan, m: &Machine, id: i64, skipped: &[Skip]) {
-        let _ = cfg;
+    pub(super) fn plan(&self, plan: &Plan, m: &Machine, id: i64, skipped: &[Skip]) {
         if self.json {
             for (i, n) in m.nodes.iter().enumerate() {
                 self.event(

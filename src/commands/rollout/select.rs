@@ -5,7 +5,7 @@
 //! moved, the BMC credentials are usable, and with a rollback every node
 //! can be pinned (it is a row of the nodes_file CSV).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::bmc::{self, Credentials};
@@ -168,11 +168,17 @@ impl Plan {
         file: &Path,
         dry_run: bool,
     ) -> Result<Plan, NotStarted> {
+        let index: HashMap<&str, usize> = cfg
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.hostname.as_str(), i))
+            .collect();
         let mut methods = Vec::new();
         let mut no_way = Vec::new();
         let mut problems = Vec::new();
         for n in &m.nodes {
-            let node = cfg.nodes.iter().find(|x| x.hostname == n.name);
+            let node = index.get(n.name.as_str()).map(|&i| &cfg.nodes[i]);
             let image = node.and_then(|x| cfg.images.get(&x.image));
             match (node, image) {
                 (Some(x), _) if x.bmc.is_some() => methods.push(Method::Bmc),
@@ -197,7 +203,7 @@ impl Plan {
                 .nodes
                 .iter()
                 .filter_map(|n| {
-                    let i = cfg.nodes.iter().position(|x| x.hostname == n.name)?;
+                    let i = *index.get(n.name.as_str())?;
                     let o = &cfg.node_origins[i];
                     (!o.csv).then(|| format!("{} ({})", n.name, o.shown(cfg)))
                 })
