@@ -600,7 +600,7 @@ fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
         "error: cannot reboot node01: no bmc, and their image sets no ssh_authorized_keys; give \
          each node bmc = \"ADDR[:PORT]\" (in its [[nodes]] table or the nodes_file's bmc column) \
          with a [power] table, or set ssh_authorized_keys in its [images.IMG] table (ddc reboots \
-         it with ssh root@NODE systemctl reboot)\n"
+         it with ssh root@IP systemctl reboot)\n"
     );
     p.edit(
         "Ddcfile.toml",
@@ -628,7 +628,7 @@ fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.ends_with(
-            "rebooted over ssh (ssh root@NODE systemctl reboot): node01\n\
+            "rebooted over ssh (ssh root@IP systemctl reboot): node01\n\
              skipped, never seen: no report yet; they are not rebooted: node02\n"
         ),
         "{}",
