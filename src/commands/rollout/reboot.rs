@@ -172,9 +172,11 @@ fn ssh_reboot(ip: &str, known: Option<PathBuf>, timeout: u64, cancel: &Cancel) -
             if status.success() || dropped {
                 Issued::Done(Ok(()))
             } else {
-                let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                // ssh's last line is its verdict (after a host key warning's banner).
+                let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
                 Issued::Done(Err(format!(
-                    "ssh root@{name} systemctl reboot failed ({status}): {first}"
+                    "ssh root@{name} systemctl reboot failed ({status}): {}",
+                    last.trim()
                 )))
             }
         }
