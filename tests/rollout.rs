@@ -123,10 +123,10 @@ impl Nodes {
         let thread = std::thread::spawn(move || {
             let mut seen = [reboots(0), reboots(1)];
             while !stop2.load(Ordering::SeqCst) {
-                for i in 0..2 {
+                for (i, was) in seen.iter_mut().enumerate() {
                     let n = reboots(i);
-                    if n > seen[i] {
-                        seen[i] = n;
+                    if n > *was {
+                        *was = n;
                         if let Some((g, units)) = behave(i, n) {
                             report_to(addr, i, &g, 0.01, &units);
                         }
