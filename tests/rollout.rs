@@ -188,10 +188,15 @@ fn rollout(p: &Project, args: &[&str]) -> Run {
     Run::of(p.command(&all).env("DDC_ROLLOUT_POLL_MS", "50"))
 }
 
+/// The `--json` output: every line an event object.
 fn events(out: &str) -> Vec<serde_json::Value> {
     out.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("event").is_some())
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            assert!(v["event"].is_string() && v["time"].is_string(), "{l}");
+            v
+        })
         .collect()
 }
 

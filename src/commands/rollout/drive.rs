@@ -201,15 +201,39 @@ impl<'a> Driver<'a> {
         for &i in idx {
             let n = &self.m.nodes[i];
             let value = format!("image={}@{}", n.from.image, n.from.generation);
-            let said = apply(self.file, Edit::Set(n.name.clone(), vec![value]))?
+            let edit = Edit::Set(n.name.clone(), vec![value]);
+            let said = self
+                .aside(|| apply(self.file, edit))?
                 .map(|s| s.join("; "))
                 .unwrap_or_else(|| "already pinned".into());
             self.out.rollback(&self.m, i, &said);
         }
-        self.build()?;
+        self.aside(|| self.build())?;
         self.cfg = config::load(self.file)?;
         self.m.pinned();
         self.save(None)
+    }
+
+    /// Runs `f` with its standard output on standard error under `--json`,
+    /// whose standard output holds the rollout's events alone (the CSV
+    /// edit's and the build's lines are for people).
+    fn aside<T>(&self, f: impl FnOnce() -> T) -> T {
+        use std::io::Write;
+        if !self.out.json() {
+            return f();
+        }
+        let _ = std::io::stdout().flush();
+        let saved = nix::unistd::dup(1);
+        let moved = saved.is_ok() && nix::unistd::dup2(2, 1).is_ok();
+        let out = f();
+        let _ = std::io::stdout().flush();
+        if let Ok(fd) = saved {
+            if moved {
+                let _ = nix::unistd::dup2(fd, 1);
+            }
+            let _ = nix::unistd::close(fd);
+        }
+        out
     }
 
     /// `ddc build`, under the build lock: the pinned nodes' entries.
@@ -226,7 +250,7 @@ impl<'a> Driver<'a> {
             verify: false,
         };
         let run = super::super::Run {
-            json: self.out.json(),
+            json: false,
             verbose: false,
             no_wait: false,
             state: Some(state),
