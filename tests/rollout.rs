@@ -457,6 +457,26 @@ fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
         r.stderr
     );
 
+    // A build since moves the entries on: resuming would reboot nodes into
+    // a generation the rollout does not wait for.
+    s.p.edit("Ddcfile.toml", "\"htop\"", "\"htop\", \"vim\"");
+    s.p.build(&[]);
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "rollout 1 moves nodes to generations their entries no longer point at (a build \
+             since?): node01 ({g3} of image default, not {n}), node02 ({g3} of image default, not {n})",
+            g3 = s.p.current("default"),
+            n = s.new
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = s.p.ddc(&["rollback", "default"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.p.current("default"), s.new);
+
     // node01 comes up (its reboot went through before the kill).
     *quiet.lock().unwrap() = false;
     report(&s.serve, 0, &s.new, 0.01, &[]);

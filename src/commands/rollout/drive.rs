@@ -93,7 +93,10 @@ impl<'a> Driver<'a> {
                     }
                     Action::BatchDone(b) => self.out.batch_done(&self.m, b),
                     Action::Pin(idx) => {
-                        self.pin(&idx)?;
+                        match self.pin(&idx) {
+                            Err(_) if self.cancel.is_cancelled() => return self.interrupted(),
+                            r => r?,
+                        }
                         busy = true;
                     }
                     Action::Finish(o) => {
