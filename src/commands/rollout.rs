@@ -59,7 +59,13 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         .into());
     }
     let _lock = if o.dry_run { None } else { Some(lock(&cfg)?) };
-    let mut store = Store::open(&db)?;
+    // A dry run writes nothing, not even the rollout tables.
+    let opened = if o.dry_run {
+        Store::open_existing(&db)?
+    } else {
+        Some(Store::open(&db)?)
+    };
+    let mut store = opened.ok_or_else(|| anyhow::anyhow!("{} vanished", db.display()))?;
     let unfinished = store.unfinished_rollout()?;
     let out = out::Out::new(o.json);
     match (o.start, unfinished) {
