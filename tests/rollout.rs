@@ -544,6 +544,37 @@ fn a_failed_canary_is_named_with_its_last_report() {
 }
 
 #[test]
+fn a_node_that_never_reports_fails_at_the_timeout_and_is_said_to_be_waited_for() {
+    let s = setup();
+    // node01 is cycled but never reports again.
+    let _nodes = Nodes::play(&s.serve, &s.sims, Box::new(|_, _| None));
+    let t = Instant::now();
+    // Polls of 50 ms: the waiting line comes every 30 polls (1.5 s).
+    let r = rollout(&s.p, &["--timeout", "4s"]);
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let waiting: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("batch 1/2: 0 of 1 up; waiting for node01 (at most "))
+        .collect();
+    assert!(!waiting.is_empty(), "{}", r.stdout);
+    let failed = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("node01: FAILED"))
+        .unwrap();
+    assert!(
+        failed.starts_with(&format!(
+            "node01: FAILED: did not report up on {} within 4s; last report: state up, running {} of image default, last seen ",
+            s.new, s.old
+        )),
+        "{failed}"
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
+}
+
+#[test]
 fn ctrl_c_stops_the_reboot_in_flight_and_leaves_the_rollout_resumable() {
     let s = setup();
     let new = s.new.clone();

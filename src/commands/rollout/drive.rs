@@ -33,6 +33,8 @@ pub(super) struct Driver<'a> {
     cancel: Arc<Cancel>,
     poll: Duration,
     saved: (Stage, usize),
+    /// When a waiting batch was last said to be waited for.
+    said_waiting: Instant,
 }
 
 impl<'a> Driver<'a> {
@@ -63,6 +65,7 @@ impl<'a> Driver<'a> {
             cancel,
             poll,
             saved,
+            said_waiting: Instant::now(),
         })
     }
 
@@ -112,7 +115,14 @@ impl<'a> Driver<'a> {
             if self.cancel.is_cancelled() {
                 return self.interrupted();
             }
-            if !busy {
+            if busy {
+                self.said_waiting = Instant::now();
+            } else {
+                // Every 30 polls (30 s), what the batch still waits for.
+                if self.said_waiting.elapsed() >= self.poll * 30 {
+                    self.out.waiting(&self.m, nodestate::now_ms());
+                    self.said_waiting = Instant::now();
+                }
                 self.sleep();
             }
         }
