@@ -1,10 +1,10 @@
 //! Drives a rollout: reads the node-state database every poll (1 s;
 //! `DDC_ROLLOUT_POLL_MS` for tests), asks the state machine what to do,
 //! saves what changed (a node's "rebooting" before its reboot is issued),
-//! and does it: reboots (`[power] parallel` at a time, each within `[power]
-//! timeout`: `reboot.rs`), pins failed nodes back through the CSV editor of `ddc node
-//! set` and rebuilds as `ddc build` does, under the build lock. Ctrl-C
-//! stops the reboots in flight and leaves the rollout resumable (exit 130).
+//! and does it: reboots (`reboot.rs`), pins failed nodes back through the
+//! CSV editor of `ddc node set` and rebuilds as `ddc build` does, under the
+//! build lock. Ctrl-C stops the reboots in flight and leaves the rollout
+//! resumable (exit 130).
 
 use std::path::Path;
 use std::sync::Arc;
