@@ -780,7 +780,7 @@ impl Sshd {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let s = Sshd {
+        let mut s = Sshd {
             sshd,
             agent,
             dir,
@@ -795,6 +795,14 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Listening, and this sshd: not another one already on port 22
+        // (which would make it exit, unable to bind).
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            s.sshd.try_wait().unwrap().is_none(),
+            "the test's sshd exited (is port 22 of 127.0.0.11 taken?): {}",
+            s.log()
+        );
         let added = std::process::Command::new("ssh-add")
             .arg(s.dir.path().join("root_key"))
             .env("SSH_AUTH_SOCK", &sock)
