@@ -77,16 +77,24 @@ fn report_to(addr: SocketAddr, i: usize, generation: &str, uptime: f64, failed: 
         "uptime": uptime, "failed_units": failed,
     })
     .to_string();
-    let r = rt()
-        .block_on(http::request(
+    // A loaded machine may drop a connection: a node's report unit retries.
+    let rt = rt();
+    let mut last = None;
+    for _ in 0..5 {
+        match rt.block_on(http::request(
             addr,
             ip,
             "POST",
             "/api/v1/report",
             body.as_bytes(),
-        ))
-        .unwrap();
-    assert_eq!(r.status, 204, "serve refused a report: {r:?}");
+        )) {
+            Ok(r) if r.status == 204 => return,
+            Ok(r) => panic!("serve refused a report: {r:?}"),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("serve took no report: {last:?}");
 }
 
 /// How many power-offs (cycles) a BMC's chassis got.
@@ -120,8 +128,9 @@ impl Nodes {
     ) -> Nodes {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, addr) = (stop.clone(), s.addr);
+        // Counted now: the thread may start after the first reboot.
+        let mut seen = [reboots(0), reboots(1)];
         let thread = std::thread::spawn(move || {
-            let mut seen = [reboots(0), reboots(1)];
             while !stop2.load(Ordering::SeqCst) {
                 for (i, was) in seen.iter_mut().enumerate() {
                     let n = reboots(i);
@@ -146,7 +155,9 @@ impl Drop for Nodes {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the thread playing the nodes failed (see its panic above)");
+            }
         }
     }
 }
