@@ -17,7 +17,7 @@ use super::model::Config;
 
 /// A fingerprint of what a config was read from: each file's bytes, or a
 /// folder's listing.
-fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
+pub(crate) fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     for p in sources {
         h.update(p.as_os_str().as_encoded_bytes());
@@ -43,7 +43,7 @@ fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
 }
 
 /// This ddc binary: a config validated by another version is checked again.
-fn binary_id() -> String {
+pub(crate) fn binary_id() -> String {
     let exe = std::env::current_exe()
         .and_then(std::fs::metadata)
         .map(|m| {
