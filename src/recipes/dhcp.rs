@@ -167,10 +167,22 @@ fn for_file<'d>(
 
 fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let mut data = template_data(cfg, cfg.nodes.iter());
+    let data = template_data(cfg, cfg.nodes.iter());
+    // Made the template engine's values once for the three files, not once
+    // per file: converting 10,000 hosts cost as much as rendering them.
+    let mut values: std::collections::BTreeMap<String, minijinja::Value> = data
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
+        .collect();
     let mut out = Produced::default();
     for (tpl, role) in FILES {
-        let text = ctx.templates.render(tpl, for_file(&mut data, cfg, role))?;
+        values.insert(
+            "wiring".into(),
+            minijinja::Value::from_serialize(wiring(cfg, role)),
+        );
+        let text = ctx.templates.render(tpl, &values)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;
         out.files.push(path);

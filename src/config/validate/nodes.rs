@@ -83,7 +83,7 @@ impl Validator<'_> {
                 && self.check(&n.hostname, "hostname", &DNSMASQ_NAME)
             {
                 let lower = n.hostname.value.to_ascii_lowercase();
-                let shown = match &n.range {
+                let shown = || match &n.range {
                     Some(r) => format!("{:?} (of the range {r})", n.hostname.value),
                     None => format!("{:?}", n.hostname.value),
                 };
@@ -201,13 +201,14 @@ impl Validator<'_> {
         value: K,
         origin: &Origin,
         key: &str,
-        shown: String,
+        shown: impl FnOnce() -> String,
     ) {
+        // `shown` only for an error: 10,000 nodes format nothing.
         if let Some(first) = taken.insert(value, origin.clone()) {
             self.error(
                 origin.clone(),
                 key,
-                format!("{shown} is already used by the node at {first}"),
+                format!("{} is already used by the node at {first}", shown()),
             );
         }
     }
@@ -216,7 +217,7 @@ impl Validator<'_> {
     fn mac(&mut self, s: &Sourced<String>, taken: &mut HashMap<String, Origin>) -> String {
         match parse_mac(&s.value) {
             Ok(m) => {
-                let shown = format!("{:?}", s.value);
+                let shown = || format!("{:?}", s.value);
                 self.check_unique(taken, m.clone(), &s.origin, "mac", shown);
                 m
             }
@@ -249,7 +250,7 @@ impl Validator<'_> {
                 );
             }
         }
-        self.check_unique(taken, ip, &s.origin, "ip", ip.to_string());
+        self.check_unique(taken, ip, &s.origin, "ip", || ip.to_string());
         Some(ip)
     }
 
