@@ -34,13 +34,22 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
     let whole = !o.dry_run && o.tasks.is_empty();
     let (Loaded { cfg, graph, state }, cutoff) = if whole {
         let start = std::time::Instant::now();
+        let dirs = engine::cache_dirs_at(&crate::config::base_dir(file));
+        let last = engine::noop_last(&dirs).filter(|_| !o.verify);
+        // Not a no-op (the Ddcfile changed, say): the records load while
+        // the config parses, as in any build.
+        let state = last
+            .is_none()
+            .then(|| std::thread::spawn(move || crate::cache::State::load(&dirs)));
         let cfg = load_config(file)?;
         let inputs = NoopInputs::of(&cfg, recipes::staging_mode());
-        if !o.verify && noop(&cfg, &inputs, &o, start).is_some() {
-            std::mem::forget(cfg);
-            return Ok(());
+        if let Some(last) = last {
+            if noop(&cfg, &inputs, &o, start, last).is_some() {
+                std::mem::forget(cfg);
+                return Ok(());
+            }
         }
-        (load_with(cfg)?, Some(inputs))
+        (load_with(cfg, state)?, Some(inputs))
     } else if o.dry_run {
         (load_to_read(file)?, None)
     } else {
@@ -77,10 +86,16 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
 /// The build if it is a no-op by the whole-build cutoff: said as a full
 /// no-op says it. None when it is not (or the cache is busy): the full
 /// build decides.
-fn noop(cfg: &Config, inputs: &NoopInputs, o: &Options, start: std::time::Instant) -> Option<()> {
+fn noop(
+    cfg: &Config,
+    inputs: &NoopInputs,
+    o: &Options,
+    start: std::time::Instant,
+    last: engine::Noop,
+) -> Option<()> {
     let dirs = engine::cache_dirs(cfg);
     let lock = Lock::acquire(&dirs, true, &|_| {}).ok()?;
-    let ids = engine::noop_check(cfg, inputs, &dirs)?;
+    let ids = engine::noop_check(cfg, inputs, &dirs, last)?;
     tracing::debug!("a no-op by the whole-build cutoff");
     let reporter = Reporter::start(Mode::choose(o.json), o.verbose);
     let events = reporter.sender();

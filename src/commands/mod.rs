@@ -100,11 +100,12 @@ pub(crate) fn load_config(file: &Path) -> Result<Config, Error> {
     Ok(cfg)
 }
 
-/// [`load`] of a config loaded already ([`load_config`]).
-pub(crate) fn load_with(cfg: Config) -> Result<Loaded, Error> {
+/// [`load`] of a config loaded already ([`load_config`]), its records
+/// loading already or not yet.
+pub(crate) fn load_with(cfg: Config, state: Option<StateLoad>) -> Result<Loaded, Error> {
     let t = std::time::Instant::now();
     let dirs = engine::cache_dirs(&cfg);
-    let state = std::thread::spawn(move || State::load(&dirs));
+    let state = state.unwrap_or_else(|| std::thread::spawn(move || State::load(&dirs)));
     with_config(cfg, state, recipes::staging_mode(), t)
 }
 

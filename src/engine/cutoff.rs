@@ -42,7 +42,9 @@ pub(crate) struct Inputs {
     binary: String,
     ddcfile: PathBuf,
     staging: String,
-    /// The bytes of the Ddcfile and the inventory (the config memo's test).
+    /// The files the config was read from, and the fingerprint of their
+    /// bytes (the config memo's test).
+    source_files: Vec<PathBuf>,
     sources: [u8; 32],
     /// Everything in `tasks_dir`.
     tasks: [u8; 32],
@@ -54,6 +56,7 @@ impl Inputs {
             binary: crate::config::binary_id(),
             ddcfile: cfg.file.clone(),
             staging: format!("{staging:?}"),
+            source_files: cfg.sources.clone(),
             sources: crate::config::sources_fingerprint(&cfg.sources),
             tasks: crate::tasks_dir::digest(cfg.tasks_dir.as_deref()).0,
         }
@@ -61,7 +64,7 @@ impl Inputs {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Noop {
+pub(crate) struct Noop {
     version: u32,
     inputs: Inputs,
     /// [`graph::plan_digest`] of the graph the build ran.
@@ -197,12 +200,26 @@ fn add_outputs(r: &Record, paths: &mut String, outputs: &mut Vec<(StatStamp, boo
     }
 }
 
-/// The tasks of the last build if this build is a no-op, else None (then
-/// the full build decides). Called under the build lock.
-pub(crate) fn check(cfg: &Config, inputs: &Inputs, dirs: &CacheDirs) -> Option<Vec<String>> {
+/// The last build's cutoff, if the files its config was read from still
+/// hold the same bytes: read before the config loads, so that a build that
+/// cannot be a no-op (an edited Ddcfile) loads its records meanwhile.
+pub(crate) fn last(dirs: &CacheDirs) -> Option<Noop> {
     let bytes = std::fs::read(path(dirs)).ok()?;
     let n: Noop = postcard::from_bytes(&bytes).ok()?;
-    if n.version != VERSION || n.inputs != *inputs || State::stamp_of(dirs) != n.state {
+    let i = &n.inputs;
+    (n.version == VERSION && crate::config::sources_fingerprint(&i.source_files) == i.sources)
+        .then_some(n)
+}
+
+/// The tasks of the last build ([`last`]) if this build is a no-op, else
+/// None (then the full build decides). Called under the build lock.
+pub(crate) fn check(
+    cfg: &Config,
+    inputs: &Inputs,
+    dirs: &CacheDirs,
+    n: Noop,
+) -> Option<Vec<String>> {
+    if n.inputs != *inputs || State::stamp_of(dirs) != n.state {
         return None;
     }
     // A build was killed (its leftovers to sweep), or left mounts: the

@@ -41,7 +41,9 @@ use log::{open_log, tail, LOG_MODE};
 use prepare::prepare;
 use summary::{skip_reason, summarize};
 
-pub(crate) use cutoff::{check as noop_check, report as noop_report, Inputs as NoopInputs};
+pub(crate) use cutoff::{
+    check as noop_check, last as noop_last, report as noop_report, Inputs as NoopInputs, Noop,
+};
 pub(crate) use key::StaleReason;
 
 pub(crate) struct BuildOptions {
