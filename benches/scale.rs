@@ -7,13 +7,14 @@
 //! anchor, ninja's no-op on a 10,000-edge graph timed the same way in the
 //! same run, and checks the medians against the targets:
 //!
-//! | figure (10,000 nodes)  | target    |
-//! |------------------------|-----------|
-//! | no-op build            | ≤ 100 ms  |
-//! | one node's MAC changed | ≤ 200 ms  |
-//! | first build            | ≤ 2000 ms |
+//! | figure (10,000 nodes)  | target                                  |
+//! |------------------------|-----------------------------------------|
+//! | no-op build            | ≤ 100 ms, and ≤ 1.0× ninja's no-op      |
+//! | one node's MAC changed | ≤ 200 ms, and ≤ 2.0× ninja's no-op      |
+//! | first build            | ≤ 2000 ms                               |
+//! | peak memory of a no-op | ≤ 64 MiB (`/usr/bin/time -f %M`)        |
 //!
-//! Exits 1 when a median is over its target times `DDC_BENCH_MARGIN`
+//! Exits 1 when a median (or a ratio) is over its target times `DDC_BENCH_MARGIN`
 //! (default 1; CI runs it with 3 so that a noisy machine cannot fail the
 //! build; the output still shows the exact targets).
 //!
@@ -108,6 +109,26 @@ struct Scenario {
     noop: Samples,
     change: Samples,
     dry: Samples,
+    /// The peak resident memory of a no-op, in KiB.
+    noop_peak_kib: u64,
+}
+
+/// The peak resident memory (KiB) of `ddc ARGS` in `dir`, as
+/// `/usr/bin/time -f %M` reports it (the kernel's maximum RSS of the process).
+fn peak_kib(dir: &Path, args: &[&str]) -> u64 {
+    let report = dir.join("peak.txt");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_ddc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("/usr/bin/time runs");
+    assert!(out.status.success(), "{args:?} failed");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let _ = std::fs::remove_file(&report);
+    text.trim().parse().expect("a KiB count")
 }
 
 /// A project folder with `nodes` nodes (as `[[nodes]]` tables, or in a CSV
@@ -206,6 +227,7 @@ fn scenario(nodes: usize, csv: bool, samples: usize) -> (Scenario, Vec<tempfile:
         assert!(ran(&out).is_empty(), "a no-op build ran {:?}", ran(&out));
         noop.push(t);
     }
+    let noop_peak_kib = peak_kib(d, &["build", "--json"]);
     let mut change = Vec::new();
     for k in 0..samples {
         let node = 1234 % nodes;
@@ -239,6 +261,7 @@ fn scenario(nodes: usize, csv: bool, samples: usize) -> (Scenario, Vec<tempfile:
         noop: Samples(noop),
         change: Samples(change),
         dry: Samples(dry),
+        noop_peak_kib,
     };
     (s, dirs)
 }
@@ -327,6 +350,10 @@ fn main() {
         eprintln!("the anchor is ninja's no-op: apt-get install ninja-build");
         std::process::exit(2);
     }
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("the no-op's peak memory is measured with /usr/bin/time: apt-get install time");
+        std::process::exit(2);
+    }
     let (toml, keep1) = scenario(nodes, false, samples);
     let (csv, keep2) = scenario(nodes, true, samples);
     let (ninja, keep3) = ninja_noop(nodes, samples);
@@ -403,11 +430,40 @@ fn report(
         ms(ninja.min()),
         ms(ninja.max()),
     );
+    let ratio = |f: &Samples, target: f64, what: &str, over: &mut Vec<String>| {
+        let r = f.median() / ninja.median();
+        if r > target * margin {
+            over.push(format!("{what}: {r:.1}× ninja's no-op > {target}×"));
+        }
+        format!("{r:.1}×")
+    };
     println!(
-        "ddc no-op / ninja no-op (medians): {:.1}× with [[nodes]], {:.1}× with the CSV",
-        toml.noop.median() / ninja.median(),
-        csv.noop.median() / ninja.median(),
+        "ddc no-op / ninja no-op (medians, target ≤ 1.0×): {} with [[nodes]], {} with the CSV",
+        ratio(&toml.noop, 1.0, "no-op ([[nodes]])", &mut over),
+        ratio(&csv.noop, 1.0, "no-op (CSV)", &mut over),
     );
+    println!(
+        "one node's MAC changed / ninja no-op (medians, target ≤ 2.0×): {} with [[nodes]], {} with the CSV",
+        ratio(&toml.change, 2.0, "one node's MAC changed ([[nodes]])", &mut over),
+        ratio(&csv.change, 2.0, "one node's MAC changed (CSV)", &mut over),
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "peak memory of a no-op (target ≤ 64 MiB): {:.1} MiB with [[nodes]], {:.1} MiB with the CSV",
+        mib(toml.noop_peak_kib),
+        mib(csv.noop_peak_kib),
+    );
+    for (source, kib) in [
+        ("[[nodes]]", toml.noop_peak_kib),
+        ("CSV", csv.noop_peak_kib),
+    ] {
+        if mib(kib) > 64.0 {
+            over.push(format!(
+                "peak memory of a no-op ({source}): {:.1} MiB > 64 MiB",
+                mib(kib)
+            ));
+        }
+    }
     println!("(each one-node change reran exactly pxe:NODE and dhcp, checked every time)");
     if margin != 1.0 {
         println!("medians checked against the targets × DDC_BENCH_MARGIN = {margin}");

@@ -147,7 +147,7 @@ pub struct State {
 }
 
 impl State {
-    fn stamp_of(dirs: &CacheDirs) -> Vec<Option<crate::fingerprint::StatStamp>> {
+    pub(crate) fn stamp_of(dirs: &CacheDirs) -> Vec<Option<crate::fingerprint::StatStamp>> {
         ["records.bin", "journal.jsonl"]
             .iter()
             .map(|n| {

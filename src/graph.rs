@@ -13,7 +13,8 @@ use anyhow::{bail, Result};
 
 use crate::config::Config;
 use crate::error::NotStarted;
-use crate::recipes::{intern, Kind, Planner, Scope, Staging, TaskId, TaskSpec};
+use crate::fingerprint::{Fingerprint, Input};
+use crate::recipes::{intern, Kind, LateMemo, Planner, Scope, Staging, Subject, TaskId, TaskSpec};
 use crate::tasks_dir::TasksDir;
 
 /// A dependency's output hash is a key input named `dep:ID`.
@@ -37,21 +38,7 @@ pub(crate) struct Graph {
 /// Builds the graph for a config; image steps stage their trees as
 /// `staging` says (part of their keys).
 pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
-    let mut p = Planner::new(cfg, staging)?;
-    // A base's tasks before those of the images that start from it.
-    for img in cfg.images_in_build_order() {
-        for kind in Kind::ALL {
-            if kind.recipe().scope() == Scope::Image {
-                kind.recipe().plan(&mut p, Some(img))?;
-            }
-        }
-    }
-    for kind in Kind::ALL {
-        if kind.recipe().scope() == Scope::Cluster {
-            kind.recipe().plan(&mut p, None)?;
-        }
-    }
-    let Planner { tasks, files, .. } = p;
+    let Planner { tasks, files, .. } = plan(cfg, staging, true)?;
     // Recipes name only tasks planned before them: the order is topological.
     for (i, t) in tasks.iter().enumerate() {
         if t.deps.iter().any(|&d| d >= i) {
@@ -96,6 +83,112 @@ pub(crate) fn build(cfg: &Config, staging: Staging) -> Result<Graph> {
         files,
         after,
     })
+}
+
+/// Plans the tasks of every recipe, or of all but the per-node ones.
+fn plan(cfg: &Config, staging: Staging, per_node: bool) -> Result<Planner<'_>> {
+    let mut p = Planner::new(cfg, staging)?;
+    // A base's tasks before those of the images that start from it.
+    for img in cfg.images_in_build_order() {
+        for kind in Kind::ALL {
+            if kind.recipe().scope() == Scope::Image {
+                kind.recipe().plan(&mut p, Some(img))?;
+            }
+        }
+    }
+    for kind in Kind::ALL {
+        if kind.recipe().scope() == Scope::Cluster && (per_node || !kind.recipe().per_node()) {
+            kind.recipe().plan(&mut p, None)?;
+        }
+    }
+    Ok(p)
+}
+
+/// A digest of the tasks of a plan but the per-node ones: each one's id,
+/// recipe version, key inputs and dependencies (by id). What the
+/// whole-build cutoff compares: the cluster's tasks read the host (tool
+/// versions, a files tree, the master's configs) while they are planned;
+/// the per-node tasks are planned from the config and the tasks folder
+/// alone, which the cutoff checks by themselves.
+pub(crate) fn plan_digest(tasks: &[TaskSpec]) -> Fingerprint {
+    let mut h = blake3::Hasher::new();
+    for t in tasks.iter().filter(|t| !t.recipe().per_node()) {
+        h.update(t.id.as_str().as_bytes());
+        h.update(&t.recipe().version().to_le_bytes());
+        for i in &t.inputs {
+            h.update(b"\0");
+            h.update(i.name.as_bytes());
+            h.update(b"\0");
+            h.update(&i.hash.0);
+        }
+        for &d in &t.deps {
+            h.update(b"\0dep\0");
+            h.update(tasks[d].id.as_str().as_bytes());
+        }
+        h.update(b"\n");
+    }
+    Fingerprint(*h.finalize().as_bytes())
+}
+
+/// The cluster's tasks planned as [`build`] plans them, without the
+/// per-node ones: their [`plan_digest`], and the digest of every task's
+/// late inputs (the per-node tasks' too, from their subjects alone).
+pub(crate) fn cluster_digests(
+    cfg: &Config,
+    staging: Staging,
+) -> Result<(Fingerprint, Fingerprint)> {
+    let p = plan(cfg, staging, false)?;
+    let memo = LateMemo::new(cfg);
+    let mut late = LateDigest::default();
+    for t in &p.tasks {
+        late.task(t, &t.recipe().late_inputs(t, cfg, &memo));
+    }
+    for kind in Kind::ALL.into_iter().filter(|k| k.recipe().per_node()) {
+        let mut spec = TaskSpec {
+            id: TaskId(String::new()),
+            kind,
+            deps: Vec::new(),
+            inputs: Vec::new(),
+            subject: Subject::Cluster,
+            script: None,
+        };
+        for n in 0..cfg.nodes.len() {
+            spec.subject = Subject::Node(n);
+            late.task(&spec, &kind.recipe().late_inputs(&spec, cfg, &memo));
+        }
+    }
+    Ok((plan_digest(&p.tasks), late.finish()))
+}
+
+/// The late inputs of every task of a build, in one hash: the cluster's
+/// tasks by id, in plan order, then each per-node kind's by node, in node
+/// order (add them in those orders).
+#[derive(Default)]
+pub(crate) struct LateDigest(Vec<u8>);
+
+impl LateDigest {
+    pub(crate) fn task(&mut self, t: &TaskSpec, inputs: &[Input]) {
+        let h = &mut self.0;
+        match (t.recipe().per_node(), &t.subject) {
+            (true, Subject::Node(n)) => {
+                h.extend(t.kind.name().as_bytes());
+                h.extend((*n as u64).to_le_bytes());
+            }
+            _ => h.extend(t.id.as_str().as_bytes()),
+        }
+        for i in inputs {
+            h.push(0);
+            h.extend(i.name.as_bytes());
+            h.push(0);
+            h.extend(i.hash.0);
+        }
+        h.push(b'\n');
+    }
+
+    /// Hashed at once: 10,000 small updates cost more than one long one.
+    pub(crate) fn finish(self) -> Fingerprint {
+        Fingerprint::of(&self.0)
+    }
 }
 
 impl Graph {

@@ -235,6 +235,42 @@ impl TasksDir {
     }
 }
 
+/// A digest of everything in a `tasks_dir` override (every path, type,
+/// mode, file's bytes and link's target, editor leftovers too), or of
+/// nothing when the built-in files are used (they are this binary's). What
+/// the whole-build cutoff checks instead of planning: any change at all in
+/// the folder means a full build.
+pub(crate) fn digest(over: Option<&Path>) -> crate::fingerprint::Fingerprint {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = blake3::Hasher::new();
+    if let Some(dir) = over {
+        for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+            let Ok(e) = e else {
+                h.update(b"(unreadable)");
+                continue;
+            };
+            h.update(e.path().as_os_str().as_encoded_bytes());
+            h.update(b"\0");
+            let Ok(m) = e.metadata() else {
+                h.update(b"(unreadable)");
+                continue;
+            };
+            h.update(&m.permissions().mode().to_le_bytes());
+            if m.is_file() {
+                match std::fs::read(e.path()) {
+                    Ok(bytes) => h.update(blake3::hash(&bytes).as_bytes()),
+                    Err(_) => h.update(b"(unreadable)"),
+                };
+            } else if m.is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap_or_default();
+                h.update(target.as_os_str().as_encoded_bytes());
+            }
+            h.update(b"\n");
+        }
+    }
+    crate::fingerprint::Fingerprint(*h.finalize().as_bytes())
+}
+
 /// Writes every built-in file under `dir`, refusing (and writing nothing)
 /// if any of them is there already. Returns the files written.
 pub(crate) fn eject(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -66,7 +66,8 @@ pub(crate) enum Command {
         #[arg(long)]
         no_wait: bool,
         /// Re-hash the image layers and published generations in depth (a
-        /// normal build trusts their roots: ddc writes them once).
+        /// normal build trusts their roots: ddc writes them once), and
+        /// never take the no-op shortcut (the last build's cache/state/noop.bin).
         #[arg(long)]
         verify: bool,
         #[command(flatten)]

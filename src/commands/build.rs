@@ -4,10 +4,14 @@
 
 use std::path::Path;
 
-use crate::engine::BuildOptions;
+use crate::cache::Lock;
+use crate::config::Config;
+use crate::engine::{self, BuildOptions, NoopInputs};
 use crate::error::Error;
+use crate::recipes;
+use crate::reporter::{Mode, Reporter};
 
-use super::{load, load_to_read, run_build, Loaded, Run};
+use super::{load, load_config, load_to_read, load_with, run_build, Loaded, Run};
 
 /// The options of `ddc build`.
 pub(crate) struct Options {
@@ -25,10 +29,31 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
-    let Loaded { cfg, graph, state } = if o.dry_run {
-        load_to_read(file)?
+    // A build of everything: first the whole-build cutoff (ninja's no-op),
+    // which `--verify` does not trust; both write it when they end well.
+    let whole = !o.dry_run && o.tasks.is_empty();
+    let (Loaded { cfg, graph, state }, cutoff) = if whole {
+        let start = std::time::Instant::now();
+        let dirs = engine::cache_dirs_at(&crate::config::base_dir(file));
+        let last = engine::noop_last(&dirs).filter(|_| !o.verify);
+        // Not a no-op (the Ddcfile changed, say): the records load while
+        // the config parses, as in any build.
+        let state = last
+            .is_none()
+            .then(|| std::thread::spawn(move || crate::cache::State::load(&dirs)));
+        let cfg = load_config(file)?;
+        let inputs = NoopInputs::of(&cfg, recipes::staging_mode());
+        if let Some(last) = last {
+            if noop(&cfg, &inputs, &o, start, last).is_some() {
+                std::mem::forget(cfg);
+                return Ok(());
+            }
+        }
+        (load_with(cfg, state)?, Some(inputs))
+    } else if o.dry_run {
+        (load_to_read(file)?, None)
     } else {
-        load(file)?
+        (load(file)?, None)
     };
     let opts = BuildOptions {
         targets: o.tasks,
@@ -41,6 +66,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         keep_going: o.keep_going,
         no_deps: false,
         verify: o.verify,
+        cutoff,
     };
     let run = Run {
         json: o.json,
@@ -55,4 +81,27 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
     std::mem::forget(graph);
     std::mem::forget(cfg);
     outcome
+}
+
+/// The build if it is a no-op by the whole-build cutoff: said as a full
+/// no-op says it. None when it is not (or the cache is busy): the full
+/// build decides.
+fn noop(
+    cfg: &Config,
+    inputs: &NoopInputs,
+    o: &Options,
+    start: std::time::Instant,
+    last: engine::Noop,
+) -> Option<()> {
+    let dirs = engine::cache_dirs(cfg);
+    let lock = Lock::acquire(&dirs, true, &|_| {}).ok()?;
+    let ids = engine::noop_check(cfg, inputs, &dirs, last)?;
+    tracing::debug!("a no-op by the whole-build cutoff");
+    let reporter = Reporter::start(Mode::choose(o.json), o.verbose);
+    let events = reporter.sender();
+    engine::noop_report(cfg, ids, &events, start);
+    drop(events);
+    reporter.finish();
+    drop(lock);
+    Some(())
 }

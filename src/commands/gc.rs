@@ -113,6 +113,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         keep_going: true,
         no_deps: true,
         verify: false,
+        cutoff: None,
     };
     let delete = |_: &dyn Fn(String)| -> Result<(), Error> {
         collect(&cfg, o.keep, false, &running, o.force)

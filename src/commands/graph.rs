@@ -24,6 +24,7 @@ pub(crate) fn run(file: &Path, format: Format) -> Result<(), Error> {
         keep_going: true,
         no_deps: false,
         verify: false,
+        cutoff: None,
     };
     let state = state.join().ok().and_then(|s| s.ok());
     let report = engine::build(&cfg, &graph, &opts, reporter.sender(), &cancel, state)?;

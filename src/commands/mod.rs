@@ -85,13 +85,37 @@ fn loaded(
     staging: recipes::Staging,
     t: std::time::Instant,
 ) -> Result<Loaded, Error> {
+    let cfg = load_config(file)?;
+    tracing::debug!("config loaded in {:?}", t.elapsed());
+    with_config(cfg, state, staging, t)
+}
+
+/// The config, its warnings said.
+pub(crate) fn load_config(file: &Path) -> Result<Config, Error> {
     let cfg = config::load(file)?;
     // What validation could not check (a mirror out of reach), on every
     // command: the config memo keeps them, so a no-op says them too.
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
-    tracing::debug!("config loaded in {:?}", t.elapsed());
+    Ok(cfg)
+}
+
+/// [`load`] of a config loaded already ([`load_config`]), its records
+/// loading already or not yet.
+pub(crate) fn load_with(cfg: Config, state: Option<StateLoad>) -> Result<Loaded, Error> {
+    let t = std::time::Instant::now();
+    let dirs = engine::cache_dirs(&cfg);
+    let state = state.unwrap_or_else(|| std::thread::spawn(move || State::load(&dirs)));
+    with_config(cfg, state, recipes::staging_mode(), t)
+}
+
+fn with_config(
+    cfg: Config,
+    state: StateLoad,
+    staging: recipes::Staging,
+    t: std::time::Instant,
+) -> Result<Loaded, Error> {
     let graph = task_graph::build(&cfg, staging).map_err(|e| NotStarted(format!("{e:#}")))?;
     tracing::debug!(
         "graph of {} tasks built at {:?}",

@@ -51,6 +51,7 @@ pub(crate) fn run(file: &Path, mut o: Options) -> Result<(), Error> {
         keep_going: true,
         no_deps: true,
         verify: false,
+        cutoff: None,
     };
     let nfs_root = &cfg.paths.nfs_root;
     let spec = o.generation.as_deref();

@@ -17,7 +17,7 @@ use super::model::Config;
 
 /// A fingerprint of what a config was read from: each file's bytes, or a
 /// folder's listing.
-fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
+pub(crate) fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     for p in sources {
         h.update(p.as_os_str().as_encoded_bytes());
@@ -43,7 +43,7 @@ fn sources_fingerprint(sources: &[PathBuf]) -> [u8; 32] {
 }
 
 /// This ddc binary: a config validated by another version is checked again.
-fn binary_id() -> String {
+pub(crate) fn binary_id() -> String {
     let exe = std::env::current_exe()
         .and_then(std::fs::metadata)
         .map(|m| {
@@ -82,27 +82,47 @@ struct CachedConfig {
     binary: String,
     ddcfile: Location,
     shown: String,
+    /// The config's sources, before it: a memo of other bytes is told
+    /// without decoding its config.
+    sources: Vec<PathBuf>,
     fingerprint: [u8; 32],
     config: Config,
 }
 
-const CONFIG_CACHE_VERSION: u32 = 3;
+const CONFIG_CACHE_VERSION: u32 = 4;
 
 /// A config validated before from the very same files, for the Ddcfile at
 /// the very same place: parsing and validating a 10,000-node Ddcfile takes
 /// longer than a whole no-op build.
 pub(super) fn cached(path: &Path, ddcfile: &Path, shown: &str) -> Option<Config> {
     let bytes = std::fs::read(path).ok()?;
-    let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
+    // The head first: a memo of other files is not decoded (10,000 nodes).
+    let (head, _) = postcard::take_from_bytes::<Head>(&bytes).ok()?;
     let here = Location::of(ddcfile)?;
-    (c.version == CONFIG_CACHE_VERSION
-        && c.binary == binary_id()
-        && c.ddcfile == here
-        && c.config.file == here.path
+    if head.version != CONFIG_CACHE_VERSION
+        || head.binary != binary_id()
+        || head.ddcfile != here
+        || head.shown != shown
+        || head.fingerprint != sources_fingerprint(&head.sources)
+    {
+        return None;
+    }
+    let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
+    (c.config.file == here.path
         && Some(c.config.base_dir.as_path()) == here.path.parent()
-        && c.shown == shown
-        && c.fingerprint == sources_fingerprint(&c.config.sources))
-    .then_some(c.config)
+        && c.config.sources == head.sources)
+        .then_some(c.config)
+}
+
+/// The fields of [`CachedConfig`] before the config, in its order.
+#[derive(Deserialize)]
+struct Head {
+    version: u32,
+    binary: String,
+    ddcfile: Location,
+    shown: String,
+    sources: Vec<PathBuf>,
+    fingerprint: [u8; 32],
 }
 
 pub(super) fn remember(path: &Path, ddcfile: &Path, shown: &str, config: &Config) {
@@ -114,6 +134,7 @@ pub(super) fn remember(path: &Path, ddcfile: &Path, shown: &str, config: &Config
         binary: binary_id(),
         ddcfile,
         shown: shown.to_string(),
+        sources: config.sources.clone(),
         fingerprint: sources_fingerprint(&config.sources),
         config: config.clone(),
     };

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 pub use model::*;
 pub use origin::ConfigErrors;
 
+pub(crate) use memo::{binary_id, sources_fingerprint};
 use memo::{cached, remember};
 pub(crate) use mirror::system_mirror;
 use origin::{ConfigError, Origin, Place};

@@ -6,12 +6,14 @@
 //! It runs recipes without knowing what any of them does, and sends events
 //! to the reporter without printing; it must not import the commands.
 
+mod cutoff;
 mod key;
 mod log;
 mod preflight;
 mod prepare;
 mod readable;
 mod record;
+mod summary;
 mod sweep;
 mod values;
 
@@ -37,7 +39,11 @@ use crate::template::Templates;
 
 use log::{open_log, tail, LOG_MODE};
 use prepare::prepare;
+use summary::{skip_reason, summarize};
 
+pub(crate) use cutoff::{
+    check as noop_check, last as noop_last, report as noop_report, Inputs as NoopInputs, Noop,
+};
 pub(crate) use key::StaleReason;
 
 pub(crate) struct BuildOptions {
@@ -51,6 +57,9 @@ pub(crate) struct BuildOptions {
     /// Re-hash every recorded tree (image layers, generations) instead of
     /// trusting its root's stat stamp.
     pub(crate) verify: bool,
+    /// What the build started from (taken before it planned), when a build
+    /// of everything that ends well should write the whole-build cutoff.
+    pub(crate) cutoff: Option<cutoff::Inputs>,
 }
 
 /// Why a task ended as it did.
@@ -167,6 +176,8 @@ struct Engine<'a> {
     targets: Option<Vec<bool>>,
     /// The values of scalar inputs: recorded, and shown as `old -> new`.
     values: values::Values<'a>,
+    /// What the whole-build cutoff is written from, if it may be.
+    collect: Option<cutoff::Collect>,
 }
 
 impl Engine<'_> {
@@ -229,8 +240,11 @@ impl Engine<'_> {
 
     /// The late inputs and dependencies' output hashes of a task, or the
     /// dependency that has none yet (a dry run).
-    fn inputs(&self, spec: &TaskSpec) -> Result<Vec<Input>, StaleReason> {
+    fn inputs(&self, i: usize, spec: &TaskSpec) -> Result<Vec<Input>, StaleReason> {
         let mut inputs = spec.recipe().late_inputs(spec, self.cfg, &self.late);
+        if let Some(c) = &self.collect {
+            let _ = c.late[i].set(inputs.clone());
+        }
         for &d in &spec.deps {
             let Some(h) = self.results[d].get().and_then(|r| r.out_hash) else {
                 return Err(StaleReason::DependencyWouldRun(
@@ -280,7 +294,7 @@ impl Engine<'_> {
         if self.targets.as_ref().is_some_and(|t| !t[i]) {
             return self.as_recorded(spec);
         }
-        let inputs = match self.inputs(spec) {
+        let inputs = match self.inputs(i, spec) {
             Ok(v) => v,
             Err(pending) => {
                 return Outcome::new(TaskState::Stale, Some(Reason::Stale(pending)), None)
@@ -435,15 +449,6 @@ impl Engine<'_> {
     }
 }
 
-/// The reason shown for a task the scheduler did not start.
-fn skip_reason(graph: &Graph, s: &Skip) -> String {
-    match s {
-        Skip::DependencyFailed(d) => format!("dependency failed: {}", graph.tasks[*d].id),
-        Skip::Stopped => "not started: an earlier task failed (use -k to go on)".to_string(),
-        Skip::Cancelled => "not started: the build was interrupted".to_string(),
-    }
-}
-
 /// Runs the wanted tasks through the scheduler.
 fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
     let graph = engine.graph;
@@ -469,24 +474,6 @@ fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
         engine.conclude(*i, Outcome::said(TaskState::Skipped, skip_reason(graph, s)));
     }
     engine.flush();
-}
-
-fn summarize(results: &[Option<TaskResult>], dry_run: bool, start: Instant) -> Summary {
-    let mut summary = Summary {
-        dry_run,
-        ..Default::default()
-    };
-    for r in results.iter().flatten() {
-        match r.state {
-            TaskState::Ran => summary.ran += 1,
-            TaskState::Cached => summary.cached += 1,
-            TaskState::Failed => summary.failed += 1,
-            TaskState::Skipped => summary.skipped += 1,
-            TaskState::Stale => summary.stale += 1,
-        }
-    }
-    summary.seconds = start.elapsed().as_secs_f64();
-    summary
 }
 
 /// Runs (or, with `dry_run`, evaluates) a build.
@@ -542,12 +529,14 @@ pub(crate) fn build(
         unreadable: Default::default(),
         targets,
         values: values::Values::new(cfg),
+        collect: cutoff::Collect::for_build(opts, graph),
     };
     execute(&engine, opts, &wanted);
     tracing::debug!("tasks done at {:?}", start.elapsed());
     let results: Vec<Option<TaskResult>> =
         engine.results.into_iter().map(|r| r.into_inner()).collect();
     let new_records = engine.new_records.into_inner().expect("records");
+    let collect = engine.collect;
     if let Some(n) = engine.unreadable.note() {
         let _ = events.send(Event::Note(n));
     }
@@ -572,6 +561,9 @@ pub(crate) fn build(
             state.compact(&dirs)?;
         }
         cache::end_build(&dirs)?;
+        if let Some(c) = collect.filter(|_| !cancel.is_cancelled()) {
+            c.remember(cfg, graph, &state, &dirs, &results);
+        }
         notes
     };
     for n in notes {

@@ -25,11 +25,8 @@ pub(super) fn prepare(
     let note = |s: String| {
         let _ = events.send(Event::Note(s));
     };
-    if cfg.server.allow_insecure_ports {
-        note(format!(
-            "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
-            cfg.file.display()
-        ));
+    if let Some(n) = insecure_note(cfg) {
+        note(n);
     }
     let state = match state {
         Some(s) if s.is_current(&dirs) => s,
@@ -54,6 +51,8 @@ pub(super) fn prepare(
     if !opts.dry_run {
         cache::claim(&dirs, &cfg.file)?;
         let killed = cache::begin_build(&dirs)?;
+        // Until this build ends well, the last one's no-op no longer holds.
+        super::cutoff::forget(&dirs);
         for p in sweep::temp_files(&state, &dirs, killed) {
             note(format!(
                 "removed {}, left by a ddc that was killed",
@@ -62,4 +61,12 @@ pub(super) fn prepare(
         }
     }
     Ok(state)
+}
+
+/// The warning every build gives while `server.allow_insecure_ports` is on.
+pub(super) fn insecure_note(cfg: &Config) -> Option<String> {
+    cfg.server.allow_insecure_ports.then(|| format!(
+        "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
+        cfg.file.display()
+    ))
 }

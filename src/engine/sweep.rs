@@ -114,9 +114,29 @@ impl Sweep {
                 new.get(id).copied().or_else(|| state.records.get(id))
             })
             .collect();
+        // Only the paths that may be removed are looked up: a set of every
+        // output (10,000 paths hashed) for one replaced entry cost more
+        // than the rest of a one-node change.
+        let vanished = in_graph + kept_retired.len() != state.records.len();
+        let ids: HashSet<&str> = if vanished {
+            graph.tasks.iter().map(|t| t.id.as_str()).collect()
+        } else {
+            HashSet::new()
+        };
+        let gone_records = || {
+            state.records.iter().filter(|(t, _)| {
+                vanished && !ids.contains(t.as_str()) && !kept_retired.contains(t.as_str())
+            })
+        };
+        let mut candidates: HashSet<&PathBuf> = current.iter().flat_map(|r| &r.replaced).collect();
+        candidates.extend(state.orphans.iter().map(|(_, p)| p));
+        for (_, rec) in gone_records() {
+            candidates.extend(rec.outputs.iter().map(|o| &o.path).chain(&rec.replaced));
+        }
         let claimed: HashSet<&PathBuf> = current
             .iter()
             .flat_map(|r| r.outputs.iter().map(|o| &o.path))
+            .filter(|p| candidates.contains(p))
             .collect();
         for r in current.iter().filter(|r| !r.replaced.is_empty()) {
             for p in r.replaced.iter().filter(|p| !claimed.contains(p)) {
@@ -132,12 +152,7 @@ impl Sweep {
         }
         sweep.swept.sort();
         sweep.swept.dedup();
-        let ids: HashSet<&str> = graph.tasks.iter().map(|t| t.id.as_str()).collect();
-        for (task, rec) in state
-            .records
-            .iter()
-            .filter(|(t, _)| !ids.contains(t.as_str()) && !kept_retired.contains(t.as_str()))
-        {
+        for (task, rec) in gone_records() {
             let keeps = Kind::of_id(task).is_some_and(|k| k.recipe().keeps_outputs());
             let gone = rec.outputs.iter().map(|o| (&o.path, o.dir));
             let gone = gone.chain(rec.replaced.iter().map(|p| (p, false)));
@@ -151,10 +166,13 @@ impl Sweep {
             sweep.forget.push(task.clone());
         }
         if !sweep.removals.is_empty() {
+            use rayon::prelude::*;
+            let removed: HashSet<&PathBuf> = sweep.removals.iter().map(|(_, p)| p).collect();
             let declared: HashSet<PathBuf> = graph
                 .tasks
-                .iter()
-                .flat_map(|t| t.recipe().outputs(t, cfg))
+                .par_iter()
+                .flat_map_iter(|t| t.recipe().outputs(t, cfg))
+                .filter(|p| removed.contains(p))
                 .collect();
             sweep.removals.retain(|(_, p)| !declared.contains(p));
         }

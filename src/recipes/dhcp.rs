@@ -100,29 +100,42 @@ fn nodes_fingerprint(cfg: &Config) -> Fingerprint {
     Fingerprint(*h.finalize().as_bytes())
 }
 
+/// A host as the templates see it. Its fields in name order, as a JSON
+/// object keeps them: the same value whichever way it is made.
 #[derive(Serialize)]
 struct Host<'a> {
     hostname: &'a str,
-    mac: &'a str,
     ip: String,
+    mac: &'a str,
     /// Boots with the method that is not the default one.
     other: bool,
+}
+
+fn hosts<'a>(cfg: &Config, nodes: impl Iterator<Item = &'a Node>) -> Vec<Host<'a>> {
+    let default_boot = ipxe::default_boot(cfg);
+    nodes
+        .map(|n| Host {
+            hostname: &n.hostname,
+            ip: n.ip.to_string(),
+            mac: &n.mac,
+            other: n.boot != default_boot,
+        })
+        .collect()
 }
 
 /// What the DHCP templates are rendered with: the cluster and `nodes`. The
 /// file's own wiring (its header) is added per file by [`for_file`].
 fn template_data<'a>(cfg: &Config, nodes: impl Iterator<Item = &'a Node>) -> serde_json::Value {
+    let hosts = hosts(cfg, nodes);
+    let mut data = data_but_hosts(cfg, hosts.iter().any(|h| h.other));
+    data["hosts"] = serde_json::to_value(&hosts).unwrap_or_default();
+    data
+}
+
+/// [`template_data`] without its `hosts`.
+fn data_but_hosts(cfg: &Config, any_other: bool) -> serde_json::Value {
     let c = &cfg.cluster;
     let default_boot = ipxe::default_boot(cfg);
-    let hosts: Vec<Host> = nodes
-        .map(|n| Host {
-            hostname: &n.hostname,
-            mac: &n.mac,
-            ip: n.ip.to_string(),
-            other: n.boot != default_boot,
-        })
-        .collect();
-    let any_other = hosts.iter().any(|h| h.other);
     serde_json::json!({
         "network": c.network.network().to_string(),
         "netmask": c.network.netmask().to_string(),
@@ -131,7 +144,6 @@ fn template_data<'a>(cfg: &Config, nodes: impl Iterator<Item = &'a Node>) -> ser
         "gateway": c.gateway.map(|g| g.to_string()),
         "dns": c.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "domain": c.domain,
-        "hosts": hosts,
         "tftp": cfg.server.dnsmasq_tftp,
         "tftp_root": cfg.paths.tftp_root.display().to_string(),
         "interface": cfg.server.dnsmasq_interface,
@@ -167,10 +179,25 @@ fn for_file<'d>(
 
 fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
     let cfg = ctx.cfg;
-    let mut data = template_data(cfg, cfg.nodes.iter());
+    let hosts = hosts(cfg, cfg.nodes.iter());
+    let data = data_but_hosts(cfg, hosts.iter().any(|h| h.other));
+    // Made the template engine's values once for the three files, not once
+    // per file, and the hosts straight from the nodes, not through JSON:
+    // converting 10,000 hosts cost as much as rendering them.
+    let mut values: std::collections::BTreeMap<String, minijinja::Value> = data
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
+        .collect();
+    values.insert("hosts".into(), minijinja::Value::from_serialize(&hosts));
     let mut out = Produced::default();
     for (tpl, role) in FILES {
-        let text = ctx.templates.render(tpl, for_file(&mut data, cfg, role))?;
+        values.insert(
+            "wiring".into(),
+            minijinja::Value::from_serialize(wiring(cfg, role)),
+        );
+        let text = ctx.templates.render(tpl, &values)?;
         let path = destination(cfg, role);
         atomic_write(&path, text.as_bytes(), true)?;
         out.files.push(path);

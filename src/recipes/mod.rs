@@ -171,7 +171,10 @@ pub(crate) trait Recipe: Sync {
         false
     }
 
-    /// One task per node: folded into one line by `ddc graph`.
+    /// One task per node: folded into one line by `ddc graph`. A per-node
+    /// recipe plans from the config and the tasks folder alone (no host
+    /// file, no tool): the whole-build cutoff (`engine/cutoff.rs`) does not
+    /// plan it, and its late inputs depend only on the task's subject.
     fn per_node(&self) -> bool {
         false
     }
@@ -189,7 +192,8 @@ pub(crate) trait Recipe: Sync {
     fn plan(&self, p: &mut Planner, image: Option<&Image>) -> Result<()>;
 
     /// Inputs read only when the task is about to run, after its
-    /// dependencies (the generation a boot entry points at, say).
+    /// dependencies (the generation a boot entry points at, say). The
+    /// whole-build cutoff computes them again to decide a no-op.
     fn late_inputs(&self, _task: &TaskSpec, _cfg: &Config, _memo: &LateMemo) -> Vec<Input> {
         Vec::new()
     }
@@ -338,7 +342,7 @@ pub(crate) struct Produced {
 /// What late inputs read once per build: each image's current generation
 /// (the boot entries of 10,000 nodes ask for it).
 pub(crate) struct LateMemo {
-    current: Vec<std::sync::OnceLock<String>>,
+    current: Vec<std::sync::OnceLock<Fingerprint>>,
 }
 
 impl LateMemo {
@@ -350,15 +354,18 @@ impl LateMemo {
 
     /// The generation `image` boots (its pin, else `current`), as an input.
     fn generation(&self, cfg: &Config, image: &str, pin: Option<&str>) -> Input {
-        let compute =
-            || boot_generation(cfg, image, pin).unwrap_or_else(|e| format!("unresolved: {e}"));
-        let g = match (pin, cfg.images.keys().position(|k| k == image)) {
-            (None, Some(i)) => self.current[i].get_or_init(compute).clone(),
+        // Hashed once per image: 10,000 entries boot the same generation.
+        let compute = || {
+            let g = boot_generation(cfg, image, pin).unwrap_or_else(|e| format!("unresolved: {e}"));
+            Fingerprint::of(g.as_bytes())
+        };
+        let hash = match (pin, cfg.images.keys().position(|k| k == image)) {
+            (None, Some(i)) => *self.current[i].get_or_init(compute),
             _ => compute(),
         };
         Input {
             name: Cow::Borrowed("generation"),
-            hash: Fingerprint::of(g.as_bytes()),
+            hash,
         }
     }
 }

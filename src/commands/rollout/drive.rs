@@ -261,6 +261,7 @@ impl<'a> Driver<'a> {
             keep_going: false,
             no_deps: false,
             verify: false,
+            cutoff: None,
         };
         let run = super::super::Run {
             json: false,
