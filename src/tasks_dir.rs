@@ -239,18 +239,35 @@ impl TasksDir {
 /// mode, file's bytes and link's target, editor leftovers too), or of
 /// nothing when the built-in files are used (they are this binary's). What
 /// the whole-build cutoff checks instead of planning: any change at all in
-/// the folder means a full build.
+/// the folder means a full build. Links are followed, as the planner reads
+/// through them: a file or folder linked from elsewhere is hashed by what
+/// it holds, and the link by its target too.
 pub(crate) fn digest(over: Option<&Path>) -> crate::fingerprint::Fingerprint {
     use std::os::unix::fs::PermissionsExt;
     let mut h = blake3::Hasher::new();
     if let Some(dir) = over {
-        for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-            let Ok(e) = e else {
-                h.update(b"(unreadable)");
-                continue;
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(true)
+            .sort_by_file_name()
+        {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => {
+                    h.update(b"(unreadable)");
+                    if let Some(p) = err.path() {
+                        h.update(p.as_os_str().as_encoded_bytes());
+                    }
+                    continue;
+                }
             };
             h.update(e.path().as_os_str().as_encoded_bytes());
             h.update(b"\0");
+            if e.path_is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap_or_default();
+                h.update(b"-> ");
+                h.update(target.as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+            }
             let Ok(m) = e.metadata() else {
                 h.update(b"(unreadable)");
                 continue;
@@ -261,9 +278,6 @@ pub(crate) fn digest(over: Option<&Path>) -> crate::fingerprint::Fingerprint {
                     Ok(bytes) => h.update(blake3::hash(&bytes).as_bytes()),
                     Err(_) => h.update(b"(unreadable)"),
                 };
-            } else if m.is_symlink() {
-                let target = std::fs::read_link(e.path()).unwrap_or_default();
-                h.update(target.as_os_str().as_encoded_bytes());
             }
             h.update(b"\n");
         }

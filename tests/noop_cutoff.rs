@@ -212,3 +212,37 @@ fn an_edited_files_tree_reruns_the_step_that_copies_it() {
     assert!(!cut);
     assert_eq!(build(&p), (Vec::new(), true));
 }
+
+#[test]
+fn a_tasks_file_linked_from_elsewhere_is_checked_through_its_link() {
+    // The planner reads through links; so must the cutoff's digest: an edit
+    // of the linked file (or of a file in a linked folder) reruns the pxe
+    // entries, never a cutoff no-op.
+    let p = Project::new();
+    let shared = p.path("shared");
+    std::fs::create_dir_all(shared.join("templates")).unwrap();
+    let tpl = p.path("tasks/templates/pxelinux.cfg.j2");
+    std::fs::rename(&tpl, shared.join("pxelinux.cfg.j2")).unwrap();
+    std::os::unix::fs::symlink(shared.join("pxelinux.cfg.j2"), &tpl).unwrap();
+    build(&p);
+    assert_eq!(build(&p), (Vec::new(), true));
+    p.edit("shared/pxelinux.cfg.j2", "APPEND", "APPEND  ");
+    reruns(&p, &["pxe:node01", "pxe:node02"]);
+    // A whole folder linked in.
+    let templates = p.path("tasks/templates");
+    for e in std::fs::read_dir(&templates).unwrap() {
+        let e = e.unwrap();
+        let to = shared.join("templates").join(e.file_name());
+        match std::fs::read_link(e.path()) {
+            Ok(target) => std::os::unix::fs::symlink(target, &to).unwrap(),
+            Err(_) => std::fs::rename(e.path(), &to).unwrap(),
+        }
+    }
+    std::fs::remove_dir_all(&templates).unwrap();
+    std::os::unix::fs::symlink(shared.join("templates"), &templates).unwrap();
+    let (_, cut) = build(&p);
+    assert!(!cut, "a moved tasks folder is not a cutoff no-op");
+    assert_eq!(build(&p), (Vec::new(), true));
+    p.edit("shared/pxelinux.cfg.j2", "APPEND  ", "APPEND ");
+    reruns(&p, &["pxe:node01", "pxe:node02"]);
+}
