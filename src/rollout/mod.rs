@@ -210,6 +210,13 @@ pub struct Seen {
     pub failed_units: Vec<String>,
     /// When the boot of its last report began (ms).
     pub booted_at: Option<i64>,
+    /// What its last report said of `systemctl is-system-running`
+    /// (None: an image from before the field).
+    pub system: Option<String>,
+    /// The boot id of its last report.
+    pub boot_id: String,
+    /// When its last report came (ms).
+    pub report_at: Option<i64>,
 }
 
 /// What the driver is to do.
@@ -245,6 +252,16 @@ pub struct Machine {
     pub rollback: bool,
     /// Nodes whose state changed since [`Machine::take_changed`].
     changed: Vec<usize>,
+    /// The nodes' heartbeat (ms): a node whose reports carry no system
+    /// state is up on a second clean report this long after its first.
+    pub heartbeat_ms: i64,
+    /// When this run (new or resumed) began (ms): no node times out before
+    /// `timeout_ms` after it, and a node in flight without a reboot time
+    /// counts from it.
+    pub run_start: i64,
+    /// A node's first clean report without a system state: its boot id and
+    /// when it came.
+    first_clean: std::collections::HashMap<usize, (String, i64)>,
 }
 
 impl Machine {
@@ -261,6 +278,9 @@ impl Machine {
             max_failed: params.max_failed,
             rollback: params.rollback,
             changed: Vec::new(),
+            heartbeat_ms: 0,
+            run_start: i64::MIN,
+            first_clean: std::collections::HashMap::new(),
         }
     }
 
@@ -369,9 +389,15 @@ impl Machine {
     }
 
     /// Whether node `i` (rebooting or waiting) is up, failed, or still due.
+    /// Up only on a report from a boot begun after its reboot, on its goal,
+    /// with no failed units, saying the system is `running` (boot
+    /// finished); `degraded` fails it, `starting` and the like are waited
+    /// for. A report without a system state (an older image) counts only
+    /// when a second clean one of the same boot comes a heartbeat after the
+    /// first.
     fn check(&mut self, i: usize, now: i64, seen: Option<Seen>) -> Option<Action> {
         let n = &self.nodes[i];
-        let since = n.reboot_at.unwrap_or(now);
+        let since = n.reboot_at.unwrap_or(self.run_start);
         let goal = n.goal().clone();
         let fresh = seen
             .as_ref()
@@ -388,9 +414,21 @@ impl Machine {
                         self.fail(i, why);
                         return Some(Action::Failed(i));
                     }
-                    if s.up {
-                        self.set(i, NodeState::Up);
-                        return Some(Action::Up(i));
+                    match s.system.as_deref() {
+                        Some("degraded") => {
+                            let why = format!("booted {} degraded", goal.generation);
+                            self.fail(i, why);
+                            return Some(Action::Failed(i));
+                        }
+                        Some("running") if s.up => {
+                            self.set(i, NodeState::Up);
+                            return Some(Action::Up(i));
+                        }
+                        None if s.up && self.second_clean(i, s) => {
+                            self.set(i, NodeState::Up);
+                            return Some(Action::Up(i));
+                        }
+                        _ => {}
                     }
                 }
                 Some(r) => {
@@ -404,7 +442,7 @@ impl Machine {
                 None => {}
             }
         }
-        if now - since >= self.timeout_ms {
+        if now - since.max(self.run_start) >= self.timeout_ms {
             let why = format!(
                 "did not report up on {} within {}",
                 goal.generation,
@@ -414,6 +452,19 @@ impl Machine {
             return Some(Action::Failed(i));
         }
         None
+    }
+
+    /// Whether `s`, a clean report without a system state, follows a first
+    /// clean one of the same boot by a heartbeat (remembering it if first).
+    fn second_clean(&mut self, i: usize, s: &Seen) -> bool {
+        let Some(at) = s.report_at else { return false };
+        match self.first_clean.get(&i) {
+            Some((boot, first)) if *boot == s.boot_id => at - first >= self.heartbeat_ms,
+            _ => {
+                self.first_clean.insert(i, (s.boot_id.clone(), at));
+                false
+            }
+        }
     }
 
     /// How the reboot of node `i` went: issued, or refused with a reason.
