@@ -14,6 +14,9 @@ pub use plan::{batches, Size};
 
 use serde::{Deserialize, Serialize};
 
+/// How the reason of a node whose reboot could not be issued begins.
+pub const NOT_REBOOTED: &str = "could not be rebooted";
+
 /// What a rollout was asked: stored with it, so `--resume` goes on alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
@@ -471,7 +474,7 @@ impl Machine {
     pub fn issued(&mut self, i: usize, result: Result<(), String>) {
         match result {
             Ok(()) => self.set(i, NodeState::Waiting),
-            Err(why) => self.fail(i, format!("could not be rebooted: {why}")),
+            Err(why) => self.fail(i, format!("{NOT_REBOOTED}: {why}")),
         }
     }
 
@@ -484,11 +487,24 @@ impl Machine {
 
     /// The nodes of [`Action::Pin`] are pinned and their entries rebuilt:
     /// they are to be rebooted onto their old generation.
+    /// A node whose reboot could not be issued still runs its old
+    /// generation: pinned, it is rolled back without a reboot.
     pub fn pinned(&mut self) {
         for i in self.failed_forward() {
             self.nodes[i].phase = Phase::Back;
             self.nodes[i].reboot_at = None;
-            self.set(i, NodeState::Pending);
+            let not_rebooted = self.nodes[i]
+                .why
+                .as_deref()
+                .is_some_and(|w| w.starts_with(NOT_REBOOTED));
+            self.set(
+                i,
+                if not_rebooted {
+                    NodeState::Up
+                } else {
+                    NodeState::Pending
+                },
+            );
         }
         self.stage = Stage::RollingBack;
     }

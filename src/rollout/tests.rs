@@ -513,3 +513,16 @@ fn a_resumed_node_times_out_from_the_resume_and_one_without_a_reboot_time_too() 
         );
     }
 }
+
+#[test]
+fn a_node_that_could_not_be_rebooted_is_pinned_but_not_rebooted() {
+    let mut m = machine(&["n1", "n2"], Size::Count(1), 0, true);
+    assert_eq!(m.step(0, &|_| None), [Action::Reboot(vec![0])]);
+    m.issued(0, Err("no answer".into()));
+    assert_eq!(m.step(1, &|_| None), [Action::Pin(vec![0])]);
+    m.pinned();
+    // It still runs its old generation: rolled back, no second reboot.
+    assert_eq!(m.step(2, &|_| None), [Action::Finish(Outcome::Failed)]);
+    assert_eq!(m.nodes[0].shown_state(), "rolled_back");
+    assert_eq!(m.nodes[1].state, NodeState::Pending);
+}
