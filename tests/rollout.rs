@@ -1015,3 +1015,51 @@ fn a_rollback_interrupted_after_its_pin_resumes() {
     );
     assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (3, 0));
 }
+
+#[test]
+fn gc_keeps_what_an_unfinished_rollout_pins_back_to_and_a_rollback_needs_it_published() {
+    let s = setup();
+    let new = s.new.clone();
+    // The canary comes up broken; the rollout stops. Made unfinished again,
+    // as if interrupted before its rollback.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((new.clone(), vec!["broken.service".to_string()]))),
+    );
+    let r = rollout(&s.p, &["--timeout", "60s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let db = rusqlite::Connection::open(s.p.path("cache/nodes.db")).unwrap();
+    db.execute_batch("UPDATE rollouts SET finished = NULL, stage = 'forward';")
+        .unwrap();
+    drop(db);
+    // Even --force (node02 runs it) keeps the generation the rollout may
+    // pin its nodes back to, saying why.
+    let o = &s.old;
+    let r = s.p.ddc(&["gc", "--keep", "0", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "keep   default/{o} (rollout back-out: an unfinished rollout may pin node01, node02 back to it)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(s.p.generations("default").contains(o));
+    // Abandoned, the generation goes; a rollout that may pin node02 back to
+    // it is refused before any reboot, naming node and generation.
+    assert_eq!(rollout(&s.p, &["--abandon"]).code, 0);
+    let r = s.p.ddc(&["gc", "--keep", "0", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!s.p.generations("default").contains(o));
+    let r = rollout(&s.p, &["--rollback-on-failure", "-n"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "no longer published: node02 (default@{o}: not published (deleted by ddc gc?))"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
+}

@@ -260,6 +260,17 @@ impl<'a> Driver<'a> {
     /// and hands them to the machine to be rebooted.
     fn pin(&mut self, idx: &[usize]) -> Result<(), Error> {
         use super::super::node::{apply, Edit};
+        let gone = super::select::gone_back(&self.cfg, idx.iter().map(|&i| &self.m.nodes[i]));
+        if !gone.is_empty() {
+            return Err(anyhow::anyhow!(
+                "cannot pin back to the generation they ran: {}; rollout {} stays unfinished: \
+                 publish that generation again, or `ddc rollout --abandon` and fix these nodes \
+                 by hand (`ddc node set NODE image=IMG@GEN`)",
+                gone.join(", "),
+                self.id
+            )
+            .into());
+        }
         for &i in idx {
             let n = &self.m.nodes[i];
             let value = format!("image={}@{}", n.from.image, n.from.generation);
