@@ -69,11 +69,16 @@ fn report(s: &Serve, i: usize, generation: &str, uptime: f64, failed: &[String])
     report_to(s.addr, i, generation, uptime, failed);
 }
 
+/// Each report is of a boot of its own: its boot id differs from the last
+/// (ddc rollout never counts a report of the boot before a reboot).
+static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn report_to(addr: SocketAddr, i: usize, generation: &str, uptime: f64, failed: &[String]) {
     let (name, mac, ip) = NODES[i];
     let body = serde_json::json!({
         "hostname": name, "mac": mac, "image": "default", "generation": generation,
-        "boot_id": format!("boot-{generation}-{uptime}"), "kernel": "6.1.0-28-amd64",
+        "boot_id": format!("boot-{generation}-{}", BOOTS.fetch_add(1, Ordering::SeqCst)),
+        "kernel": "6.1.0-28-amd64",
         "uptime": uptime, "failed_units": failed, "system": "running",
     })
     .to_string();

@@ -265,6 +265,9 @@ pub struct Machine {
     /// A node's first clean report without a system state: its boot id and
     /// when it came.
     first_clean: std::collections::HashMap<usize, (String, i64)>,
+    /// The boot id a node last reported before its reboot (this run's
+    /// reboots only): a report of that boot never counts as the new one.
+    old_boot: std::collections::HashMap<usize, String>,
 }
 
 impl Machine {
@@ -284,6 +287,7 @@ impl Machine {
             heartbeat_ms: 0,
             run_start: i64::MIN,
             first_clean: std::collections::HashMap::new(),
+            old_boot: std::collections::HashMap::new(),
         }
     }
 
@@ -402,9 +406,10 @@ impl Machine {
         let n = &self.nodes[i];
         let since = n.reboot_at.unwrap_or(self.run_start);
         let goal = n.goal().clone();
-        let fresh = seen
-            .as_ref()
-            .filter(|s| s.booted_at.is_some_and(|b| b > since));
+        let old_boot = self.old_boot.get(&i);
+        let fresh = seen.as_ref().filter(|s| {
+            s.booted_at.is_some_and(|b| b > since) && old_boot.is_none_or(|b| *b != s.boot_id)
+        });
         if let Some(s) = fresh {
             match &s.running {
                 Some(r) if *r == goal => {
@@ -468,6 +473,11 @@ impl Machine {
                 false
             }
         }
+    }
+
+    /// Node `i`, about to be rebooted, last reported boot `boot_id`.
+    pub fn old_boot(&mut self, i: usize, boot_id: String) {
+        self.old_boot.insert(i, boot_id);
     }
 
     /// How the reboot of node `i` went: issued, or refused with a reason.

@@ -526,3 +526,23 @@ fn a_node_that_could_not_be_rebooted_is_pinned_but_not_rebooted() {
     assert_eq!(m.nodes[0].shown_state(), "rolled_back");
     assert_eq!(m.nodes[1].state, NodeState::Pending);
 }
+
+#[test]
+fn a_report_of_the_boot_before_the_reboot_never_counts() {
+    let mut m = machine(&["n1"], Size::Count(1), 0, false);
+    m.step(100, &|_| None);
+    m.old_boot(0, "b0".into());
+    m.issued(0, Ok(()));
+    // Claims a boot after the reboot, but with the old boot id: waited on.
+    let same = booted(Some("running"), "b0", 200);
+    assert_eq!(m.step(200, &|_| Some(same.clone())), []);
+    let new = booted(Some("running"), "b1", 300);
+    assert_eq!(
+        m.step(300, &|_| Some(new.clone())),
+        [
+            Action::Up(0),
+            Action::BatchDone(0),
+            Action::Finish(Outcome::Succeeded)
+        ]
+    );
+}

@@ -38,6 +38,10 @@ pub(super) struct Driver<'a> {
     /// A reboot was issued (by this run or one before): errors exit 1
     /// from then on, never 2 ("nothing rebooted").
     touched: bool,
+    /// The wall clock when this run began, and the monotonic one: the
+    /// machine's clock is the first plus the time elapsed on the second, so
+    /// a wall clock step (NTP) neither fires nor holds off a timeout.
+    start: (i64, Instant),
 }
 
 impl<'a> Driver<'a> {
@@ -59,7 +63,8 @@ impl<'a> Driver<'a> {
         let saved = (m.stage, m.batch);
         let mut m = m;
         m.heartbeat_ms = i64::from(cfg.server.heartbeat) * 1000;
-        m.run_start = nodestate::now_ms();
+        let start = (nodestate::now_ms(), Instant::now());
+        m.run_start = start.0;
         let touched = m
             .nodes
             .iter()
@@ -77,6 +82,7 @@ impl<'a> Driver<'a> {
             saved,
             said_waiting: Instant::now(),
             touched,
+            start,
         })
     }
 
@@ -98,7 +104,7 @@ impl<'a> Driver<'a> {
             if self.cancel.is_cancelled() {
                 return self.interrupted();
             }
-            let now = nodestate::now_ms();
+            let now = self.now();
             let rows = self.store.nodes()?;
             let hb = self.cfg.server.heartbeat;
             let actions = self
@@ -144,12 +150,18 @@ impl<'a> Driver<'a> {
             } else {
                 // Every 30 polls (30 s), what the batch still waits for.
                 if self.said_waiting.elapsed() >= self.poll * 30 {
-                    self.out.waiting(&self.m, nodestate::now_ms());
+                    self.out.waiting(&self.m, self.now());
                     self.said_waiting = Instant::now();
                 }
                 self.sleep();
             }
         }
+    }
+
+    /// The machine's clock (ms): this run's start on the wall clock plus the
+    /// monotonic time since.
+    fn now(&self) -> i64 {
+        self.start.0 + self.start.1.elapsed().as_millis() as i64
     }
 
     /// Saves the nodes that changed, and the stage and batch if they did.
@@ -223,6 +235,17 @@ impl<'a> Driver<'a> {
             }
         }
         self.touched = true;
+        // The boot each node reports before its reboot: a report of that
+        // boot again never counts as the new one.
+        let rows = self.store.nodes()?;
+        for &i in idx {
+            let boot = rows
+                .get(&self.m.nodes[i].name)
+                .and_then(|r| r.report.as_ref());
+            if let Some(r) = boot.filter(|r| !r.boot_id.is_empty()) {
+                self.m.old_boot(i, r.boot_id.clone());
+            }
+        }
         let results = issue_all(&self.cfg, &self.plan, &self.m, idx, &self.cancel);
         let mut ok = Vec::new();
         let mut failed = Vec::new();
