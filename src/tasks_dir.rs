@@ -28,6 +28,11 @@ pub(crate) const BUILT_IN: &[(&str, &[u8], u32)] = &[
         0o755,
     ),
     (
+        "configure/ddc-report-booted.service",
+        include_bytes!("../tasks/configure/ddc-report-booted.service"),
+        0o644,
+    ),
+    (
         "configure/ddc-report.service",
         include_bytes!("../tasks/configure/ddc-report.service"),
         0o644,

@@ -131,6 +131,7 @@ if [ -d "$R/etc/systemd/system" ] && [ -x "$R/bin/bash" ]; then
     printf '# Written by ddc (server.http): where ddc-report sends its reports.\nREPORT_HOST=%s\nREPORT_PORT=%s\n' \
         "$HOST" "$PORT" | put "$R/etc/default/ddc-report"
     put "$R/etc/systemd/system/ddc-report.service" <"$DDC_TASKS_DIR/configure/ddc-report.service"
+    put "$R/etc/systemd/system/ddc-report-booted.service" <"$DDC_TASKS_DIR/configure/ddc-report-booted.service"
     put "$R/etc/systemd/system/ddc-report.timer" <<EOF
 # Written by ddc (server.heartbeat): run ddc-report.service every $DDC_HEARTBEAT s.
 [Unit]
@@ -146,6 +147,7 @@ WantedBy=timers.target
 EOF
     mkdir -p "$R/etc/systemd/system/multi-user.target.wants" "$R/etc/systemd/system/timers.target.wants"
     ln -sfn ../ddc-report.service "$R/etc/systemd/system/multi-user.target.wants/ddc-report.service"
+    ln -sfn ../ddc-report-booted.service "$R/etc/systemd/system/multi-user.target.wants/ddc-report-booted.service"
     ln -sfn ../ddc-report.timer "$R/etc/systemd/system/timers.target.wants/ddc-report.timer"
 else
     say "no systemd or bash in the image: no ddc-report unit (ddc status will not see these nodes)"

@@ -146,6 +146,9 @@ fn the_report_is_one_json_post_with_what_the_kernel_says() {
     );
     assert!(v["uptime"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["failed_units"].is_array(), "{v}");
+    // What systemd says of this machine (`offline` in a container without
+    // it running), as `ddc rollout`'s health gate reads it.
+    assert_eq!(s("system"), system_state(), "{v}");
     // This machine did not boot from an NFS root: no image, no generation.
     if !std::fs::read_to_string("/proc/cmdline")
         .unwrap()
@@ -153,6 +156,55 @@ fn the_report_is_one_json_post_with_what_the_kernel_says() {
     {
         assert_eq!((s("image"), s("generation")), ("", ""));
     }
+}
+
+/// `systemctl is-system-running` on this machine ("" without systemctl).
+fn system_state() -> String {
+    Command::new("systemctl")
+        .arg("is-system-running")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn after_boot_it_waits_for_the_boot_then_reports_once() {
+    // Here the boot is long over (or systemd is not running): it reports at once.
+    let dir = tempfile::tempdir().unwrap();
+    let (port, server) = serve_once("204 No Content");
+    let out = run(&["--after-boot", conf(dir.path(), port).to_str().unwrap()]);
+    let req = server.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(v["system"], system_state().as_str(), "{v}");
+}
+
+#[test]
+fn the_units_report_after_the_boot_has_finished() {
+    let unit = |f: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tasks/configure")
+                .join(f),
+        )
+        .unwrap()
+    };
+    let booted = unit("ddc-report-booted.service");
+    // simple: its start job ends at once, so the boot it waits for ends.
+    assert!(booted.contains("\nType=simple\n"), "{booted}");
+    assert!(
+        booted.contains("\nExecStart=/usr/lib/ddc/report --after-boot\n"),
+        "{booted}"
+    );
+    assert!(
+        booted.contains("\nWantedBy=multi-user.target\n"),
+        "{booted}"
+    );
+    let configure = unit("../configure.sh");
+    assert!(
+        configure.contains("multi-user.target.wants/ddc-report-booted.service"),
+        "configure.sh does not enable ddc-report-booted.service"
+    );
 }
 
 #[test]

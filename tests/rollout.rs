@@ -69,12 +69,17 @@ fn report(s: &Serve, i: usize, generation: &str, uptime: f64, failed: &[String])
     report_to(s.addr, i, generation, uptime, failed);
 }
 
+/// Each report is of a boot of its own: its boot id differs from the last
+/// (ddc rollout never counts a report of the boot before a reboot).
+static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn report_to(addr: SocketAddr, i: usize, generation: &str, uptime: f64, failed: &[String]) {
     let (name, mac, ip) = NODES[i];
     let body = serde_json::json!({
         "hostname": name, "mac": mac, "image": "default", "generation": generation,
-        "boot_id": format!("boot-{generation}-{uptime}"), "kernel": "6.1.0-28-amd64",
-        "uptime": uptime, "failed_units": failed,
+        "boot_id": format!("boot-{generation}-{}", BOOTS.fetch_add(1, Ordering::SeqCst)),
+        "kernel": "6.1.0-28-amd64",
+        "uptime": uptime, "failed_units": failed, "system": "running",
     })
     .to_string();
     // A loaded machine may drop a connection: a node's report unit retries.
@@ -137,7 +142,7 @@ impl Nodes {
                     if n > *was {
                         *was = n;
                         if let Some((g, units)) = behave(i, n) {
-                            report_to(addr, i, &g, 0.01, &units);
+                            report_to(addr, i, &g, 0.0, &units);
                         }
                     }
                 }
@@ -476,8 +481,8 @@ fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
     assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(
         r.stderr.contains(&format!(
-            "rollout 1 moves nodes to generations their entries no longer point at (a build \
-             since?): node01 ({g3} of image default, not {n}), node02 ({g3} of image default, not {n})",
+            "rollout 1 moves nodes to generations their entries no longer point at (a build, \
+             `ddc rollback` or `ddc node set` since?): node01 ({g3} of image default, not {n}), node02 ({g3} of image default, not {n})",
             g3 = s.p.current("default"),
             n = s.new
         )),
@@ -490,7 +495,7 @@ fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
 
     // node01 comes up (its reboot went through before the kill).
     *quiet.lock().unwrap() = false;
-    report(&s.serve, 0, &s.new, 0.01, &[]);
+    report(&s.serve, 0, &s.new, 0.0, &[]);
     let r = rollout(&s.p, &["--resume", "--json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let n = &s.new;
@@ -536,7 +541,7 @@ fn a_failed_canary_is_named_with_its_last_report() {
     );
     let prefix = format!(
         "node01: FAILED: booted {o} of image default, not {n} of image default; last report: \
-         state up, running {o} of image default, last seen "
+         state up, running {o} of image default, system running, last seen "
     );
     assert!(lines[5].starts_with(&prefix), "{}", lines[5]);
     assert_eq!(
@@ -577,7 +582,7 @@ fn a_node_that_never_reports_fails_at_the_timeout_and_is_said_to_be_waited_for()
         .unwrap();
     assert!(
         failed.starts_with(&format!(
-            "node01: FAILED: did not report up on {} within 4s; last report: state up, running {} of image default, last seen ",
+            "node01: FAILED: did not report up on {} within 4s; last report: state up, running {} of image default, system running, last seen ",
             s.new, s.old
         )),
         "{failed}"
@@ -930,4 +935,136 @@ fn nodes_without_a_bmc_are_rebooted_over_ssh_with_their_host_key_checked() {
         r.stdout
     );
     assert_eq!(ssh.calls().lines().count(), 2);
+}
+
+#[test]
+fn an_entry_moved_mid_rollout_stops_before_the_next_batch() {
+    let s = setup();
+    let new = s.new.clone();
+    // While the canary boots, someone pins node02 back to the old
+    // generation (`ddc node set`): the next batch would boot what no canary
+    // tested.
+    let pin = Mutex::new(Some(s.p.command(&[
+        "node",
+        "set",
+        "node02",
+        &format!("image=default@{}", s.old),
+    ])));
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| {
+            if let Some(mut c) = pin.lock().unwrap().take() {
+                let out = c.output().unwrap();
+                assert!(out.status.success(), "{out:?}");
+            }
+            Some((new.clone(), vec![]))
+        }),
+    );
+    let r = rollout(&s.p, &["--batch", "1", "--timeout", "60s"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("batch 1/2: up: node01"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "node02 ({} of image default, not {})",
+            s.old, s.new
+        )) && r.stderr.contains("batch 2/2 was not rebooted")
+            && r.stderr.contains("ddc rollout --abandon"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
+    // Not resumable: --resume refuses alike, nothing rebooted.
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("node02 ("), "{}", r.stderr);
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
+}
+
+#[test]
+fn a_rollback_interrupted_after_its_pin_resumes() {
+    let s = setup();
+    let (old, new) = (s.old.clone(), s.new.clone());
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |i, n| match (i, n) {
+            (0, 1) => Some((new.clone(), vec!["broken.service".to_string()])),
+            (0, _) => Some((old.clone(), vec![])),
+            _ => Some((new.clone(), vec![])),
+        }),
+    );
+    let args = ["--timeout", "60s", "--rollback-on-failure"];
+    let r = rollout(&s.p, &args);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(cycles(&s.sims[0]), 2);
+    // Back to where it was after the pin was written to the CSV, before its
+    // build finished (interrupted): stage pinning, node01 failed forward.
+    let db = rusqlite::Connection::open(s.p.path("cache/nodes.db")).unwrap();
+    db.execute_batch(
+        "UPDATE rollouts SET stage = 'pinning', finished = NULL; \
+         UPDATE rollout_nodes SET phase = 'forward', state = 'failed' WHERE hostname = 'node01';",
+    )
+    .unwrap();
+    drop(db);
+    let r = rollout(&s.p, &["--resume", "--json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let o = &s.old;
+    assert_eq!(
+        timeline(&events(&r.stdout)),
+        [
+            format!("rollback node01 {o}"),
+            format!("reboot node01 {o}"),
+            format!("up node01 {o}"),
+        ]
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (3, 0));
+}
+
+#[test]
+fn gc_keeps_what_an_unfinished_rollout_pins_back_to_and_a_rollback_needs_it_published() {
+    let s = setup();
+    let new = s.new.clone();
+    // The canary comes up broken; the rollout stops. Made unfinished again,
+    // as if interrupted before its rollback.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((new.clone(), vec!["broken.service".to_string()]))),
+    );
+    let r = rollout(&s.p, &["--timeout", "60s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let db = rusqlite::Connection::open(s.p.path("cache/nodes.db")).unwrap();
+    db.execute_batch("UPDATE rollouts SET finished = NULL, stage = 'forward';")
+        .unwrap();
+    drop(db);
+    // Even --force (node02 runs it) keeps the generation the rollout may
+    // pin its nodes back to, saying why.
+    let o = &s.old;
+    let r = s.p.ddc(&["gc", "--keep", "0", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "keep   default/{o} (rollout back-out: an unfinished rollout may pin node01, node02 back to it)"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(s.p.generations("default").contains(o));
+    // Abandoned, the generation goes; a rollout that may pin node02 back to
+    // it is refused before any reboot, naming node and generation.
+    assert_eq!(rollout(&s.p, &["--abandon"]).code, 0);
+    let r = s.p.ddc(&["gc", "--keep", "0", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!s.p.generations("default").contains(o));
+    let r = rollout(&s.p, &["--rollback-on-failure", "-n"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "no longer published: node02 (default@{o}: not published (deleted by ddc gc?))"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
 }

@@ -215,6 +215,19 @@ fn status_shows_reboot_needed_and_gc_keeps_the_running_generation() {
     assert!(st[0]["booted_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(st[1]["state"], "never_seen");
     assert!(st[1]["running"].is_null() && st[1]["booted_at"].is_null());
+    // An image from before the system state sends none; a newer one does.
+    assert!(st[0]["system"].is_null(), "{}", st[0]);
+    let with_system = report01(&g1).replace("\"uptime\"", "\"system\":\"degraded\",\"uptime\"");
+    assert_eq!(
+        call(&s, NODE01, "POST", "/api/v1/report", &with_system).status,
+        204
+    );
+    assert_eq!(status_json(&p)[0]["system"], "degraded");
+    let text = p.ddc(&["status"]);
+    assert!(text.stdout.contains("system degraded"), "{}", text.stdout);
+    let bad = report01(&g1).replace("\"uptime\"", "\"system\":\"Up; rm\",\"uptime\"");
+    let r = call(&s, NODE01, "POST", "/api/v1/report", &bad);
+    assert_eq!(r.status, 400);
     // A new generation: node01 still runs the first.
     p.edit("Ddcfile.toml", "\"nfs-common\"", "\"nfs-common\", \"htop\"");
     p.build(&[]);

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::engine::{self, BuildOptions};
 use crate::error::Error;
 use crate::generations;
+use crate::generations::Running;
 
 use super::{load, run_build, Loaded, Run};
 
@@ -28,26 +29,37 @@ pub(crate) struct Options {
     pub(crate) force: bool,
 }
 
-/// The generations nodes in the inventory report running, from the
-/// node-state database; prints a line for each report of a node no longer
-/// in the inventory (not kept). A database that cannot be read stops gc (it
-/// could delete a running root) unless `force`.
-fn running(cfg: &crate::config::Config, force: bool) -> Result<generations::Running, Error> {
+/// What the node-state database protects: the generations nodes in the
+/// inventory report running, and those an unfinished rollout may pin its
+/// nodes back to (its `from` generations); prints a line for each report
+/// of a node no longer in the inventory (not kept). A database that cannot
+/// be read stops gc (it could delete a running root) unless `force`.
+fn running(cfg: &crate::config::Config, force: bool) -> Result<(Running, Running), Error> {
     let db = crate::serve::db_path(cfg);
     let known: std::collections::HashSet<&str> =
         cfg.nodes.iter().map(|n| n.hostname.as_str()).collect();
     let read = crate::nodestate::Store::open_existing(&db).and_then(|s| {
-        s.map_or_else(
-            || Ok(Default::default()),
-            |s| s.running(&|h| known.contains(h)),
-        )
+        let Some(s) = s else {
+            return Ok(Default::default());
+        };
+        let (running, ignored) = s.running(&|h| known.contains(h))?;
+        let mut backout = Running::new();
+        if let Some((_, nodes)) = s.unfinished_rollout()? {
+            for n in nodes {
+                backout
+                    .entry((n.from_image, n.from_gen))
+                    .or_default()
+                    .push(n.hostname);
+            }
+        }
+        Ok((running, backout, ignored))
     });
     match read {
-        Ok((r, ignored)) => {
+        Ok((r, b, ignored)) => {
             for line in ignored {
                 println!("{line}");
             }
-            Ok(r)
+            Ok((r, b))
         }
         Err(e) if force => {
             eprintln!("warning: {e:#}; --force deletes without knowing what nodes run");
@@ -66,12 +78,13 @@ fn collect(
     cfg: &Config,
     keep: usize,
     dry_run: bool,
-    running: &generations::Running,
+    (running, backout): (&Running, &Running),
     force: bool,
 ) -> Result<(), Error> {
     let layers = engine::cache_dirs(cfg).root.join("images");
     let retired = generations::retired(cfg, &layers);
-    let (lines, mut freed) = generations::gc(cfg, keep, dry_run, &retired, running, force)?;
+    let (lines, mut freed) =
+        generations::gc(cfg, keep, dry_run, &retired, running, backout, force)?;
     for line in lines {
         println!("{line}");
     }
@@ -101,9 +114,9 @@ fn collect(
 
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
     let Loaded { cfg, graph, .. } = load(file)?;
-    let running = running(&cfg, o.force)?;
+    let (running, backout) = running(&cfg, o.force)?;
     if o.dry_run {
-        return collect(&cfg, o.keep, true, &running, o.force);
+        return collect(&cfg, o.keep, true, (&running, &backout), o.force);
     }
     // Delete under the lock, then rewrite the exports without the deleted.
     let opts = BuildOptions {
@@ -116,7 +129,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         cutoff: None,
     };
     let delete = |_: &dyn Fn(String)| -> Result<(), Error> {
-        collect(&cfg, o.keep, false, &running, o.force)
+        collect(&cfg, o.keep, false, (&running, &backout), o.force)
     };
     let run = Run {
         json: false,

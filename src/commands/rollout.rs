@@ -171,33 +171,46 @@ fn start(
 }
 
 /// Refuses to resume when a build since moved the entries of nodes still
-/// to be moved to another generation than the stored target: they would
-/// boot it and fail.
+/// to be moved (pending, rebooting or waiting; not the failed ones a
+/// rollback pinned) to another generation than the stored target: they
+/// would boot it and fail.
 fn moved_since(cfg: &Config, runs: &[NodeRun], id: i64) -> Result<(), NotStarted> {
-    let by_name: std::collections::HashMap<&str, &config::Node> =
-        cfg.nodes.iter().map(|n| (n.hostname.as_str(), n)).collect();
-    let moved: Vec<String> = runs
-        .iter()
-        .filter(|n| n.phase == Phase::Forward && n.state != NodeState::Up)
-        .filter_map(|n| {
-            let node = *by_name.get(n.name.as_str())?;
-            let now = super::status::target(cfg, node)?;
-            (now != n.to.generation || node.image != n.to.image).then(|| {
-                format!(
-                    "{} ({} of image {}, not {})",
-                    n.name, now, node.image, n.to.generation
-                )
-            })
-        })
-        .collect();
+    let moved = moved(cfg, runs.iter());
     if moved.is_empty() {
         return Ok(());
     }
     Err(NotStarted(format!(
-        "rollout {id} moves nodes to generations their entries no longer point at (a build \
-         since?): {}; drop it with `ddc rollout --abandon` and start a new one",
+        "rollout {id} moves nodes to generations their entries no longer point at (a build, \
+         `ddc rollback` or `ddc node set` since?): {}; drop it with `ddc rollout --abandon` and \
+         start a new one",
         moved.join(", ")
     )))
+}
+
+/// Of `runs`, the nodes still to move forward whose entry now points at
+/// another generation than their stored target, each as `NODE (GEN of
+/// image IMG, not TARGET)`.
+pub(super) fn moved<'a>(cfg: &Config, runs: impl Iterator<Item = &'a NodeRun>) -> Vec<String> {
+    let by_name: std::collections::HashMap<&str, &config::Node> =
+        cfg.nodes.iter().map(|n| (n.hostname.as_str(), n)).collect();
+    runs.filter(|n| {
+        n.phase == Phase::Forward
+            && matches!(
+                n.state,
+                NodeState::Pending | NodeState::Rebooting | NodeState::Waiting
+            )
+    })
+    .filter_map(|n| {
+        let node = *by_name.get(n.name.as_str())?;
+        let now = super::status::target(cfg, node)?;
+        (now != n.to.generation || node.image != n.to.image).then(|| {
+            format!(
+                "{} ({} of image {}, not {})",
+                n.name, now, node.image, n.to.generation
+            )
+        })
+    })
+    .collect()
 }
 
 /// The rollout lock, `cache/rollout.lock`: one rollout at a time.

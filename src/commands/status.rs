@@ -122,6 +122,7 @@ fn as_json(l: &Line) -> serde_json::Value {
         "kernel": r.map(|r| &r.kernel),
         "boot_id": r.map(|r| &r.boot_id),
         "failed_units": r.map(|r| &r.failed_units),
+        "system": r.and_then(|r| r.system.as_ref()),
     })
 }
 
@@ -150,6 +151,9 @@ fn as_text(lines: &[Line]) -> String {
         );
         if l.reboot {
             line.push_str("  reboot needed");
+        }
+        if let Some(system) = r.and_then(|r| r.system.as_ref()) {
+            line.push_str(&format!("  system {system}"));
         }
         if let Some(r) = r.filter(|r| !r.failed_units.is_empty()) {
             line.push_str(&format!("  failed: {}", r.failed_units.join(", ")));

@@ -19,6 +19,8 @@ pub enum Keep {
     Current,
     /// Nodes report running it (their root): deleting it breaks them.
     Running(Vec<String>),
+    /// An unfinished `ddc rollout` may pin these nodes back to it.
+    BackOut(Vec<String>),
     /// A node's `image = "IMG@GEN"` pins it.
     PinnedBy(String),
     /// A boot entry on disk points at it.
@@ -32,6 +34,11 @@ impl std::fmt::Display for Keep {
         match self {
             Keep::Current => f.write_str("current"),
             Keep::Running(nodes) => write!(f, "running on {}", crate::names::fold(nodes)),
+            Keep::BackOut(nodes) => write!(
+                f,
+                "rollout back-out: an unfinished rollout may pin {} back to it",
+                crate::names::fold(nodes)
+            ),
             Keep::PinnedBy(node) => write!(f, "pinned by {node}"),
             Keep::BootEntry(file) => write!(f, "boot entry {file} points at it"),
             Keep::Newest(n) => write!(f, "one of the newest {n}"),
@@ -43,13 +50,15 @@ impl std::fmt::Display for Keep {
 pub type Running = BTreeMap<(String, String), Vec<String>>;
 
 /// Generations `gc` must keep, per image, with the strongest reason;
-/// `running` ones too unless `force`. Of a `retired` image only those a boot
-/// entry points at, or a node runs, stay.
+/// `running` ones too unless `force`, and `backout` ones (the generations an
+/// unfinished rollout may pin its nodes back to) always. Of a `retired`
+/// image only those a boot entry points at, or a node runs, stay.
 pub fn protected(
     cfg: &Config,
     keep: usize,
     retired: &[String],
     running: &Running,
+    backout: &Running,
     force: bool,
 ) -> BTreeMap<(String, String), Keep> {
     let mut out: BTreeMap<(String, String), Keep> = BTreeMap::new();
@@ -71,6 +80,9 @@ pub fn protected(
     }
     for ((img, g), nodes) in running.iter().filter(|_| !force) {
         hold(img, g, Keep::Running(nodes.clone()));
+    }
+    for ((img, g), nodes) in backout {
+        hold(img, g, Keep::BackOut(nodes.clone()));
     }
     for image in cfg.images.keys() {
         let gens = list(&cfg.paths.nfs_root, image);
@@ -108,12 +120,13 @@ pub fn gc(
     dry_run: bool,
     retired: &[String],
     running: &Running,
+    backout: &Running,
     force: bool,
 ) -> Result<(Vec<String>, u64)> {
     // Deleted without following a link below them.
     fsutil::own(&cfg.paths.nfs_root, fsutil::DIR_MODE);
     fsutil::own(&cfg.paths.tftp_root, fsutil::DIR_MODE);
-    let keep_set = protected(cfg, keep, retired, running, force);
+    let keep_set = protected(cfg, keep, retired, running, backout, force);
     let mut lines = Vec::new();
     let mut freed = 0u64;
     for image in cfg.images.keys().chain(retired) {

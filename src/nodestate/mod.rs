@@ -17,8 +17,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 mod rollout;
 pub use rollout::{RolloutNode, RolloutRow};
 
-/// The schema this ddc writes and reads.
-const SCHEMA_VERSION: i32 = 2;
+/// The schema this ddc writes and reads. Still 1: what came since (the
+/// rollout tables, the `system` column) is only added, so an older ddc
+/// keeps opening the database.
+const SCHEMA_VERSION: i32 = 1;
 
 /// At most this many machines not in the inventory are remembered; a
 /// stranger cannot grow the table without bound.
@@ -72,6 +74,9 @@ pub struct Report {
     pub kernel: String,
     pub uptime: f64,
     pub failed_units: Vec<String>,
+    /// `systemctl is-system-running` at the report (`starting`, `running`,
+    /// `degraded`, …); None from an image that does not send it.
+    pub system: Option<String>,
 }
 
 /// One write to the database.
@@ -168,6 +173,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     discovered: i64,
+    /// The nodes table has the `system` column.
+    system: bool,
 }
 
 /// The error for a database SQLite cannot read, naming the file and the reset.
@@ -203,6 +210,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             discovered: 0,
+            system: false,
         };
         s.setup(true).map_err(|e| explain(path, e))?;
         s.discovered = s
@@ -223,6 +231,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             discovered: 0,
+            system: false,
         };
         s.setup(false).map_err(|e| explain(path, e))?;
         Ok(Some(s))
@@ -233,7 +242,9 @@ impl Store {
         let version: i32 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
+        // 2 was written for a while for the same schema (rollout tables
+        // only added): read alike, written back as 1.
+        if version > SCHEMA_VERSION + 1 {
             return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
                 Some(format!(
@@ -251,6 +262,10 @@ impl Store {
                 })?;
             self.conn.pragma_update(None, "synchronous", "FULL")?;
             self.conn.execute_batch(SCHEMA)?;
+            if !self.has_system()? {
+                self.conn
+                    .execute_batch("ALTER TABLE nodes ADD COLUMN system TEXT")?;
+            }
             self.conn.execute_batch(rollout::SCHEMA)?;
             self.conn
                 .pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -261,7 +276,19 @@ impl Store {
                     r.get::<_, i64>(0)
                 })?;
         }
+        self.system = self.has_system()?;
         Ok(())
+    }
+
+    /// Whether the nodes table has the `system` column (added after 1.0;
+    /// a database only read may predate it).
+    fn has_system(&self) -> rusqlite::Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('nodes') WHERE name = 'system'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
     }
 
     /// Applies `writes` in one transaction (one commit, one sync). Each gets
@@ -289,10 +316,13 @@ impl Store {
     }
 
     fn read_nodes(&self) -> rusqlite::Result<BTreeMap<String, NodeRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(if self.system {
             "SELECT hostname, mac, image, generation, boot_id, kernel, uptime, failed_units, \
-             report_at, fetch_at FROM nodes",
-        )?;
+             report_at, fetch_at, system FROM nodes"
+        } else {
+            "SELECT hostname, mac, image, generation, boot_id, kernel, uptime, failed_units, \
+             report_at, fetch_at, NULL FROM nodes"
+        })?;
         let rows = stmt.query_map([], |r| {
             let hostname: String = r.get(0)?;
             let report_at: Option<i64> = r.get(8)?;
@@ -309,6 +339,7 @@ impl Store {
                         .get::<_, Option<String>>(7)?
                         .and_then(|t| serde_json::from_str(&t).ok())
                         .unwrap_or_default(),
+                    system: r.get(10)?,
                 }),
                 None => None,
             };
@@ -398,9 +429,11 @@ fn apply_one(
             let units = serde_json::to_string(&r.failed_units).unwrap_or_default();
             tx.prepare_cached(
                 "INSERT INTO nodes (hostname, mac, image, generation, boot_id, kernel, uptime, \
-                 failed_units, report_at, report_ip) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) \
+                 failed_units, report_at, report_ip, system) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11) \
                  ON CONFLICT(hostname) DO UPDATE SET mac=?2, image=?3, generation=?4, \
-                 boot_id=?5, kernel=?6, uptime=?7, failed_units=?8, report_at=?9, report_ip=?10",
+                 boot_id=?5, kernel=?6, uptime=?7, failed_units=?8, report_at=?9, \
+                 report_ip=?10, system=?11",
             )?
             .execute(params![
                 r.hostname,
@@ -412,7 +445,8 @@ fn apply_one(
                 r.uptime,
                 units,
                 at,
-                ip
+                ip,
+                r.system
             ])?;
         }
         Write::Fetch { hostname, at, ip } => {

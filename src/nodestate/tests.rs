@@ -12,7 +12,52 @@ fn report(host: &str, generation: &str) -> Report {
         kernel: "6.1.0".into(),
         uptime: 10.0,
         failed_units: vec!["a.service".into()],
+        system: None,
     }
+}
+
+#[test]
+fn the_system_state_is_kept_and_an_older_ddc_can_still_open_the_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    // A database of an older ddc: no system column.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch(SCHEMA).unwrap();
+    c.execute_batch("PRAGMA user_version = 1;").unwrap();
+    c.execute(
+        "INSERT INTO nodes (hostname, image, generation, report_at) VALUES ('n0','default','0001-31fdc6b79d37',5)",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let r = Store::open_existing(&path).unwrap().unwrap();
+    assert_eq!(
+        r.nodes().unwrap()["n0"].report.as_ref().unwrap().system,
+        None
+    );
+    drop(r);
+    let mut s = Store::open(&path).unwrap();
+    let mut rep = report("n1", "0001-31fdc6b79d37");
+    rep.system = Some("running".into());
+    s.apply(&[Write::Report {
+        report: rep,
+        at: 9,
+        ip: "192.0.2.1".into(),
+    }])
+    .unwrap();
+    let rows = s.nodes().unwrap();
+    assert_eq!(
+        rows["n1"].report.as_ref().unwrap().system.as_deref(),
+        Some("running")
+    );
+    assert_eq!(rows["n0"].report.as_ref().unwrap().system, None);
+    drop(s);
+    // Only added: the version an older ddc opens.
+    let c = Connection::open(&path).unwrap();
+    let v: i32 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1);
 }
 
 #[test]

@@ -14,6 +14,9 @@ pub use plan::{batches, Size};
 
 use serde::{Deserialize, Serialize};
 
+/// How the reason of a node whose reboot could not be issued begins.
+pub const NOT_REBOOTED: &str = "could not be rebooted";
+
 /// What a rollout was asked: stored with it, so `--resume` goes on alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Params {
@@ -210,6 +213,13 @@ pub struct Seen {
     pub failed_units: Vec<String>,
     /// When the boot of its last report began (ms).
     pub booted_at: Option<i64>,
+    /// What its last report said of `systemctl is-system-running`
+    /// (None: an image from before the field).
+    pub system: Option<String>,
+    /// The boot id of its last report.
+    pub boot_id: String,
+    /// When its last report came (ms).
+    pub report_at: Option<i64>,
 }
 
 /// What the driver is to do.
@@ -245,6 +255,19 @@ pub struct Machine {
     pub rollback: bool,
     /// Nodes whose state changed since [`Machine::take_changed`].
     changed: Vec<usize>,
+    /// The nodes' heartbeat (ms): a node whose reports carry no system
+    /// state is up on a second clean report this long after its first.
+    pub heartbeat_ms: i64,
+    /// When this run (new or resumed) began (ms): no node times out before
+    /// `timeout_ms` after it, and a node in flight without a reboot time
+    /// counts from it.
+    pub run_start: i64,
+    /// A node's first clean report without a system state: its boot id and
+    /// when it came.
+    first_clean: std::collections::HashMap<usize, (String, i64)>,
+    /// The boot id a node last reported before its reboot (this run's
+    /// reboots only): a report of that boot never counts as the new one.
+    old_boot: std::collections::HashMap<usize, String>,
 }
 
 impl Machine {
@@ -261,6 +284,10 @@ impl Machine {
             max_failed: params.max_failed,
             rollback: params.rollback,
             changed: Vec::new(),
+            heartbeat_ms: 0,
+            run_start: i64::MIN,
+            first_clean: std::collections::HashMap::new(),
+            old_boot: std::collections::HashMap::new(),
         }
     }
 
@@ -369,13 +396,20 @@ impl Machine {
     }
 
     /// Whether node `i` (rebooting or waiting) is up, failed, or still due.
+    /// Up only on a report from a boot begun after its reboot, on its goal,
+    /// with no failed units, saying the system is `running` (boot
+    /// finished); `degraded` fails it, `starting` and the like are waited
+    /// for. A report without a system state (an older image) counts only
+    /// when a second clean one of the same boot comes a heartbeat after the
+    /// first.
     fn check(&mut self, i: usize, now: i64, seen: Option<Seen>) -> Option<Action> {
         let n = &self.nodes[i];
-        let since = n.reboot_at.unwrap_or(now);
+        let since = n.reboot_at.unwrap_or(self.run_start);
         let goal = n.goal().clone();
-        let fresh = seen
-            .as_ref()
-            .filter(|s| s.booted_at.is_some_and(|b| b > since));
+        let old_boot = self.old_boot.get(&i);
+        let fresh = seen.as_ref().filter(|s| {
+            s.booted_at.is_some_and(|b| b > since) && old_boot.is_none_or(|b| *b != s.boot_id)
+        });
         if let Some(s) = fresh {
             match &s.running {
                 Some(r) if *r == goal => {
@@ -388,9 +422,21 @@ impl Machine {
                         self.fail(i, why);
                         return Some(Action::Failed(i));
                     }
-                    if s.up {
-                        self.set(i, NodeState::Up);
-                        return Some(Action::Up(i));
+                    match s.system.as_deref() {
+                        Some("degraded") => {
+                            let why = format!("booted {} degraded", goal.generation);
+                            self.fail(i, why);
+                            return Some(Action::Failed(i));
+                        }
+                        Some("running") if s.up => {
+                            self.set(i, NodeState::Up);
+                            return Some(Action::Up(i));
+                        }
+                        None if s.up && self.second_clean(i, s) => {
+                            self.set(i, NodeState::Up);
+                            return Some(Action::Up(i));
+                        }
+                        _ => {}
                     }
                 }
                 Some(r) => {
@@ -404,7 +450,7 @@ impl Machine {
                 None => {}
             }
         }
-        if now - since >= self.timeout_ms {
+        if now - since.max(self.run_start) >= self.timeout_ms {
             let why = format!(
                 "did not report up on {} within {}",
                 goal.generation,
@@ -416,11 +462,29 @@ impl Machine {
         None
     }
 
+    /// Whether `s`, a clean report without a system state, follows a first
+    /// clean one of the same boot by a heartbeat (remembering it if first).
+    fn second_clean(&mut self, i: usize, s: &Seen) -> bool {
+        let Some(at) = s.report_at else { return false };
+        match self.first_clean.get(&i) {
+            Some((boot, first)) if *boot == s.boot_id => at - first >= self.heartbeat_ms,
+            _ => {
+                self.first_clean.insert(i, (s.boot_id.clone(), at));
+                false
+            }
+        }
+    }
+
+    /// Node `i`, about to be rebooted, last reported boot `boot_id`.
+    pub fn old_boot(&mut self, i: usize, boot_id: String) {
+        self.old_boot.insert(i, boot_id);
+    }
+
     /// How the reboot of node `i` went: issued, or refused with a reason.
     pub fn issued(&mut self, i: usize, result: Result<(), String>) {
         match result {
             Ok(()) => self.set(i, NodeState::Waiting),
-            Err(why) => self.fail(i, format!("could not be rebooted: {why}")),
+            Err(why) => self.fail(i, format!("{NOT_REBOOTED}: {why}")),
         }
     }
 
@@ -433,11 +497,24 @@ impl Machine {
 
     /// The nodes of [`Action::Pin`] are pinned and their entries rebuilt:
     /// they are to be rebooted onto their old generation.
+    /// A node whose reboot could not be issued still runs its old
+    /// generation: pinned, it is rolled back without a reboot.
     pub fn pinned(&mut self) {
         for i in self.failed_forward() {
             self.nodes[i].phase = Phase::Back;
             self.nodes[i].reboot_at = None;
-            self.set(i, NodeState::Pending);
+            let not_rebooted = self.nodes[i]
+                .why
+                .as_deref()
+                .is_some_and(|w| w.starts_with(NOT_REBOOTED));
+            self.set(
+                i,
+                if not_rebooted {
+                    NodeState::Up
+                } else {
+                    NodeState::Pending
+                },
+            );
         }
         self.stage = Stage::RollingBack;
     }

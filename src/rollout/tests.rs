@@ -61,6 +61,9 @@ fn seen(r: &Reports) -> impl Fn(&NodeRun) -> Option<Seen> + '_ {
             running: Some(gen(g)),
             failed_units: units.clone(),
             booted_at: Some(*at),
+            system: Some("running".into()),
+            boot_id: String::new(),
+            report_at: None,
         })
     }
 }
@@ -259,6 +262,9 @@ fn only_a_report_of_a_boot_after_the_reboot_counts() {
             running: Some(gen(NEW)),
             failed_units: vec![],
             booted_at: Some(50),
+            system: Some("running".into()),
+            boot_id: String::new(),
+            report_at: None,
         })
     };
     assert_eq!(m.step(200, &before), []);
@@ -269,6 +275,9 @@ fn only_a_report_of_a_boot_after_the_reboot_counts() {
             running: Some(gen(OLD)),
             failed_units: vec![],
             booted_at: Some(150),
+            system: Some("running".into()),
+            boot_id: String::new(),
+            report_at: None,
         })
     };
     assert_eq!(
@@ -361,6 +370,9 @@ fn resuming_after_a_recorded_reboot_never_reboots_again() {
             running: Some(gen(NEW)),
             failed_units: vec![],
             booted_at: Some(1_500),
+            system: Some("running".into()),
+            boot_id: String::new(),
+            report_at: None,
         })
     };
     assert_eq!(
@@ -399,6 +411,9 @@ fn healthy_seen(n: &NodeRun) -> Option<Seen> {
         running: Some(n.goal().clone()),
         failed_units: vec![],
         booted_at: Some(n.reboot_at.unwrap_or(0) + 1),
+        system: Some("running".into()),
+        boot_id: String::new(),
+        report_at: None,
     })
 }
 
@@ -408,4 +423,126 @@ fn durations_read_well() {
     assert_eq!(shown_duration(90_000), "1m30s");
     assert_eq!(shown_duration(3_600_000), "1h");
     assert_eq!(shown_duration(0), "0s");
+}
+
+/// A report of a boot begun at 150 on the target, with `system`.
+fn booted(system: Option<&str>, boot_id: &str, report_at: i64) -> Seen {
+    Seen {
+        up: true,
+        running: Some(gen(NEW)),
+        failed_units: vec![],
+        booted_at: Some(150),
+        system: system.map(str::to_string),
+        boot_id: boot_id.into(),
+        report_at: Some(report_at),
+    }
+}
+
+#[test]
+fn a_node_still_starting_is_waited_for_and_a_degraded_one_fails() {
+    let mut m = machine(&["n1", "n2"], Size::Count(1), 1, false);
+    m.step(100, &|_| None);
+    m.issued(0, Ok(()));
+    for state in ["starting", "initializing", "maintenance"] {
+        let s = booted(Some(state), "b1", 200);
+        assert_eq!(m.step(200, &|_| Some(s.clone())), [], "{state}");
+    }
+    assert_eq!(m.nodes[0].state, NodeState::Waiting);
+    let s = booted(Some("running"), "b1", 300);
+    assert_eq!(
+        m.step(300, &|_| Some(s.clone())),
+        [Action::Up(0), Action::BatchDone(0), Action::Reboot(vec![1])]
+    );
+    m.issued(1, Ok(()));
+    let mut s = booted(Some("degraded"), "b2", 400);
+    s.booted_at = Some(350);
+    assert_eq!(
+        m.step(400, &|_| Some(s.clone())),
+        [
+            Action::Failed(1),
+            Action::BatchDone(1),
+            Action::Finish(Outcome::Succeeded)
+        ]
+    );
+    assert_eq!(
+        m.nodes[1].why.as_deref(),
+        Some("booted 0002-bbbbbbbbbbbb degraded")
+    );
+}
+
+#[test]
+fn a_node_without_a_system_state_needs_a_second_clean_report_a_heartbeat_later() {
+    let mut m = machine(&["n1"], Size::Count(1), 0, false);
+    m.heartbeat_ms = 1_000;
+    m.step(100, &|_| None);
+    m.issued(0, Ok(()));
+    let first = booted(None, "b1", 200);
+    assert_eq!(m.step(200, &|_| Some(first.clone())), []);
+    // The same report again, and one too soon: still waiting.
+    assert_eq!(m.step(300, &|_| Some(first.clone())), []);
+    let soon = booted(None, "b1", 1_100);
+    assert_eq!(m.step(1_100, &|_| Some(soon.clone())), []);
+    // Another boot since: its first report starts over.
+    let other = booted(None, "b2", 1_300);
+    assert_eq!(m.step(1_300, &|_| Some(other.clone())), []);
+    let late = booted(None, "b2", 2_300);
+    assert_eq!(
+        m.step(2_300, &|_| Some(late.clone())),
+        [
+            Action::Up(0),
+            Action::BatchDone(0),
+            Action::Finish(Outcome::Succeeded)
+        ]
+    );
+}
+
+#[test]
+fn a_resumed_node_times_out_from_the_resume_and_one_without_a_reboot_time_too() {
+    for reboot_at in [Some(100), None] {
+        let mut m = machine(&["n1"], Size::Count(1), 0, false);
+        m.step(100, &|_| None);
+        m.issued(0, Ok(()));
+        m.nodes[0].reboot_at = reboot_at;
+        // Resumed long after the timeout (600 s): waited for another 600 s.
+        m.run_start = 1_000_000;
+        assert_eq!(m.step(1_000_001, &|_| None), [], "{reboot_at:?}");
+        assert_eq!(m.step(1_599_999, &|_| None), [], "{reboot_at:?}");
+        assert_eq!(
+            m.step(1_600_000, &|_| None),
+            [Action::Failed(0), Action::Finish(Outcome::Failed)]
+        );
+    }
+}
+
+#[test]
+fn a_node_that_could_not_be_rebooted_is_pinned_but_not_rebooted() {
+    let mut m = machine(&["n1", "n2"], Size::Count(1), 0, true);
+    assert_eq!(m.step(0, &|_| None), [Action::Reboot(vec![0])]);
+    m.issued(0, Err("no answer".into()));
+    assert_eq!(m.step(1, &|_| None), [Action::Pin(vec![0])]);
+    m.pinned();
+    // It still runs its old generation: rolled back, no second reboot.
+    assert_eq!(m.step(2, &|_| None), [Action::Finish(Outcome::Failed)]);
+    assert_eq!(m.nodes[0].shown_state(), "rolled_back");
+    assert_eq!(m.nodes[1].state, NodeState::Pending);
+}
+
+#[test]
+fn a_report_of_the_boot_before_the_reboot_never_counts() {
+    let mut m = machine(&["n1"], Size::Count(1), 0, false);
+    m.step(100, &|_| None);
+    m.old_boot(0, "b0".into());
+    m.issued(0, Ok(()));
+    // Claims a boot after the reboot, but with the old boot id: waited on.
+    let same = booted(Some("running"), "b0", 200);
+    assert_eq!(m.step(200, &|_| Some(same.clone())), []);
+    let new = booted(Some("running"), "b1", 300);
+    assert_eq!(
+        m.step(300, &|_| Some(new.clone())),
+        [
+            Action::Up(0),
+            Action::BatchDone(0),
+            Action::Finish(Outcome::Succeeded)
+        ]
+    );
 }

@@ -23,7 +23,13 @@ struct Raw {
     uptime: f64,
     #[serde(default)]
     failed_units: Vec<String>,
+    /// `systemctl is-system-running`; images from before it send none.
+    #[serde(default)]
+    system: Option<String>,
 }
+
+/// The longest system state accepted (systemd's are at most 12 bytes).
+const MAX_SYSTEM: usize = 32;
 
 /// A MAC in either form, as lowercase colon-separated, or None.
 pub(crate) fn normalize_mac(s: &str) -> Option<String> {
@@ -86,6 +92,15 @@ pub(crate) fn parse(body: &[u8]) -> Result<Report, String> {
     for u in &raw.failed_units {
         printable("a failed unit", u, MAX_FIELD)?;
     }
+    if let Some(s) = &raw.system {
+        if s.len() > MAX_SYSTEM || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            return Err(format!(
+                "system {:?} is not a state of `systemctl is-system-running` (lowercase \
+                 letters and -, at most {MAX_SYSTEM} bytes)",
+                s.chars().take(64).collect::<String>()
+            ));
+        }
+    }
     Ok(Report {
         hostname: raw.hostname,
         mac,
@@ -95,6 +110,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Report, String> {
         kernel: raw.kernel,
         uptime: raw.uptime,
         failed_units: raw.failed_units,
+        system: raw.system.filter(|s| !s.is_empty()),
     })
 }
 
@@ -127,6 +143,23 @@ mod tests {
         let many: Vec<String> = (0..=MAX_UNITS).map(|i| format!("\"u{i}\"")).collect();
         let body = GOOD.replace("\"foo.service\"", &many.join(","));
         assert!(parse(body.as_bytes()).unwrap_err().contains("failed_units"));
+    }
+
+    #[test]
+    fn the_system_state_is_optional_and_checked() {
+        assert_eq!(parse(GOOD.as_bytes()).unwrap().system, None);
+        let with = |v: &str| GOOD.replace("\"uptime\"", &format!("\"system\":{v},\"uptime\""));
+        let r = parse(with("\"running\"").as_bytes()).unwrap();
+        assert_eq!(r.system.as_deref(), Some("running"));
+        assert_eq!(parse(with("\"\"").as_bytes()).unwrap().system, None);
+        for bad in [
+            "\"Running\"",
+            "\"run ning\"",
+            &format!("\"{}\"", "a".repeat(33)),
+        ] {
+            let e = parse(with(bad).as_bytes()).unwrap_err();
+            assert!(e.contains("system"), "{e}");
+        }
     }
 
     #[test]

@@ -17,10 +17,10 @@ use super::reboot::{issue_all, Issued};
 use super::select::Plan;
 use crate::config::{self, Config};
 use crate::engine::BuildOptions;
-use crate::error::Error;
+use crate::error::{Error, NotStarted};
 use crate::nodestate::{self, NodeRow, State, Store};
 use crate::process::{self, Cancel};
-use crate::rollout::{Action, Gen, Machine, NodeRun, Outcome, Seen, Stage};
+use crate::rollout::{Action, Gen, Machine, NodeRun, NodeState, Outcome, Phase, Seen, Stage};
 
 pub(super) struct Driver<'a> {
     file: &'a Path,
@@ -35,6 +35,13 @@ pub(super) struct Driver<'a> {
     saved: (Stage, usize),
     /// When a waiting batch was last said to be waited for.
     said_waiting: Instant,
+    /// A reboot was issued (by this run or one before): errors exit 1
+    /// from then on, never 2 ("nothing rebooted").
+    touched: bool,
+    /// The wall clock when this run began, and the monotonic one: the
+    /// machine's clock is the first plus the time elapsed on the second, so
+    /// a wall clock step (NTP) neither fires nor holds off a timeout.
+    start: (i64, Instant),
 }
 
 impl<'a> Driver<'a> {
@@ -54,6 +61,14 @@ impl<'a> Driver<'a> {
             .and_then(|v| v.parse().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis);
         let saved = (m.stage, m.batch);
+        let mut m = m;
+        m.heartbeat_ms = i64::from(cfg.server.heartbeat) * 1000;
+        let start = (nodestate::now_ms(), Instant::now());
+        m.run_start = start.0;
+        let touched = m
+            .nodes
+            .iter()
+            .any(|n| n.state != NodeState::Pending || n.phase == Phase::Back);
         Ok(Driver {
             file,
             cfg,
@@ -66,15 +81,30 @@ impl<'a> Driver<'a> {
             poll,
             saved,
             said_waiting: Instant::now(),
+            touched,
+            start,
         })
     }
 
+    /// Runs the rollout to its end. Once a reboot was issued, an error that
+    /// would exit 2 exits 1, but for a later batch's entries moved (that
+    /// batch is not rebooted).
     pub(super) fn run(mut self) -> Result<(), Error> {
+        match self.drive() {
+            Err(Error::NotStarted(n)) if self.touched && !n.0.starts_with(MOVED) => {
+                Err(Error::Failed(anyhow::anyhow!("{}", n.0)))
+            }
+            Err(Error::Config(c)) if self.touched => Err(Error::Failed(anyhow::anyhow!("{c}"))),
+            r => r,
+        }
+    }
+
+    fn drive(&mut self) -> Result<(), Error> {
         loop {
             if self.cancel.is_cancelled() {
                 return self.interrupted();
             }
-            let now = nodestate::now_ms();
+            let now = self.now();
             let rows = self.store.nodes()?;
             let hb = self.cfg.server.heartbeat;
             let actions = self
@@ -120,12 +150,18 @@ impl<'a> Driver<'a> {
             } else {
                 // Every 30 polls (30 s), what the batch still waits for.
                 if self.said_waiting.elapsed() >= self.poll * 30 {
-                    self.out.waiting(&self.m, nodestate::now_ms());
+                    self.out.waiting(&self.m, self.now());
                     self.said_waiting = Instant::now();
                 }
                 self.sleep();
             }
         }
+    }
+
+    /// The machine's clock (ms): this run's start on the wall clock plus the
+    /// monotonic time since.
+    fn now(&self) -> i64 {
+        self.start.0 + self.start.1.elapsed().as_millis() as i64
     }
 
     /// Saves the nodes that changed, and the stage and batch if they did.
@@ -172,8 +208,44 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Issues the reboots of `idx` (recorded as rebooting already).
+    /// Issues the reboots of `idx` (recorded as rebooting already), unless
+    /// the entries of some moved since the rollout began (a build,
+    /// `ddc rollback` or `ddc node set` meanwhile): then none is rebooted
+    /// and the rollout stops, resumable no more.
     fn reboot(&mut self, idx: &[usize]) -> Result<(), Error> {
+        if self.m.nodes[idx[0]].phase == Phase::Forward {
+            let cfg = config::load(self.file)?;
+            let moved = super::moved(&cfg, idx.iter().map(|&i| &self.m.nodes[i]));
+            if !moved.is_empty() {
+                for &i in idx {
+                    self.m.not_issued(i);
+                }
+                self.save(None)?;
+                return Err(NotStarted(format!(
+                    "{MOVED} since rollout {} began (a build, `ddc rollback` or `ddc node set` \
+                     meanwhile): {}; batch {}/{} was not rebooted (it would boot what no \
+                     canary tested). `ddc rollout --resume` refuses likewise: drop this rollout \
+                     with `ddc rollout --abandon`, then start a new one",
+                    self.id,
+                    moved.join(", "),
+                    self.m.batch + 1,
+                    self.m.batches
+                ))
+                .into());
+            }
+        }
+        self.touched = true;
+        // The boot each node reports before its reboot: a report of that
+        // boot again never counts as the new one.
+        let rows = self.store.nodes()?;
+        for &i in idx {
+            let boot = rows
+                .get(&self.m.nodes[i].name)
+                .and_then(|r| r.report.as_ref());
+            if let Some(r) = boot.filter(|r| !r.boot_id.is_empty()) {
+                self.m.old_boot(i, r.boot_id.clone());
+            }
+        }
         let results = issue_all(&self.cfg, &self.plan, &self.m, idx, &self.cancel);
         let mut ok = Vec::new();
         let mut failed = Vec::new();
@@ -211,6 +283,17 @@ impl<'a> Driver<'a> {
     /// and hands them to the machine to be rebooted.
     fn pin(&mut self, idx: &[usize]) -> Result<(), Error> {
         use super::super::node::{apply, Edit};
+        let gone = super::select::gone_back(&self.cfg, idx.iter().map(|&i| &self.m.nodes[i]));
+        if !gone.is_empty() {
+            return Err(anyhow::anyhow!(
+                "cannot pin back to the generation they ran: {}; rollout {} stays unfinished: \
+                 publish that generation again, or `ddc rollout --abandon` and fix these nodes \
+                 by hand (`ddc node set NODE image=IMG@GEN`)",
+                gone.join(", "),
+                self.id
+            )
+            .into());
+        }
         for &i in idx {
             let n = &self.m.nodes[i];
             let value = format!("image={}@{}", n.from.image, n.from.generation);
@@ -274,6 +357,9 @@ impl<'a> Driver<'a> {
     }
 }
 
+/// How the error of entries moved mid-rollout begins.
+const MOVED: &str = "the entries of nodes of the next batch point at another generation";
+
 /// What the database says of a node, for the machine.
 fn seen(row: Option<&NodeRow>, now: i64, heartbeat: u32) -> Option<Seen> {
     let row = row?;
@@ -286,6 +372,9 @@ fn seen(row: Option<&NodeRow>, now: i64, heartbeat: u32) -> Option<Seen> {
         }),
         failed_units: r.map(|r| r.failed_units.clone()).unwrap_or_default(),
         booted_at: row.booted_at(),
+        system: r.and_then(|r| r.system.clone()),
+        boot_id: r.map(|r| r.boot_id.clone()).unwrap_or_default(),
+        report_at: row.report_at,
     })
 }
 
@@ -300,6 +389,9 @@ fn last_report(row: Option<&NodeRow>, now: i64, heartbeat: u32) -> (String, Valu
     let mut words = format!("state {}", state.replace('_', " "));
     if let Some(r) = r {
         words.push_str(&format!(", running {} of image {}", r.generation, r.image));
+        if let Some(system) = &r.system {
+            words.push_str(&format!(", system {system}"));
+        }
         if !r.failed_units.is_empty() {
             words.push_str(&format!(", failed units: {}", r.failed_units.join(", ")));
         }
@@ -312,6 +404,7 @@ fn last_report(row: Option<&NodeRow>, now: i64, heartbeat: u32) -> (String, Valu
         "image": r.map(|r| &r.image),
         "generation": r.map(|r| &r.generation),
         "failed_units": r.map(|r| &r.failed_units),
+        "system": r.and_then(|r| r.system.as_ref()),
         "last_seen": seen,
         "booted_at": row.booted_at().map(nodestate::rfc3339),
     });

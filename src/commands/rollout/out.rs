@@ -130,22 +130,8 @@ impl Out {
             if m.batches == 1 { "batch" } else { "batches" },
             m.max_failed
         );
-        for b in 0..m.batches {
-            let idx = m.batch_nodes(b);
-            let names: Vec<String> = idx.iter().map(|&i| m.nodes[i].name.clone()).collect();
-            let gens: Vec<String> = idx
-                .iter()
-                .map(|&i| m.nodes[i].to.generation.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let label = if b == 0 { " (canary)" } else { "" };
-            println!(
-                "  batch {}{label}: {} onto {}",
-                b + 1,
-                fold(&names),
-                gens.join(", ")
-            );
+        for line in batch_lines(m) {
+            println!("{line}");
         }
         for method in [super::select::Method::Bmc, super::select::Method::Ssh] {
             let v: Vec<String> = (0..m.nodes.len())
@@ -312,6 +298,12 @@ impl Out {
     }
 
     pub(super) fn done(&self, m: &Machine, id: i64, outcome: Outcome) {
+        let stopping: Vec<String> = m
+            .batch_nodes(m.batch)
+            .into_iter()
+            .filter(|&i| m.nodes[i].state == NodeState::Failed || m.nodes[i].phase == Phase::Back)
+            .map(|i| m.nodes[i].name.clone())
+            .collect();
         let pick = |f: &dyn Fn(usize) -> bool| -> Vec<String> {
             (0..m.nodes.len())
                 .filter(|&i| f(i))
@@ -356,7 +348,7 @@ impl Out {
                     "rollout {id} stopped: batch {} had more than {} failed: {}",
                     m.batch + 1,
                     m.max_failed,
-                    fold(&failed)
+                    fold(&stopping)
                 );
                 if !rolled.is_empty() {
                     println!("rolled back: {}", fold(&rolled));
@@ -369,5 +361,107 @@ impl Out {
                 }
             }
         }
+    }
+}
+
+/// The batches of the plan, a line each, but runs of batches of the same
+/// size onto the same generations folded into one line (`--batch 1` over
+/// 10,000 nodes reads in three lines).
+fn batch_lines(m: &Machine) -> Vec<String> {
+    let mut out = Vec::new();
+    // Each batch's nodes, in one pass (not one pass a batch: 10,000 batches).
+    let mut of: Vec<Vec<usize>> = vec![Vec::new(); m.batches];
+    for (i, n) in m.nodes.iter().enumerate() {
+        of[n.batch].push(i);
+    }
+    let batch = |b: usize| -> (Vec<String>, Vec<String>) {
+        let idx = &of[b];
+        let names = idx.iter().map(|&i| m.nodes[i].name.clone()).collect();
+        let gens = idx
+            .iter()
+            .map(|&i| m.nodes[i].to.generation.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        (names, gens)
+    };
+    let mut b = 0;
+    while b < m.batches {
+        let (mut names, gens) = batch(b);
+        let size = names.len();
+        let mut end = b;
+        while b > 0 && end + 1 < m.batches {
+            let (next, next_gens) = batch(end + 1);
+            if next.len() != size || next_gens != gens {
+                break;
+            }
+            names.extend(next);
+            end += 1;
+        }
+        let onto = gens.join(", ");
+        if end == b {
+            let label = if b == 0 { " (canary)" } else { "" };
+            out.push(format!(
+                "  batch {}{label}: {} onto {onto}",
+                b + 1,
+                fold(&names)
+            ));
+        } else {
+            out.push(format!(
+                "  batches {}-{} ({} of {size}): {} onto {onto}",
+                b + 1,
+                end + 1,
+                end - b + 1,
+                fold(&names)
+            ));
+        }
+        b = end + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{batches, Gen, NodeRun, Params, Size, Stage};
+
+    #[test]
+    fn runs_of_same_size_batches_are_folded() {
+        let names: Vec<String> = (1..=10_000).map(|i| format!("node{i:05}")).collect();
+        let g = |generation: &str| Gen {
+            image: "default".into(),
+            generation: generation.into(),
+        };
+        let mut nodes = Vec::new();
+        for (b, batch) in batches(&names, &[], Size::Count(3)).into_iter().enumerate() {
+            for name in batch {
+                nodes.push(NodeRun {
+                    name,
+                    batch: b,
+                    from: g("0001-aaaaaaaaaaaa"),
+                    to: g("0002-bbbbbbbbbbbb"),
+                    phase: Phase::Forward,
+                    state: NodeState::Pending,
+                    reboot_at: None,
+                    why: None,
+                });
+            }
+        }
+        let params = Params {
+            image: None,
+            canaries: vec![],
+            size: Size::Count(3),
+            timeout_ms: 1,
+            max_failed: 0,
+            rollback: false,
+        };
+        let m = Machine::new(nodes, &params, 0, Stage::Forward);
+        assert_eq!(
+            batch_lines(&m),
+            [
+                "  batch 1 (canary): node00001 onto 0002-bbbbbbbbbbbb",
+                "  batches 2-3334 (3333 of 3): node00002 … node10000 (9999 nodes) onto 0002-bbbbbbbbbbbb",
+            ]
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::NotStarted;
 use crate::names;
 use crate::nodestate::{NodeRow, State};
-use crate::rollout::{Gen, Machine, Params};
+use crate::rollout::{Gen, Machine, NodeRun, Params};
 
 /// How a node is rebooted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +225,15 @@ impl Plan {
                     ranged.join(", ")
                 ));
             }
+            let gone = gone_back(cfg, m.nodes.iter());
+            if !gone.is_empty() {
+                problems.push(format!(
+                    "--rollback-on-failure pins a failed node back to the generation it runs, \
+                     but for these it is no longer published: {}; roll out without \
+                     --rollback-on-failure, or make them boot a published generation first",
+                    gone.join(", ")
+                ));
+            }
             if !fixed.is_empty() {
                 problems.push(format!(
                     "--rollback-on-failure pins a failed node back in the nodes_file CSV, but \
@@ -260,6 +269,33 @@ impl Plan {
             Err(NotStarted(problems.join("\n")))
         }
     }
+}
+
+/// Of `nodes`, those whose `from` generation (what a rollback pins them back
+/// to) is no longer published, or whose image is no longer in the config:
+/// `NODE (IMG@GEN: why)`. Each image's generations are listed once.
+pub(super) fn gone_back<'a>(cfg: &Config, nodes: impl Iterator<Item = &'a NodeRun>) -> Vec<String> {
+    let mut listed: HashMap<&str, std::collections::HashSet<String>> = HashMap::new();
+    let mut out = Vec::new();
+    for n in nodes {
+        let (image, generation) = (n.from.image.as_str(), n.from.generation.as_str());
+        let why = if !cfg.images.contains_key(image) {
+            "its image is no longer in the config"
+        } else {
+            let gens = listed.entry(image).or_insert_with(|| {
+                crate::generations::list(&cfg.paths.nfs_root, image)
+                    .into_iter()
+                    .map(|g| g.name)
+                    .collect()
+            });
+            if gens.contains(generation) {
+                continue;
+            }
+            "not published (deleted by ddc gc?)"
+        };
+        out.push(format!("{} ({image}@{generation}: {why})", n.name));
+    }
+    out
 }
 
 /// The BMC credentials, when any node is rebooted through its BMC.
