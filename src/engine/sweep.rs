@@ -165,20 +165,25 @@ impl Sweep {
             }
             sweep.forget.push(task.clone());
         }
-        if !sweep.removals.is_empty() {
+        sweep.keep_declared(cfg, graph);
+        sweep
+    }
+
+    /// Drops from the removals what a task of the graph declares it writes.
+    fn keep_declared(&mut self, cfg: &Config, graph: &Graph) {
+        if !self.removals.is_empty() {
             use rayon::prelude::*;
-            let removed: HashSet<&PathBuf> = sweep.removals.iter().map(|(_, p)| p).collect();
+            let removed: HashSet<&PathBuf> = self.removals.iter().map(|(_, p)| p).collect();
             let declared: HashSet<PathBuf> = graph
                 .tasks
                 .par_iter()
                 .flat_map_iter(|t| t.recipe().outputs(t, cfg))
                 .filter(|p| removed.contains(p))
                 .collect();
-            sweep.removals.retain(|(_, p)| !declared.contains(p));
+            self.removals.retain(|(_, p)| !declared.contains(p));
         }
-        sweep.removals.sort();
-        sweep.removals.dedup();
-        sweep
+        self.removals.sort();
+        self.removals.dedup();
     }
 
     /// What a dry run says it would remove.
