@@ -23,6 +23,7 @@ mod process;
 mod recipes;
 mod render;
 mod reporter;
+mod rollout;
 mod scheduler;
 mod secrets;
 mod serve;

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 mod discover;
 use discover::Discover;
+mod rollout;
+use rollout::Rollout;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -211,6 +213,12 @@ pub(crate) enum Command {
     /// state, through their BMCs (IPMI over LAN with ipmitool; see [power]
     /// in the Ddcfile). Prints a table of the results; exit 1 if any failed.
     Power(PowerArgs),
+    /// Reboot the nodes whose running generation (from `ddc serve`'s
+    /// reports) differs from their entry's: canaries first, then in
+    /// batches, each through its BMC or over ssh, waiting for every node
+    /// of a batch to report up on its new generation before the next;
+    /// stops at a batch with more than --max-failed failures (exit 1).
+    Rollout(Rollout),
     /// List the step scripts and templates and where each comes from
     /// (built in, or the Ddcfile's tasks_dir, whose files replace them).
     Tasks {
@@ -529,6 +537,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<(), Error> {
             .map_err(|e| Error::Failed(anyhow::anyhow!("cannot write the man page: {e}"))),
         Command::Tasks { eject } => commands::tasks::run(file, eject.as_deref()),
         Command::Power(p) => p.run(file),
+        Command::Rollout(r) => r.run(file),
     }
 }
 

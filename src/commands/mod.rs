@@ -18,6 +18,7 @@ pub(crate) mod node_show;
 pub(crate) mod nodes;
 pub(crate) mod power;
 pub(crate) mod rollback;
+pub(crate) mod rollout;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod tasks;

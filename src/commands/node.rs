@@ -28,6 +28,20 @@ fn refuse(msg: String) -> Error {
 
 /// Runs an edit of the inventory of the Ddcfile at `file`.
 pub(crate) fn run(file: &Path, edit: Edit) -> Result<(), Error> {
+    let Some(said) = apply(file, edit)? else {
+        return Ok(());
+    };
+    for s in said {
+        println!("{s}");
+    }
+    println!("run `ddc build` to write the boot entries and DHCP configs (`ddc build -n` shows what would run)");
+    Ok(())
+}
+
+/// Applies an edit of the inventory of the Ddcfile at `file`, and returns
+/// what changed, a line each (None, having said so, when nothing did).
+/// `ddc rollout` pins nodes back through it.
+pub(crate) fn apply(file: &Path, edit: Edit) -> Result<Option<Vec<String>>, Error> {
     let cfg = config::load(file)?;
     let Some(csv) = cfg.nodes_file.clone() else {
         return Err(refuse(format!(
@@ -70,14 +84,16 @@ To keep nodes in a CSV, add nodes_file = \"nodes.csv\" at the top of {} (before 
     let new = inv.text();
     if new == text {
         println!("{shown}: nothing changed");
-        return Ok(());
+        return Ok(None);
     }
     check_and_write(file, &real, &shown, new)?;
-    for s in inv.said.iter().map(|s| format!("{shown}: {s}")).chain(said) {
-        println!("{s}");
-    }
-    println!("run `ddc build` to write the boot entries and DHCP configs (`ddc build -n` shows what would run)");
-    Ok(())
+    Ok(Some(
+        inv.said
+            .iter()
+            .map(|s| format!("{shown}: {s}"))
+            .chain(said)
+            .collect(),
+    ))
 }
 
 /// Validates the config with `new` as the inventory, then writes it.

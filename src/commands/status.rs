@@ -96,7 +96,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
 }
 
 /// The generation a node's entry points at: its pin, or its image's current.
-fn target(cfg: &Config, node: &Node) -> Option<String> {
+pub(crate) fn target(cfg: &Config, node: &Node) -> Option<String> {
     let root = &cfg.paths.nfs_root;
     match &node.pin {
         Some(pin) => {

@@ -4,7 +4,7 @@
 //! for one (`discovered`). SQLite in WAL mode, so `ddc serve` writes while
 //! `ddc status` and `ddc gc` read; the schema is versioned by
 //! `PRAGMA user_version`. Every command that reads or writes node state goes
-//! through this module. It imports only `fsutil`: the states it derives
+//! through this module; rollouts are stored by `rollout.rs`. It imports only `fsutil`: the states it derives
 //! (`never_seen`, `booting`, `up`, `silent`) need only times and a heartbeat.
 
 use std::collections::BTreeMap;
@@ -14,8 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+mod rollout;
+pub use rollout::{RolloutNode, RolloutRow};
+
 /// The schema this ddc writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// At most this many machines not in the inventory are remembered; a
 /// stranger cannot grow the table without bound.
@@ -248,6 +251,7 @@ impl Store {
                 })?;
             self.conn.pragma_update(None, "synchronous", "FULL")?;
             self.conn.execute_batch(SCHEMA)?;
+            self.conn.execute_batch(rollout::SCHEMA)?;
             self.conn
                 .pragma_update(None, "user_version", SCHEMA_VERSION)?;
         } else {

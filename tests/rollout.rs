@@ -1,0 +1,637 @@
+//! `ddc rollout` through the real binary, with real parts: a running `ddc
+//! serve` on loopback that stores the nodes' reports, and one `ipmi_sim`
+//! BMC per node reached by the real `ipmitool`. The test plays the nodes:
+//! when a BMC's chassis gets a power-off (the first half of a cycle), the
+//! node "boots" and POSTs its report to serve, from its own inventory IP,
+//! with the generation and failed units the test decides (or no report at
+//! all). Covered: two nodes moved one at a time, a failing canary that
+//! stops the rollout (the other BMC never called) and is pinned back and
+//! rebooted, `-n` calling no BMC, `--resume` after a SIGKILL mid-wait that
+//! never cycles a node twice, and serve storing reports all along.
+
+mod common;
+#[path = "common/http.rs"]
+mod http;
+#[path = "common/ipmi.rs"]
+mod ipmi;
+#[path = "common/serve.rs"]
+mod serve;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Project, Run};
+use ipmi::{Sim, PASSWORD};
+use serve::{loopback_project, rt, Serve};
+
+const NODES: [(&str, &str, Ipv4Addr); 2] = [
+    ("node01", "52:54:00:12:34:56", Ipv4Addr::new(127, 0, 0, 11)),
+    ("node02", "52:54:00:12:34:57", Ipv4Addr::new(127, 0, 0, 12)),
+];
+
+/// The loopback project with its two nodes in nodes.csv, each with a BMC,
+/// and a [power] table; built once (generation 1).
+fn project(sims: &[Sim; 2]) -> Project {
+    let p = loopback_project();
+    let t = p.read("Ddcfile.toml");
+    let head = t.split("[[nodes]]").next().unwrap().to_string();
+    let tail = t.split_once("\n[apply]\n").unwrap().1;
+    p.write(
+        "Ddcfile.toml",
+        &format!(
+            "nodes_file = \"nodes.csv\"\n{head}[apply]\n{tail}\n[power]\nuser = \"admin\"\n\
+             password_file = \"ipmi.pw\"\ncipher_suite = 3\ntimeout = 10\n"
+        ),
+    );
+    let mut csv = String::from("hostname,mac,ip,bmc\n");
+    for ((name, mac, ip), sim) in NODES.iter().zip(sims) {
+        csv.push_str(&format!("{name},{mac},{ip},{}\n", sim.addr()));
+    }
+    p.write("nodes.csv", &csv);
+    p.write("ipmi.pw", &format!("{PASSWORD}\n"));
+    std::fs::set_permissions(p.path("ipmi.pw"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    p.build(&[]);
+    p
+}
+
+/// A new generation of the image (generation 2 becomes current).
+fn change_image(p: &Project) {
+    p.edit("Ddcfile.toml", "\"nfs-common\"", "\"nfs-common\", \"htop\"");
+    p.build(&[]);
+}
+
+/// POSTs node `i`'s report: running `generation`, booted `uptime` seconds ago.
+fn report(s: &Serve, i: usize, generation: &str, uptime: f64, failed: &[String]) {
+    report_to(s.addr, i, generation, uptime, failed);
+}
+
+fn report_to(addr: SocketAddr, i: usize, generation: &str, uptime: f64, failed: &[String]) {
+    let (name, mac, ip) = NODES[i];
+    let body = serde_json::json!({
+        "hostname": name, "mac": mac, "image": "default", "generation": generation,
+        "boot_id": format!("boot-{generation}-{uptime}"), "kernel": "6.1.0-28-amd64",
+        "uptime": uptime, "failed_units": failed,
+    })
+    .to_string();
+    let r = rt()
+        .block_on(http::request(
+            addr,
+            ip,
+            "POST",
+            "/api/v1/report",
+            body.as_bytes(),
+        ))
+        .unwrap();
+    assert_eq!(r.status, 204, "serve refused a report: {r:?}");
+}
+
+/// How many power-offs (cycles) a BMC's chassis got.
+fn cycles(sim: &Sim) -> usize {
+    sim.calls().matches("set power 0").count()
+}
+
+/// What a node does after its `n`th power cycle: report (generation,
+/// failed units), or stay silent (None).
+type Behaviour = dyn Fn(usize, usize) -> Option<(String, Vec<String>)> + Send + Sync;
+
+/// The nodes, played: a thread that watches the BMCs and reports to serve
+/// after each power cycle, as `behave` says.
+struct Nodes {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Nodes {
+    fn play(s: &Serve, sims: &Arc<[Sim; 2]>, behave: Box<Behaviour>) -> Nodes {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, sims, addr) = (stop.clone(), sims.clone(), s.addr);
+        let thread = std::thread::spawn(move || {
+            let mut seen = [cycles(&sims[0]), cycles(&sims[1])];
+            while !stop2.load(Ordering::SeqCst) {
+                for i in 0..2 {
+                    let n = cycles(&sims[i]);
+                    if n > seen[i] {
+                        seen[i] = n;
+                        if let Some((g, units)) = behave(i, n) {
+                            report_to(addr, i, &g, 0.01, &units);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        });
+        Nodes {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Everything a rollout test starts from: two BMCs, the project built
+/// twice (generation 1 reported by both nodes, then generation 2 current),
+/// and serve running.
+struct Setup {
+    sims: Arc<[Sim; 2]>,
+    p: Project,
+    serve: Serve,
+    old: String,
+    new: String,
+}
+
+fn setup() -> Setup {
+    let sims = Arc::new([Sim::start(PASSWORD), Sim::start(PASSWORD)]);
+    let p = project(&sims);
+    let serve = Serve::start(&p);
+    let old = p.current("default");
+    for i in 0..2 {
+        report(&serve, i, &old, 100.0, &[]);
+    }
+    change_image(&p);
+    let new = p.current("default");
+    assert_ne!(old, new);
+    Setup {
+        sims,
+        p,
+        serve,
+        old,
+        new,
+    }
+}
+
+fn rollout(p: &Project, args: &[&str]) -> Run {
+    let mut all = vec!["rollout"];
+    all.extend_from_slice(args);
+    Run::of(p.command(&all).env("DDC_ROLLOUT_POLL_MS", "50"))
+}
+
+fn events(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("event").is_some())
+        .collect()
+}
+
+/// `EVENT NODE GENERATION` of each event with a node, in order.
+fn timeline(ev: &[serde_json::Value]) -> Vec<String> {
+    ev.iter()
+        .filter(|v| v["event"] != "plan" && v["node"].is_string())
+        .map(|v| {
+            format!(
+                "{} {} {}",
+                v["event"].as_str().unwrap(),
+                v["node"].as_str().unwrap(),
+                v["generation"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+fn status_running(p: &Project) -> Vec<(String, String)> {
+    let r = p.ddc(&["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["running"].as_str().unwrap_or("-").to_string(),
+                v["target"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_nodes_move_one_at_a_time() {
+    let s = setup();
+    let new = s.new.clone();
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((new.clone(), vec![]))),
+    );
+    let r = rollout(&s.p, &["--batch", "1", "--json", "--timeout", "60s"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let ev = events(&r.stdout);
+    let plan: Vec<(String, u64)> = ev
+        .iter()
+        .filter(|v| v["event"] == "plan")
+        .map(|v| {
+            (
+                v["node"].as_str().unwrap().to_string(),
+                v["batch"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(plan, [("node01".into(), 0), ("node02".into(), 1)]);
+    let (n, o) = (&s.new, &s.old);
+    assert_eq!(
+        timeline(&ev),
+        [
+            format!("reboot node01 {n}"),
+            format!("up node01 {n}"),
+            format!("reboot node02 {n}"),
+            format!("up node02 {n}"),
+        ]
+    );
+    let done = ev.last().unwrap();
+    assert_eq!(
+        (done["event"].as_str(), done["outcome"].as_str()),
+        (Some("done"), Some("succeeded"))
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 1));
+    assert_eq!(
+        status_running(&s.p),
+        [(n.clone(), n.clone()), (n.clone(), n.clone())]
+    );
+    assert_ne!(n, o);
+
+    // Done: nothing left to do, and serve still takes reports.
+    let r = rollout(&s.p, &[]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "nothing to do: 2 nodes run their entry's generation\n"),
+        "{}",
+        r.stderr
+    );
+    report(&s.serve, 0, &s.new, 5.0, &[]);
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 1));
+}
+
+#[test]
+fn a_failing_canary_stops_the_rollout_and_is_rolled_back() {
+    let s = setup();
+    let (old, new) = (s.old.clone(), s.new.clone());
+    // node01 comes up on the new generation with a failed unit, and fine on
+    // the old one again.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |i, n| match (i, n) {
+            (0, 1) => Some((new.clone(), vec!["broken.service".to_string()])),
+            (0, _) => Some((old.clone(), vec![])),
+            _ => Some((new.clone(), vec![])),
+        }),
+    );
+    let r = rollout(
+        &s.p,
+        &[
+            "--batch",
+            "1",
+            "--json",
+            "--timeout",
+            "60s",
+            "--rollback-on-failure",
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let ev = events(&r.stdout);
+    let (n, o) = (&s.new, &s.old);
+    assert_eq!(
+        timeline(&ev),
+        [
+            format!("reboot node01 {n}"),
+            format!("failed node01 {n}"),
+            format!("rollback node01 {o}"),
+            format!("reboot node01 {o}"),
+            format!("up node01 {o}"),
+        ]
+    );
+    let failed = ev.iter().find(|v| v["event"] == "failed").unwrap();
+    assert_eq!(
+        failed["reason"].as_str(),
+        Some(format!("booted {n} with failed units: broken.service").as_str())
+    );
+    assert_eq!(failed["last_report"]["failed_units"][0], "broken.service");
+    let done = ev.last().unwrap();
+    assert_eq!(done["outcome"], "failed");
+    assert_eq!(done["rolled_back"][0], "node01");
+    assert_eq!(done["not_rebooted"][0], "node02");
+    // node02's BMC was never asked to power anything.
+    assert!(
+        !s.sims[1].calls().contains("set power"),
+        "{}",
+        s.sims[1].calls()
+    );
+    assert_eq!(cycles(&s.sims[0]), 2);
+    // node01 is pinned in the CSV, and its entry rebuilt for the old generation.
+    let csv = s.p.read("nodes.csv");
+    assert_eq!(
+        csv,
+        format!(
+            "hostname,mac,ip,bmc,image\nnode01,52:54:00:12:34:56,127.0.0.11,{},default@{o}\n\
+             node02,52:54:00:12:34:57,127.0.0.12,{}\n",
+            s.sims[0].addr(),
+            s.sims[1].addr()
+        )
+    );
+    assert_eq!(status_running(&s.p)[0], (o.clone(), o.clone()));
+    // The next rollout leaves node01 (pinned, on its pin) and moves node02.
+    let r = rollout(&s.p, &["-n"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("batch 1 (canary): node02 onto"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_dry_run_prints_the_plan_and_calls_no_bmc() {
+    let sims = Arc::new([Sim::start(PASSWORD), Sim::start(PASSWORD)]);
+    let p = project(&sims);
+    // No serve has ever run: no database, nothing known of the nodes.
+    let r = rollout(&p, &["-n"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(r.stderr.contains("no `ddc serve` has run"), "{}", r.stderr);
+    let serve = Serve::start(&p);
+    let old = p.current("default");
+    report(&serve, 0, &old, 100.0, &[]);
+    report(&serve, 1, &old, 100.0, &[]);
+    change_image(&p);
+    let new = p.current("default");
+    let r = rollout(&p, &["-n", "--batch", "1"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "would reboot 2 nodes in 2 batches, each to report up within 10m, at most 0 failed a batch\n  \
+             batch 1 (canary): node01 onto {new}\n  batch 2: node02 onto {new}\n\
+             rebooted through the BMC (ipmitool chassis power cycle): node01, node02\n"
+        )
+    );
+    let r = rollout(&p, &["-n", "--json", "--canary", "node02"]);
+    let ev = events(&r.stdout);
+    assert_eq!(ev[0]["node"], "node02");
+    assert_eq!(
+        (ev[0]["event"].as_str(), ev[0]["batch"].as_u64()),
+        (Some("plan"), Some(0))
+    );
+    assert_eq!(ev[0]["generation"].as_str(), Some(new.as_str()));
+    assert_eq!(ev[0]["method"], "bmc");
+    for s in sims.iter() {
+        assert!(!s.calls().contains("set power"), "{}", s.calls());
+    }
+    // Not a rollout started: a real one may begin.
+    let r = rollout(&p, &["--abandon"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no unfinished rollout"), "{}", r.stderr);
+}
+
+#[test]
+fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
+    let s = setup();
+    let new = s.new.clone();
+    let quiet = Arc::new(Mutex::new(true));
+    let q = quiet.clone();
+    // node01 stays silent after its first cycle while the rollout waits.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |i, _| (i != 0 || !*q.lock().unwrap()).then(|| (new.clone(), vec![]))),
+    );
+    // node01's BMC holds the power request: ddc is killed while ipmitool
+    // still waits for its answer, "rebooting" recorded, the cycle done.
+    s.sims[0].slow(5);
+    let mut child =
+        s.p.command(&["rollout", "--batch", "1", "--json", "--timeout", "60s"])
+            .env("DDC_ROLLOUT_POLL_MS", "50")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while cycles(&s.sims[0]) == 0 {
+        assert!(Instant::now() < end, "node01 was not cycled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let db = rusqlite::Connection::open(s.p.path("cache/nodes.db")).unwrap();
+    let state: String = db
+        .query_row(
+            "SELECT state FROM rollout_nodes WHERE hostname = 'node01'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "rebooting");
+    std::fs::remove_file(s.sims[0].dir.path().join("slow")).unwrap();
+
+    // A new rollout is refused while this one is unfinished.
+    let r = rollout(&s.p, &[]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("`ddc rollout --resume` continues it"),
+        "{}",
+        r.stderr
+    );
+
+    // node01 comes up (its reboot went through before the kill).
+    *quiet.lock().unwrap() = false;
+    report(&s.serve, 0, &s.new, 0.01, &[]);
+    let r = rollout(&s.p, &["--resume", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let n = &s.new;
+    assert_eq!(
+        timeline(&events(&r.stdout)),
+        [
+            format!("up node01 {n}"),
+            format!("reboot node02 {n}"),
+            format!("up node02 {n}"),
+        ]
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 1));
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2);
+}
+
+#[test]
+fn a_failed_canary_is_named_with_its_last_report() {
+    let s = setup();
+    let old = s.old.clone();
+    // node01 comes back on the old generation: its entry was not followed.
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((old.clone(), vec![]))),
+    );
+    let r = rollout(&s.p, &["--timeout", "30s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let (n, o) = (&s.new, &s.old);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "rollout 1: rebooting 2 nodes in 2 batches, each to report up within 30s, at most 0 failed a batch",
+            &format!("  batch 1 (canary): node01 onto {n}"),
+            &format!("  batch 2: node02 onto {n}"),
+            "rebooted through the BMC (ipmitool chassis power cycle): node01, node02",
+        ]
+    );
+    assert_eq!(
+        lines[4],
+        "batch 1/2: rebooted node01; waiting for them to report up (at most 30s)"
+    );
+    let prefix = format!(
+        "node01: FAILED: booted {o} of image default, not {n} of image default; last report: \
+         state up, running {o} of image default, last seen "
+    );
+    assert!(lines[5].starts_with(&prefix), "{}", lines[5]);
+    assert_eq!(
+        lines[6..],
+        [
+            "rollout 1 stopped: batch 1 had more than 0 failed: node01",
+            "never rebooted: node02"
+        ]
+    );
+    assert!(!s.sims[1].calls().contains("set power"));
+    // Serve went on storing reports all along.
+    let mut serve = s.serve;
+    assert!(serve.child.try_wait().unwrap().is_none(), "serve died");
+    report(&serve, 1, &s.old, 200.0, &[]);
+    assert!(!serve.log(&s.p).contains("ERROR"), "{}", serve.log(&s.p));
+}
+
+#[test]
+fn ctrl_c_stops_the_reboot_in_flight_and_leaves_the_rollout_resumable() {
+    let s = setup();
+    let new = s.new.clone();
+    let _nodes = Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |_, _| Some((new.clone(), vec![]))),
+    );
+    s.sims[0].slow(30);
+    let child =
+        s.p.command(&["rollout", "--batch", "1"])
+            .env("DDC_ROLLOUT_POLL_MS", "50")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while cycles(&s.sims[0]) == 0 {
+        assert!(Instant::now() < end, "node01 was not cycled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second rollout meanwhile is refused by the lock.
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("another ddc rollout is running"),
+        "{}",
+        r.stderr
+    );
+    let port = format!("-p {} ", s.sims[0].port);
+    assert!(!ipmitools(&port).is_empty(), "no ipmitool running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted: rollout 1 is recorded; `ddc rollout --resume` continues it"),
+        "{stdout}"
+    );
+    assert!(
+        ipmitools(&port).is_empty(),
+        "left running: {:?}",
+        ipmitools(&port)
+    );
+    std::fs::remove_file(s.sims[0].dir.path().join("slow")).unwrap();
+    let r = rollout(&s.p, &["--resume", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let n = &s.new;
+    // node01 never reported: its reboot may have happened, so it is only
+    // waited for; the test's node reports once it sees the cycle.
+    assert_eq!(cycles(&s.sims[0]), 1);
+    assert_eq!(
+        timeline(&events(&r.stdout))[1..],
+        [format!("reboot node02 {n}"), format!("up node02 {n}")]
+    );
+}
+
+/// ipmitool processes whose command line holds `needle`.
+fn ipmitools(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains("ipmitool") && c.contains(needle) {
+                found.push(c);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
+    let p = loopback_project();
+    let serve = Serve::start(&p);
+    p.build(&[]);
+    let old = p.current("default");
+    // Only node01 has reported: node02 is skipped.
+    report(&serve, 0, &old, 100.0, &[]);
+    change_image(&p);
+    let r = rollout(&p, &["-n"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: cannot reboot node01: no bmc, and their image sets no ssh_authorized_keys; give \
+         each node bmc = \"ADDR[:PORT]\" (in its [[nodes]] table or the nodes_file's bmc column) \
+         with a [power] table, or set ssh_authorized_keys in its [images.IMG] table (ddc reboots \
+         it with ssh root@NODE systemctl reboot)\n"
+    );
+    p.edit(
+        "Ddcfile.toml",
+        "cmdline  = \"console=ttyS0\"",
+        "cmdline  = \"console=ttyS0\"\nssh_authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ test\"]",
+    );
+    p.build(&[]);
+    let r = rollout(&p, &["-n", "--rollback-on-failure"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(
+        r.stderr,
+        "error: --rollback-on-failure pins a failed node back in the nodes_file CSV, but these \
+         are defined in [[nodes]] tables of the Ddcfile: node01 (Ddcfile.toml:24); move them to \
+         the CSV (`ddc node add`), or roll out without --rollback-on-failure\n"
+    );
+    let r = rollout(&p, &["-n", "--canary", "node02"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            2,
+            "error: --canary node02: node02 is not among the nodes to reboot: it is skipped (never seen)\n"
+        )
+    );
+    let r = rollout(&p, &["-n"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.ends_with(
+            "rebooted over ssh (ssh root@NODE systemctl reboot): node01\n\
+             skipped, never seen: no report yet; they are not rebooted: node02\n"
+        ),
+        "{}",
+        r.stdout
+    );
+}
