@@ -19,6 +19,7 @@ mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,15 +107,26 @@ struct Nodes {
 
 impl Nodes {
     fn play(s: &Serve, sims: &Arc<[Sim; 2]>, behave: Box<Behaviour>) -> Nodes {
+        let sims = sims.clone();
+        Nodes::watch(s, Box::new(move |i| cycles(&sims[i])), behave)
+    }
+
+    /// Reports as `behave` says each time `reboots(i)`, node `i`'s count of
+    /// reboots, grows.
+    fn watch(
+        s: &Serve,
+        reboots: Box<dyn Fn(usize) -> usize + Send>,
+        behave: Box<Behaviour>,
+    ) -> Nodes {
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, sims, addr) = (stop.clone(), sims.clone(), s.addr);
+        let (stop2, addr) = (stop.clone(), s.addr);
         let thread = std::thread::spawn(move || {
-            let mut seen = [cycles(&sims[0]), cycles(&sims[1])];
+            let mut seen = [reboots(0), reboots(1)];
             while !stop2.load(Ordering::SeqCst) {
-                for i in 0..2 {
-                    let n = cycles(&sims[i]);
-                    if n > seen[i] {
-                        seen[i] = n;
+                for (i, was) in seen.iter_mut().enumerate() {
+                    let n = reboots(i);
+                    if n > *was {
+                        *was = n;
                         if let Some((g, units)) = behave(i, n) {
                             report_to(addr, i, &g, 0.01, &units);
                         }
@@ -176,10 +188,15 @@ fn rollout(p: &Project, args: &[&str]) -> Run {
     Run::of(p.command(&all).env("DDC_ROLLOUT_POLL_MS", "50"))
 }
 
+/// The `--json` output: every line an event object.
 fn events(out: &str) -> Vec<serde_json::Value> {
     out.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("event").is_some())
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+            assert!(v["event"].is_string() && v["time"].is_string(), "{l}");
+            v
+        })
         .collect()
 }
 
@@ -600,7 +617,7 @@ fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
         "error: cannot reboot node01: no bmc, and their image sets no ssh_authorized_keys; give \
          each node bmc = \"ADDR[:PORT]\" (in its [[nodes]] table or the nodes_file's bmc column) \
          with a [power] table, or set ssh_authorized_keys in its [images.IMG] table (ddc reboots \
-         it with ssh root@NODE systemctl reboot)\n"
+         it with ssh root@IP systemctl reboot)\n"
     );
     p.edit(
         "Ddcfile.toml",
@@ -628,10 +645,219 @@ fn a_plan_that_cannot_run_is_refused_before_any_reboot() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.ends_with(
-            "rebooted over ssh (ssh root@NODE systemctl reboot): node01\n\
+            "rebooted over ssh (ssh root@IP systemctl reboot): node01\n\
              skipped, never seen: no report yet; they are not rebooted: node02\n"
         ),
         "{}",
         r.stdout
     );
+}
+
+/// A real sshd on 127.0.0.11:22 and 127.0.0.12:22 standing in for the two
+/// nodes: their host key is the one ddc keeps for the image, root logs in
+/// with a key held by an ssh-agent of the test's own, and whatever command
+/// is asked, sshd runs only a script that logs it (never `systemctl reboot`
+/// on this machine) with the address it was asked on.
+struct Sshd {
+    sshd: std::process::Child,
+    agent: std::process::Child,
+    dir: tempfile::TempDir,
+    pub_key: String,
+}
+
+impl Sshd {
+    fn start(p: &Project) -> Sshd {
+        let sshd = common::netns::require("sshd", "openssh-server");
+        common::netns::require("ssh", "openssh-client");
+        let dir = tempfile::Builder::new()
+            .prefix("ddc-sshd-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let keygen = |file: &Path| {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(file)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        };
+        let host_keys = p.path("cache/ssh-host-keys/default");
+        std::fs::create_dir_all(&host_keys).unwrap();
+        std::fs::set_permissions(&host_keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+        keygen(&host_keys.join("ssh_host_ed25519_key"));
+        // sshd's own copy: the test changes the kept one.
+        std::fs::copy(host_keys.join("ssh_host_ed25519_key"), d.join("host_key")).unwrap();
+        std::fs::set_permissions(d.join("host_key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        keygen(&d.join("root_key"));
+        let pub_key = std::fs::read_to_string(d.join("root_key.pub")).unwrap();
+        std::fs::write(d.join("authorized_keys"), &pub_key).unwrap();
+        std::fs::write(
+            d.join("node.sh"),
+            format!(
+                "#!/bin/sh\nset -- $SSH_CONNECTION\necho \"$3 $SSH_ORIGINAL_COMMAND\" >> {}/calls\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(d.join("node.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.11:22\nListenAddress 127.0.0.12:22\nHostKey {}\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nForceCommand {d}/node.sh\nPidFile {d}/sshd.pid\n",
+                d.join("host_key").display(),
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let sshd = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let sock = d.join("agent.sock");
+        let agent = std::process::Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Sshd {
+            sshd,
+            agent,
+            dir,
+            pub_key,
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() || !http::wait_listening("127.0.0.12:22".parse().unwrap()) {
+            assert!(
+                Instant::now() < end,
+                "sshd or ssh-agent did not start: {}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let added = std::process::Command::new("ssh-add")
+            .arg(s.dir.path().join("root_key"))
+            .env("SSH_AUTH_SOCK", &sock)
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+        s
+    }
+
+    fn sock(&self) -> std::path::PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// The commands asked, `ADDRESS COMMAND` a line.
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        for c in [&mut self.sshd, &mut self.agent] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn nodes_without_a_bmc_are_rebooted_over_ssh_with_their_host_key_checked() {
+    common::require_root("sshd listens on port 22 of 127.0.0.11 and 127.0.0.12");
+    let p = loopback_project();
+    p.build(&[]);
+    let ssh = Sshd::start(&p);
+    p.edit(
+        "Ddcfile.toml",
+        "cmdline  = \"console=ttyS0\"",
+        &format!(
+            "cmdline  = \"console=ttyS0\"\nssh_authorized_keys = [\"{}\"]",
+            ssh.pub_key.trim()
+        ),
+    );
+    p.build(&[]);
+    let serve = Serve::start(&p);
+    let old = p.current("default");
+    report(&serve, 0, &old, 100.0, &[]);
+    report(&serve, 1, &old, 100.0, &[]);
+    change_image(&p);
+    let new = p.current("default");
+    let calls_of = |d: std::path::PathBuf| {
+        move |i: usize| {
+            let ip = ["127.0.0.11 ", "127.0.0.12 "][i];
+            std::fs::read_to_string(d.join("calls"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with(ip))
+                .count()
+        }
+    };
+    let g = new.clone();
+    let nodes = Nodes::watch(
+        &serve,
+        Box::new(calls_of(ssh.dir.path().to_path_buf())),
+        Box::new(move |_, _| Some((g.clone(), vec![]))),
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["rollout"];
+        all.extend_from_slice(args);
+        Run::of(
+            p.command(&all)
+                .env("DDC_ROLLOUT_POLL_MS", "50")
+                .env("SSH_AUTH_SOCK", ssh.sock()),
+        )
+    };
+    let r = run(&["--json", "--timeout", "30s"]);
+    assert_eq!(r.code, 0, "{}\n{}\n{}", r.stdout, r.stderr, ssh.log());
+    assert_eq!(
+        timeline(&events(&r.stdout)),
+        [
+            format!("reboot node01 {new}"),
+            format!("up node01 {new}"),
+            format!("reboot node02 {new}"),
+            format!("up node02 {new}"),
+        ]
+    );
+    assert_eq!(
+        ssh.calls(),
+        "127.0.0.11 systemctl reboot\n127.0.0.12 systemctl reboot\n"
+    );
+    drop(nodes);
+
+    // The node shows another host key than the image's: ssh refuses it,
+    // and the node fails without being rebooted.
+    p.edit("Ddcfile.toml", "\"htop\"", "\"htop\", \"vim\"");
+    p.build(&[]);
+    let key = p.path("cache/ssh-host-keys/default/ssh_host_ed25519_key");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(key.with_extension("pub")).unwrap();
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = run(&["--timeout", "30s"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("node01: FAILED: could not be rebooted: ssh root@127.0.0.11 systemctl reboot failed (exit status: 255): Host key verification failed."),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(ssh.calls().lines().count(), 2);
 }

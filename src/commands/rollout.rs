@@ -10,6 +10,7 @@
 
 mod drive;
 mod out;
+mod reboot;
 mod select;
 
 use std::fs::TryLockError;

@@ -2,37 +2,25 @@
 //! `DDC_ROLLOUT_POLL_MS` for tests), asks the state machine what to do,
 //! saves what changed (a node's "rebooting" before its reboot is issued),
 //! and does it: reboots (`[power] parallel` at a time, each within `[power]
-//! timeout`), pins failed nodes back through the CSV editor of `ddc node
+//! timeout`: `reboot.rs`), pins failed nodes back through the CSV editor of `ddc node
 //! set` and rebuilds as `ddc build` does, under the build lock. Ctrl-C
 //! stops the reboots in flight and leaves the rollout resumable (exit 130).
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::out::Out;
-use super::select::{Method, Plan};
-use crate::bmc::{self, Action as Power};
+use super::reboot::{issue_all, Issued};
+use super::select::Plan;
 use crate::config::{self, Config};
 use crate::engine::BuildOptions;
 use crate::error::Error;
 use crate::nodestate::{self, NodeRow, State, Store};
-use crate::process::{self, Bounded, Cancel};
+use crate::process::{self, Cancel};
 use crate::rollout::{Action, Gen, Machine, NodeRun, Outcome, Seen, Stage};
-
-/// How a reboot went.
-enum Issued {
-    /// It was never started (interrupted first): the node is pending again.
-    NotStarted,
-    /// Interrupted while it ran: it may have happened; the node stays
-    /// rebooting (waited for on resume, never rebooted again).
-    Unknown,
-    Done(Result<(), String>),
-}
 
 pub(super) struct Driver<'a> {
     file: &'a Path,
@@ -213,15 +201,39 @@ impl<'a> Driver<'a> {
         for &i in idx {
             let n = &self.m.nodes[i];
             let value = format!("image={}@{}", n.from.image, n.from.generation);
-            let said = apply(self.file, Edit::Set(n.name.clone(), vec![value]))?
+            let edit = Edit::Set(n.name.clone(), vec![value]);
+            let said = self
+                .aside(|| apply(self.file, edit))?
                 .map(|s| s.join("; "))
                 .unwrap_or_else(|| "already pinned".into());
             self.out.rollback(&self.m, i, &said);
         }
-        self.build()?;
+        self.aside(|| self.build())?;
         self.cfg = config::load(self.file)?;
         self.m.pinned();
         self.save(None)
+    }
+
+    /// Runs `f` with its standard output on standard error under `--json`,
+    /// whose standard output holds the rollout's events alone (the CSV
+    /// edit's and the build's lines are for people).
+    fn aside<T>(&self, f: impl FnOnce() -> T) -> T {
+        use std::io::Write;
+        if !self.out.json() {
+            return f();
+        }
+        let _ = std::io::stdout().flush();
+        let saved = nix::unistd::dup(1);
+        let moved = saved.is_ok() && nix::unistd::dup2(2, 1).is_ok();
+        let out = f();
+        let _ = std::io::stdout().flush();
+        if let Ok(fd) = saved {
+            if moved {
+                let _ = nix::unistd::dup2(fd, 1);
+            }
+            let _ = nix::unistd::close(fd);
+        }
+        out
     }
 
     /// `ddc build`, under the build lock: the pinned nodes' entries.
@@ -238,7 +250,7 @@ impl<'a> Driver<'a> {
             verify: false,
         };
         let run = super::super::Run {
-            json: self.out.json(),
+            json: false,
             verbose: false,
             no_wait: false,
             state: Some(state),
@@ -290,99 +302,4 @@ fn last_report(row: Option<&NodeRow>, now: i64, heartbeat: u32) -> (String, Valu
         "booted_at": row.booted_at().map(nodestate::rfc3339),
     });
     (words, v)
-}
-
-/// Issues the reboots, `[power] parallel` at a time; the results in the
-/// order of `idx`.
-fn issue_all(
-    cfg: &Config,
-    plan: &Plan,
-    m: &Machine,
-    idx: &[usize],
-    cancel: &Cancel,
-) -> Vec<Issued> {
-    let results: Vec<Mutex<Option<Issued>>> = idx.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = cfg.power.parallel.min(idx.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&i) = idx.get(k) else { break };
-                let r = issue(cfg, plan, &m.nodes[i].name, plan.methods[i], cancel);
-                *results[k].lock().expect("result") = Some(r);
-            });
-        }
-    });
-    results
-        .into_iter()
-        .map(|r| {
-            r.into_inner()
-                .expect("result")
-                .unwrap_or(Issued::NotStarted)
-        })
-        .collect()
-}
-
-fn issue(cfg: &Config, plan: &Plan, name: &str, method: Method, cancel: &Cancel) -> Issued {
-    if cancel.is_cancelled() {
-        return Issued::NotStarted;
-    }
-    let node = cfg.nodes.iter().find(|n| n.hostname == name);
-    match method {
-        Method::Bmc => {
-            let Some(b) = node.and_then(|n| n.bmc.as_ref()) else {
-                return Issued::Done(Err(
-                    "no bmc set any more: give it bmc = \"ADDR[:PORT]\" again".into(),
-                ));
-            };
-            let Some(c) = &plan.creds else {
-                return Issued::Done(Err("no [power] credentials".into()));
-            };
-            let o = bmc::run(&cfg.power, c, b, Power::Cycle, cancel);
-            if o.ok {
-                Issued::Done(Ok(()))
-            } else if cancel.is_cancelled() {
-                Issued::Unknown
-            } else {
-                Issued::Done(Err(o.result))
-            }
-        }
-        Method::Ssh => ssh_reboot(name, cfg.power.timeout, cancel),
-    }
-}
-
-/// `ssh -o BatchMode=yes root@NODE systemctl reboot`. The connection may
-/// drop as the node goes down: that is a reboot too.
-fn ssh_reboot(name: &str, timeout: u64, cancel: &Cancel) -> Issued {
-    let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        &format!("ConnectTimeout={timeout}"),
-        &format!("root@{name}"),
-        "systemctl",
-        "reboot",
-    ]);
-    match process::run_bounded(&mut cmd, Duration::from_secs(timeout), cancel) {
-        Ok(Bounded::Exited { status, stderr, .. }) => {
-            let err = String::from_utf8_lossy(&stderr);
-            let dropped = status.code() == Some(255)
-                && (err.contains("closed by remote host") || err.contains("Connection reset"));
-            if status.success() || dropped {
-                Issued::Done(Ok(()))
-            } else {
-                let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-                Issued::Done(Err(format!(
-                    "ssh root@{name} systemctl reboot failed ({status}): {first}"
-                )))
-            }
-        }
-        Ok(Bounded::TimedOut) => Issued::Done(Err(format!(
-            "ssh root@{name} systemctl reboot did not end within {timeout}s (power.timeout)"
-        ))),
-        Ok(Bounded::Cancelled) => Issued::Unknown,
-        Err(e) => Issued::Done(Err(format!("{e:#}"))),
-    }
 }

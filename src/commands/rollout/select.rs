@@ -20,7 +20,7 @@ use crate::rollout::{Gen, Machine, Params};
 pub(super) enum Method {
     /// `ipmitool … chassis power cycle` on its BMC.
     Bmc,
-    /// `ssh root@NODE systemctl reboot`.
+    /// `ssh root@IP systemctl reboot`.
     Ssh,
 }
 
@@ -35,7 +35,7 @@ impl Method {
     pub(super) fn shown(self) -> &'static str {
         match self {
             Method::Bmc => "through the BMC (ipmitool chassis power cycle)",
-            Method::Ssh => "over ssh (ssh root@NODE systemctl reboot)",
+            Method::Ssh => "over ssh (ssh root@IP systemctl reboot)",
         }
     }
 }
@@ -194,7 +194,7 @@ impl Plan {
                 "cannot reboot {}: no bmc, and their image sets no ssh_authorized_keys; give each \
                  node bmc = \"ADDR[:PORT]\" (in its [[nodes]] table or the nodes_file's bmc \
                  column) with a [power] table, or set ssh_authorized_keys in its [images.IMG] \
-                 table (ddc reboots it with ssh root@NODE systemctl reboot)",
+                 table (ddc reboots it with ssh root@IP systemctl reboot)",
                 names::fold(&no_way)
             ));
         }
@@ -208,6 +208,23 @@ impl Plan {
                     (!o.csv).then(|| format!("{} ({})", n.name, o.shown(cfg)))
                 })
                 .collect();
+            let ranged: Vec<String> = m
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let o = &cfg.node_origins[*index.get(n.name.as_str())?];
+                    let r = o.range.as_ref().filter(|_| o.csv)?;
+                    Some(format!("{} (of {r}, {})", n.name, o.shown(cfg)))
+                })
+                .collect();
+            if !ranged.is_empty() {
+                problems.push(format!(
+                    "--rollback-on-failure pins a failed node back in its own CSV row, but these \
+                     are counted from a range row: {}; split the range into rows of their own, \
+                     or roll out without --rollback-on-failure",
+                    ranged.join(", ")
+                ));
+            }
             if !fixed.is_empty() {
                 problems.push(format!(
                     "--rollback-on-failure pins a failed node back in the nodes_file CSV, but \
@@ -253,6 +270,13 @@ fn credentials(
     need_program: bool,
     problems: &mut Vec<String>,
 ) -> Option<Credentials> {
+    if need_program && methods.contains(&Method::Ssh) && crate::process::which("ssh").is_none() {
+        problems.push(
+            "ssh is not installed (or not in PATH), and nodes without a bmc are rebooted with it: \
+             install it (apt-get install openssh-client)"
+                .into(),
+        );
+    }
     if !methods.contains(&Method::Bmc) {
         return None;
     }
