@@ -1,6 +1,6 @@
 #!/bin/bash
-# The end-to-end test of operating the cluster: power over IPMI and
-# discovery, with real daemons in a network namespace.
+# The end-to-end test of operating the cluster: power over IPMI, discovery
+# and the rolling rollout, with real daemons in a network namespace.
 #
 #   sudo DDC=target/release/ddc bash tests/e2e/operate.sh
 #
@@ -18,6 +18,11 @@
 # 4. power: alpha and beta report up; `ddc power status alpha` says on;
 #    `ddc power cycle alpha` reboots it (a new QEMU, a new boot on its
 #    console, a later booted_at and a new boot id in `ddc status`),
+# 5. rollout: a files change makes generation 2; `ddc
+#    rollout --batch 1 --json` reboots alpha, waits for it up on 2, then
+#    beta; a broken generation 3 (an enabled unit that fails) stops after the
+#    canary alpha, which --rollback-on-failure pins back to 2 (its CSV row)
+#    and reboots; beta is never rebooted.
 # Each phase prints its time. Everything started is stopped on any exit, and
 # the script fails if a process of its own is left.
 #
@@ -150,9 +155,14 @@ con() { echo "$WORK/bmc-$1/console.log"; }
 qemu_pid() { cat "$WORK/bmc-$1/qemu.pid" 2>/dev/null || true; }
 firmware_starts() { grep -c "e820 map has" "$WORK/bmc-$1/debugcon.log" || true; }
 
+# console NODE: the node's console, every boot, without CRs and escapes.
+console() { tr -d '\r' <"$(con "$1")" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
 # report_lines NODE: the node's E2E report lines on its console, one per boot.
-report_lines() {
-    tr -d '\r' <"$(con "$1")" | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | grep -aoE 'E2E host=.*E2EEND|Kernel panic.*|emergency mode.*' || true
+report_lines() { console "$1" | grep -aoE 'E2E host=.*E2EEND|Kernel panic.*|emergency mode.*' || true; }
+# booted_gens NODE: the generation of each kernel the node booted, in order
+# (from the kernel's "Command line:"), each followed by a space.
+booted_gens() {
+    console "$1" | sed -n 's/.*Command line: .* nfsroot=[^ ]*\/default\/\([^,/ ]*\),.*/\1/p' | tr '\n' ' '
 }
 # wait_report NODE COUNT GEN: wait until the node's COUNT-th report line,
 # and check it: its hostname, an overlay root on the export, generation GEN.
@@ -241,6 +251,8 @@ phase "gamma up on its image, alpha up again"
 wait_report gamma 1 1
 [ "$(qemu_pid gamma)" != "$gamma_pid" ] || die "gamma's VM was not power-cycled"
 want_status gamma up "$GEN1" false
+# Its first power-on (not yet in the inventory) loaded no kernel.
+[ "$(booted_gens gamma)" = "$GEN1 " ] || die "gamma's kernels booted [$(booted_gens gamma)], want [$GEN1 ]"
 wait_report alpha 2 1
 want_status alpha up "$GEN1" false
 [ "$(firmware_starts alpha)" -gt "$alpha_fw" ] || die "alpha's firmware did not start again"
@@ -249,6 +261,121 @@ booted=$(status_field alpha booted_at)
 [[ "$booted" > "$alpha_booted" ]] || die "alpha's booted_at did not move on: $alpha_booted, then $booted"
 say "alpha rebooted by its BMC: booted_at $alpha_booted -> $booted"
 power status alpha on
+
+# ---------------------------------------------------------------- rollout
+# rollout NAME ARGS: `ddc rollout ARGS --json` in the namespace (the BMCs),
+# events in $WORK/NAME.json; sets ROLLOUT_RC.
+rollout() {
+    local name=$1
+    shift
+    ROLLOUT_RC=0
+    ddc_ns rollout "$@" --json >"$WORK/$name.json" 2>"$WORK/$name.err" || ROLLOUT_RC=$?
+    say "  ddc rollout $* --json exited $ROLLOUT_RC:"
+    jq -c 'del(.time, .last_report)' "$WORK/$name.json" | sed 's/^/    /' >&2 || die "ddc rollout --json printed no JSON: $(cat "$WORK/$name.json" "$WORK/$name.err")"
+    sed 's/^/    stderr: /' "$WORK/$name.err" >&2
+    # stdout holds the events alone: every line an object with event and time
+    [ "$(jq -s 'all(type == "object" and has("event") and has("time"))' "$WORK/$name.json")" = true ] ||
+        die "ddc rollout --json printed lines that are not events: $(jq -c 'select(has("event") | not)' "$WORK/$name.json" | head -n 3)"
+}
+# events NAME: "EVENT NODE GENERATION" per event, in order.
+events() { jq -r '"\(.event) \(.node // "-") \(.generation // "-")"' "$WORK/$1.json"; }
+
+phase "rollout: generation 2, one node at a time"
+# gamma stays where it is: pinned to generation 1 and powered off (the
+# rollout moves alpha and beta; a third reboot would only add minutes).
+ddc node set gamma "image=default@$GEN1" >&2 || die "pinning gamma"
+power off gamma ok
+echo "ddc-e2e generation 2" >"$F/etc/ddc-e2e-marker"
+ddc build --json >"$WORK/gen2-build.json" || die "the build of generation 2 failed"
+GEN2=$(current_gen)
+[ "$GEN2" != "$GEN1" ] || die "the files change made no new generation"
+say "generation $GEN2 built"
+want_status alpha up "$GEN1" true
+want_status beta up "$GEN1" true
+rollout rollout-gen2 --batch 1
+[ "$ROLLOUT_RC" = 0 ] || die "ddc rollout --batch 1 exited $ROLLOUT_RC"
+# alpha (the default canary: the first by name) is rebooted, reports up on
+# generation 2, and only then is beta rebooted; gamma is not in the plan.
+got=$(events rollout-gen2 | grep -v '^plan \|^skipped ' | tr '\n' ';')
+want="reboot alpha $GEN2;up alpha $GEN2;reboot beta $GEN2;up beta $GEN2;done - -;"
+[ "$got" = "$want" ] || die "the rollout's events are [$got], want [$want]"
+[ "$(jq -r 'select(.event == "plan") | .node' "$WORK/rollout-gen2.json" | sort | tr '\n' ' ')" = "alpha beta " ] ||
+    die "the rollout's plan is not alpha and beta"
+[ "$(jq -r 'select(.event == "done") | .outcome' "$WORK/rollout-gen2.json")" = succeeded ] || die "the rollout did not succeed"
+wait_report alpha 3 2
+wait_report beta 2 2
+want_status alpha up "$GEN2" false
+want_status beta up "$GEN2" false
+# The reports agree: alpha was up on generation 2 before beta went down.
+alpha_up=$(jq -r 'select(.event == "up" and .node == "alpha") | .time' "$WORK/rollout-gen2.json")
+beta_reboot=$(jq -r 'select(.event == "reboot" and .node == "beta") | .time' "$WORK/rollout-gen2.json")
+beta_booted=$(status_field beta booted_at)
+alpha_booted=$(status_field alpha booted_at)
+[[ "$alpha_up" < "$beta_reboot" ]] || die "beta was rebooted ($beta_reboot) before alpha was up ($alpha_up)"
+[[ "$alpha_booted" < "$beta_booted" ]] || die "beta booted ($beta_booted) before alpha ($alpha_booted)"
+say "alpha up on $GEN2 at $alpha_up, beta rebooted at $beta_reboot; booted at: alpha $alpha_booted, beta $beta_booted"
+
+phase "rollout: a broken generation 3 stops after the canary"
+cat >"$F/etc/systemd/system/e2e-broken.service" <<'UNIT'
+[Unit]
+Description=ddc end-to-end test: a unit that fails (a broken generation)
+Before=ddc-report.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -s ../e2e-broken.service "$F/etc/systemd/system/multi-user.target.wants/e2e-broken.service"
+echo "ddc-e2e generation 3" >"$F/etc/ddc-e2e-marker"
+ddc build --json >"$WORK/gen3-build.json" || die "the build of generation 3 failed"
+GEN3=$(current_gen)
+[ "$GEN3" != "$GEN2" ] || die "the broken files tree made no new generation"
+beta_pid=$(qemu_pid beta)
+beta_fw=$(firmware_starts beta)
+beta_boot=$(status_field beta boot_id)
+beta_booted=$(status_field beta booted_at)
+beta_reports=$(report_lines beta | grep -c .)
+rollout rollout-gen3 --canary alpha --batch 1 --rollback-on-failure --timeout 6m
+[ "$ROLLOUT_RC" = 1 ] || die "the broken rollout exited $ROLLOUT_RC, want 1"
+got=$(events rollout-gen3 | grep -v '^plan \|^skipped ' | tr '\n' ';')
+want="reboot alpha $GEN3;failed alpha $GEN3;rollback alpha $GEN2;reboot alpha $GEN2;up alpha $GEN2;done - -;"
+[ "$got" = "$want" ] || die "the broken rollout's events are [$got], want [$want]"
+jq -r 'select(.event == "failed") | .last_report.failed_units[]?' "$WORK/rollout-gen3.json" | grep -qx e2e-broken.service ||
+    die "the failed event does not name e2e-broken.service: $(cat "$WORK/rollout-gen3.json")"
+[ "$(jq -r 'select(.event == "done") | .not_rebooted | join(" ")' "$WORK/rollout-gen3.json")" = beta ] ||
+    die "the broken rollout's done event does not name beta as never rebooted"
+# alpha is pinned back in its CSV row, booted generation 3 once (its unit
+# failed; the rollback's power cycle may come before the console report of
+# that boot), then generation 2 again, and reports up there.
+grep -q "^alpha,${MAC[alpha]},192.0.2.11,${BMC[alpha]}:${BMC_PORT[alpha]},default@" "$WORK/nodes.csv" ||
+    die "alpha is not pinned in nodes.csv: $(cat "$WORK/nodes.csv")"
+pin=$(sed -n 's/^alpha,.*,default@\(.*\)$/\1/p' "$WORK/nodes.csv")
+[ "$pin" = "$GEN2" ] || [ "$GEN2" = "$(printf '%s' "$GEN2" | grep "^$pin")" ] || die "alpha is pinned to [$pin], not $GEN2"
+say "alpha's row: $(grep '^alpha,' "$WORK/nodes.csv")"
+wait_report alpha 4 2
+[ "$(booted_gens alpha)" = "$GEN1 $GEN1 $GEN2 $GEN3 $GEN2 " ] ||
+    die "alpha's kernels booted [$(booted_gens alpha)], want [$GEN1 $GEN1 $GEN2 $GEN3 $GEN2 ]"
+# (grep -c, not -q: an early exit would fail the pipeline under pipefail)
+[ "$(console alpha | sed -n "/Command line: .*\/$GEN3,/,\$p" | grep -ac 'FAILED.* Failed to start e2e-broken')" -ge 1 ] ||
+    die "alpha's console shows no failed e2e-broken.service on generation 3"
+want_status alpha up "$GEN2" false "$GEN2"
+# beta: never rebooted (same QEMU, no firmware start, same boot, no report
+# line), still on generation 2, its entry on 3.
+want_status beta up "$GEN2" true
+[ "$(qemu_pid beta)" = "$beta_pid" ] || die "beta's QEMU changed: it was power-cycled"
+[ "$(firmware_starts beta)" = "$beta_fw" ] || die "beta's firmware started again: it was reset"
+[ "$(status_field beta boot_id)" = "$beta_boot" ] || die "beta's boot id changed"
+# booted_at is the report's arrival less the uptime it gives: it moves by a
+# second or two between reports on a loaded machine, a reboot by a minute.
+now_booted=$(status_field beta booted_at)
+drift=$(($(date -d "$now_booted" +%s) - $(date -d "$beta_booted" +%s)))
+((drift >= -5 && drift <= 5)) || die "beta's booted_at changed: $beta_booted -> $now_booted"
+[ "$(report_lines beta | grep -c .)" = "$beta_reports" ] || die "beta's console shows a new boot"
+[ "$(booted_gens beta)" = "$GEN1 $GEN2 " ] || die "beta's kernels booted [$(booted_gens beta)], want [$GEN1 $GEN2 ]"
+say "beta never rebooted: QEMU $beta_pid, boot $beta_boot, booted at $beta_booted"
 
 phase "done"
 say "PASS in $(elapsed)"
