@@ -455,12 +455,36 @@ impl Lock {
         no_wait: bool,
         say: &dyn Fn(String),
     ) -> Result<Lock, crate::error::Error> {
-        let path = dirs.root.join("lock");
-        let mut f = open_file(&path, Open::Keep, FILE_MODE)?;
+        Lock::take(&dirs.root.join("lock"), no_wait, say, |path, holder| {
+            format!(
+                "the cache {} is in use by {holder}; wait for it to finish, or drop --no-wait to wait",
+                path.display()
+            )
+        })
+    }
+
+    /// The inventory lock, `cache/inventory.lock`: held by whoever edits the
+    /// `nodes_file` CSV (`ddc node`, `ddc discover --add`) from reading it to
+    /// writing it, so that two edits never lose one another. Waits, saying
+    /// who holds it. Separate from the build lock: an edit need not wait for
+    /// a long image build.
+    pub fn inventory(dirs: &CacheDirs, say: &dyn Fn(String)) -> Result<Lock, crate::error::Error> {
+        Lock::take(&dirs.root.join("inventory.lock"), false, say, |_, _| {
+            String::new()
+        })
+    }
+
+    fn take(
+        path: &Path,
+        no_wait: bool,
+        say: &dyn Fn(String),
+        busy: impl Fn(&Path, &str) -> String,
+    ) -> Result<Lock, crate::error::Error> {
+        let mut f = open_file(path, Open::Keep, FILE_MODE)?;
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = fs::read_to_string(path).unwrap_or_default();
                 let holder = holder.trim();
                 let holder = if holder.is_empty() {
                     "another ddc"
@@ -468,11 +492,7 @@ impl Lock {
                     holder
                 };
                 if no_wait {
-                    return Err(crate::error::NotStarted(format!(
-                        "the cache {} is in use by {holder}; wait for it to finish, or drop --no-wait to wait",
-                        dirs.root.display()
-                    ))
-                    .into());
+                    return Err(crate::error::NotStarted(busy(path, holder)).into());
                 }
                 say(format!(
                     "waiting for {holder} to finish (it holds {})",

@@ -300,6 +300,7 @@ const SUBCOMMANDS: &[&str] = &[
     "serve",
     "status",
     "discover",
+    "rollout",
 ];
 
 #[test]
@@ -321,7 +322,7 @@ fn the_completions_complete_in_bash_and_name_every_command() {
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(out, "rollback rollforward\n--dry-run\n");
+    assert_eq!(out, "rollback rollforward rollout\n--dry-run\n");
     let zsh = ddc(&["completions", "zsh"]);
     assert!(zsh.starts_with("#compdef ddc"), "{zsh}");
     let fish = ddc(&["completions", "fish"]);

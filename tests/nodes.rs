@@ -447,3 +447,39 @@ fn generations_json_lists_every_node_and_pin() {
         "{text}"
     );
 }
+
+#[test]
+fn concurrent_node_adds_lose_no_row() {
+    // Twelve `ddc node add` at once: each holds the inventory lock from
+    // reading the CSV to writing it, so every row lands.
+    let p = project();
+    let children: Vec<_> = (0..12)
+        .map(|i| {
+            let host = format!("c{i:02}");
+            let mac = format!("52:54:00:cc:00:{i:02x}");
+            let ip = format!("192.0.2.{}", 150 + i);
+            p.command(&["node", "add", &host, "--mac", &mac, "--ip", &ip])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let csv = p.read("nodes.csv");
+    assert!(csv.starts_with(CSV), "{csv}");
+    for i in 0..12 {
+        assert!(
+            csv.contains(&format!("c{i:02},")),
+            "row c{i:02} lost:\n{csv}"
+        );
+    }
+    assert_eq!(csv.lines().count(), CSV.lines().count() + 12, "{csv}");
+}

@@ -77,16 +77,24 @@ fn report_to(addr: SocketAddr, i: usize, generation: &str, uptime: f64, failed: 
         "uptime": uptime, "failed_units": failed,
     })
     .to_string();
-    let r = rt()
-        .block_on(http::request(
+    // A loaded machine may drop a connection: a node's report unit retries.
+    let rt = rt();
+    let mut last = None;
+    for _ in 0..5 {
+        match rt.block_on(http::request(
             addr,
             ip,
             "POST",
             "/api/v1/report",
             body.as_bytes(),
-        ))
-        .unwrap();
-    assert_eq!(r.status, 204, "serve refused a report: {r:?}");
+        )) {
+            Ok(r) if r.status == 204 => return,
+            Ok(r) => panic!("serve refused a report: {r:?}"),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("serve took no report: {last:?}");
 }
 
 /// How many power-offs (cycles) a BMC's chassis got.
@@ -120,8 +128,9 @@ impl Nodes {
     ) -> Nodes {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, addr) = (stop.clone(), s.addr);
+        // Counted now: the thread may start after the first reboot.
+        let mut seen = [reboots(0), reboots(1)];
         let thread = std::thread::spawn(move || {
-            let mut seen = [reboots(0), reboots(1)];
             while !stop2.load(Ordering::SeqCst) {
                 for (i, was) in seen.iter_mut().enumerate() {
                     let n = reboots(i);
@@ -146,7 +155,9 @@ impl Drop for Nodes {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("the thread playing the nodes failed (see its panic above)");
+            }
         }
     }
 }
@@ -457,6 +468,26 @@ fn resume_after_a_kill_mid_wait_never_cycles_a_node_again() {
         r.stderr
     );
 
+    // A build since moves the entries on: resuming would reboot nodes into
+    // a generation the rollout does not wait for.
+    s.p.edit("Ddcfile.toml", "\"htop\"", "\"htop\", \"vim\"");
+    s.p.build(&[]);
+    let r = rollout(&s.p, &["--resume"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains(&format!(
+            "rollout 1 moves nodes to generations their entries no longer point at (a build \
+             since?): node01 ({g3} of image default, not {n}), node02 ({g3} of image default, not {n})",
+            g3 = s.p.current("default"),
+            n = s.new
+        )),
+        "{}",
+        r.stderr
+    );
+    let r = s.p.ddc(&["rollback", "default"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.p.current("default"), s.new);
+
     // node01 comes up (its reboot went through before the kill).
     *quiet.lock().unwrap() = false;
     report(&s.serve, 0, &s.new, 0.01, &[]);
@@ -521,6 +552,37 @@ fn a_failed_canary_is_named_with_its_last_report() {
     assert!(serve.child.try_wait().unwrap().is_none(), "serve died");
     report(&serve, 1, &s.old, 200.0, &[]);
     assert!(!serve.log(&s.p).contains("ERROR"), "{}", serve.log(&s.p));
+}
+
+#[test]
+fn a_node_that_never_reports_fails_at_the_timeout_and_is_said_to_be_waited_for() {
+    let s = setup();
+    // node01 is cycled but never reports again.
+    let _nodes = Nodes::play(&s.serve, &s.sims, Box::new(|_, _| None));
+    let t = Instant::now();
+    // Polls of 50 ms: the waiting line comes every 30 polls (1.5 s).
+    let r = rollout(&s.p, &["--timeout", "4s"]);
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let waiting: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("batch 1/2: 0 of 1 up; waiting for node01 (at most "))
+        .collect();
+    assert!(!waiting.is_empty(), "{}", r.stdout);
+    let failed = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("node01: FAILED"))
+        .unwrap();
+    assert!(
+        failed.starts_with(&format!(
+            "node01: FAILED: did not report up on {} within 4s; last report: state up, running {} of image default, last seen ",
+            s.new, s.old
+        )),
+        "{failed}"
+    );
+    assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
 }
 
 #[test]
@@ -729,7 +791,7 @@ impl Sshd {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let s = Sshd {
+        let mut s = Sshd {
             sshd,
             agent,
             dir,
@@ -744,6 +806,14 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Listening, and this sshd: not another one already on port 22
+        // (which would make it exit, unable to bind).
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            s.sshd.try_wait().unwrap().is_none(),
+            "the test's sshd exited (is port 22 of 127.0.0.11 taken?): {}",
+            s.log()
+        );
         let added = std::process::Command::new("ssh-add")
             .arg(s.dir.path().join("root_key"))
             .env("SSH_AUTH_SOCK", &sock)

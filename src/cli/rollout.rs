@@ -15,8 +15,10 @@ pub(crate) struct Rollout {
     #[arg(value_name = "IMG", conflicts_with_all = ["resume", "abandon"])]
     image: Option<String>,
     /// The nodes rebooted first, alone in the first batch (default: the
-    /// first node by name).
-    #[arg(long, value_name = "NODE", num_args = 1.., conflicts_with_all = ["resume", "abandon"])]
+    /// first node by name); several after one --canary, or comma-separated
+    /// (give IMG before them).
+    #[arg(long, value_name = "NODE", num_args = 1.., value_delimiter = ',',
+          conflicts_with_all = ["resume", "abandon"])]
     canary: Vec<String>,
     /// How many nodes each batch after the canaries reboots (default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..),

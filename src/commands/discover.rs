@@ -49,7 +49,17 @@ iPXE, or a subnet whose default method is ipxe) reach it. Start `ddc serve`, boo
 then run `ddc discover` again";
 
 pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
-    let cfg = config::load(file)?;
+    let mut cfg = config::load(file)?;
+    // An append holds the inventory lock from reading the inventory (which
+    // decides the free addresses) to writing it.
+    let _lock = match o.add.is_empty() || o.dry_run {
+        true => None,
+        false => {
+            let lock = super::node::lock_inventory(&cfg)?;
+            cfg = config::load(file)?;
+            Some(lock)
+        }
+    };
     let db = crate::serve::db_path(&cfg);
     let store = Store::open_existing(&db)?;
     let seen = match &store {
@@ -293,7 +303,7 @@ fn write(
             ))),
         };
     }
-    super::node::check_and_write(file, &real, shown, inv.text())?;
+    super::node::check_and_write(file, &real, shown, &text, inv.text())?;
     for s in &inv.said {
         // Beside the JSON lines, never among them.
         if o.json {

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::nodes::did_you_mean;
+use crate::cache::Lock;
 use crate::config::{self, edit::Inventory, Config};
 use crate::error::{Error, NotStarted};
 use crate::fsutil;
@@ -53,6 +54,7 @@ To keep nodes in a CSV, add nodes_file = \"nodes.csv\" at the top of {} (before 
         )));
     };
     let shown = fsutil::shown(&csv, &cfg.base_dir);
+    let _lock = lock_inventory(&cfg)?;
     // A link is followed to the file it names, which is the one edited.
     let real = std::fs::canonicalize(&csv).unwrap_or_else(|_| csv.clone());
     let bytes = std::fs::read(&real).map_err(|e| refuse(format!("cannot read {shown}: {e}")))?;
@@ -86,7 +88,7 @@ To keep nodes in a CSV, add nodes_file = \"nodes.csv\" at the top of {} (before 
         println!("{shown}: nothing changed");
         return Ok(None);
     }
-    check_and_write(file, &real, &shown, new)?;
+    check_and_write(file, &real, &shown, &text, new)?;
     Ok(Some(
         inv.said
             .iter()
@@ -96,16 +98,31 @@ To keep nodes in a CSV, add nodes_file = \"nodes.csv\" at the top of {} (before 
     ))
 }
 
-/// Validates the config with `new` as the inventory, then writes it.
+/// Takes the inventory lock (`cache/inventory.lock`), held from reading
+/// the CSV to writing it: two edits at once wait for one another instead of
+/// one losing the other's rows.
+pub(crate) fn lock_inventory(cfg: &Config) -> Result<Lock, Error> {
+    Lock::inventory(&crate::engine::cache_dirs(cfg), &|s| eprintln!("{s}"))
+}
+
+/// Validates the config with `new` as the inventory, then writes it, if
+/// the file still holds `old`: an edit made meanwhile by hand (an editor
+/// does not take ddc's lock) is never overwritten.
 pub(crate) fn check_and_write(
     file: &Path,
     real: &Path,
     shown: &str,
+    old: &str,
     new: String,
 ) -> Result<(), Error> {
     if let Err(errors) = config::check_with_inventory(file, new.clone().into_bytes()) {
         return Err(refuse(format!(
             "{errors}\nthe edit would leave the config invalid: {shown} is unchanged"
+        )));
+    }
+    if std::fs::read(real).ok().as_deref() != Some(old.as_bytes()) {
+        return Err(refuse(format!(
+            "{shown} changed while ddc was editing it (another editor saved it): nothing written; run the command again"
         )));
     }
     fsutil::replace_keeping(real, new.as_bytes())

@@ -59,7 +59,13 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
         .into());
     }
     let _lock = if o.dry_run { None } else { Some(lock(&cfg)?) };
-    let mut store = Store::open(&db)?;
+    // A dry run writes nothing, not even the rollout tables.
+    let opened = if o.dry_run {
+        Store::open_existing(&db)?
+    } else {
+        Some(Store::open(&db)?)
+    };
+    let mut store = opened.ok_or_else(|| anyhow::anyhow!("{} vanished", db.display()))?;
     let unfinished = store.unfinished_rollout()?;
     let out = out::Out::new(o.json);
     match (o.start, unfinished) {
@@ -113,6 +119,7 @@ fn resume(
     })?;
     let stage = Stage::parse(&row.stage).unwrap_or(Stage::Forward);
     let (runs, methods) = from_rows(nodes);
+    moved_since(&cfg, &runs, row.id)?;
     let m = Machine::new(runs, &params, row.batch, stage);
     let plan = select::Plan::resumed(&cfg, methods, file)?;
     if o.dry_run {
@@ -161,6 +168,36 @@ fn start(
     let id = store.start_rollout(params.image.as_deref(), &json, nodestate::now_ms(), &stored)?;
     out.plan(&plan, &m, id, &sel.skipped);
     drive::Driver::new(file, cfg, store, id, m, plan, out)?.run()
+}
+
+/// Refuses to resume when a build since moved the entries of nodes still
+/// to be moved to another generation than the stored target: they would
+/// boot it and fail.
+fn moved_since(cfg: &Config, runs: &[NodeRun], id: i64) -> Result<(), NotStarted> {
+    let by_name: std::collections::HashMap<&str, &config::Node> =
+        cfg.nodes.iter().map(|n| (n.hostname.as_str(), n)).collect();
+    let moved: Vec<String> = runs
+        .iter()
+        .filter(|n| n.phase == Phase::Forward && n.state != NodeState::Up)
+        .filter_map(|n| {
+            let node = *by_name.get(n.name.as_str())?;
+            let now = super::status::target(cfg, node)?;
+            (now != n.to.generation || node.image != n.to.image).then(|| {
+                format!(
+                    "{} ({} of image {}, not {})",
+                    n.name, now, node.image, n.to.generation
+                )
+            })
+        })
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    Err(NotStarted(format!(
+        "rollout {id} moves nodes to generations their entries no longer point at (a build \
+         since?): {}; drop it with `ddc rollout --abandon` and start a new one",
+        moved.join(", ")
+    )))
 }
 
 /// The rollout lock, `cache/rollout.lock`: one rollout at a time.

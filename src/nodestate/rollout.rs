@@ -75,6 +75,15 @@ impl Store {
     }
 
     fn read_unfinished(&self) -> rusqlite::Result<Option<(RolloutRow, Vec<RolloutNode>)>> {
+        // A database opened to read, made before rollouts were stored.
+        let tables: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rollouts'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables == 0 {
+            return Ok(None);
+        }
         let row = self
             .conn
             .query_row(
@@ -214,6 +223,33 @@ mod tests {
             reboot_at: None,
             why: None,
         }
+    }
+
+    #[test]
+    fn a_database_from_before_rollouts_has_none_and_gets_the_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE nodes (hostname TEXT PRIMARY KEY); PRAGMA user_version = 1;")
+            .unwrap();
+        drop(c);
+        // Read as a dry run reads it: nothing written.
+        let r = Store::open_existing(&path).unwrap().unwrap();
+        assert_eq!(r.unfinished_rollout().unwrap(), None);
+        drop(r);
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let tables: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rollout%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+        // Opened to write, it gets them.
+        let mut s = Store::open(&path).unwrap();
+        s.start_rollout(None, "{}", 1, &[]).unwrap();
+        assert!(s.unfinished_rollout().unwrap().is_some());
     }
 
     #[test]

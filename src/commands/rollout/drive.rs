@@ -1,10 +1,10 @@
 //! Drives a rollout: reads the node-state database every poll (1 s;
 //! `DDC_ROLLOUT_POLL_MS` for tests), asks the state machine what to do,
 //! saves what changed (a node's "rebooting" before its reboot is issued),
-//! and does it: reboots (`[power] parallel` at a time, each within `[power]
-//! timeout`: `reboot.rs`), pins failed nodes back through the CSV editor of `ddc node
-//! set` and rebuilds as `ddc build` does, under the build lock. Ctrl-C
-//! stops the reboots in flight and leaves the rollout resumable (exit 130).
+//! and does it: reboots (`reboot.rs`), pins failed nodes back through the
+//! CSV editor of `ddc node set` and rebuilds as `ddc build` does, under the
+//! build lock. Ctrl-C stops the reboots in flight and leaves the rollout
+//! resumable (exit 130).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub(super) struct Driver<'a> {
     cancel: Arc<Cancel>,
     poll: Duration,
     saved: (Stage, usize),
+    /// When a waiting batch was last said to be waited for.
+    said_waiting: Instant,
 }
 
 impl<'a> Driver<'a> {
@@ -63,6 +65,7 @@ impl<'a> Driver<'a> {
             cancel,
             poll,
             saved,
+            said_waiting: Instant::now(),
         })
     }
 
@@ -93,7 +96,10 @@ impl<'a> Driver<'a> {
                     }
                     Action::BatchDone(b) => self.out.batch_done(&self.m, b),
                     Action::Pin(idx) => {
-                        self.pin(&idx)?;
+                        match self.pin(&idx) {
+                            Err(_) if self.cancel.is_cancelled() => return self.interrupted(),
+                            r => r?,
+                        }
                         busy = true;
                     }
                     Action::Finish(o) => {
@@ -109,7 +115,14 @@ impl<'a> Driver<'a> {
             if self.cancel.is_cancelled() {
                 return self.interrupted();
             }
-            if !busy {
+            if busy {
+                self.said_waiting = Instant::now();
+            } else {
+                // Every 30 polls (30 s), what the batch still waits for.
+                if self.said_waiting.elapsed() >= self.poll * 30 {
+                    self.out.waiting(&self.m, nodestate::now_ms());
+                    self.said_waiting = Instant::now();
+                }
                 self.sleep();
             }
         }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::select::{Plan, Selection, Skip};
 use crate::names::fold;
-use crate::rollout::{shown_duration, Machine, NodeState, Outcome, Phase};
+use crate::rollout::{shown_duration, Machine, NodeState, Outcome, Phase, Stage};
 
 pub(super) struct Out {
     json: bool,
@@ -194,6 +194,44 @@ impl Out {
                 shown_duration(m.timeout_ms)
             );
         }
+    }
+
+    /// Text only: how many of the batch are up, and who is still waited for.
+    pub(super) fn waiting(&self, m: &Machine, now: i64) {
+        if self.json {
+            return;
+        }
+        let phase = if m.stage == Stage::RollingBack {
+            Phase::Back
+        } else {
+            Phase::Forward
+        };
+        let idx: Vec<usize> = m
+            .batch_nodes(m.batch)
+            .into_iter()
+            .filter(|&i| m.nodes[i].phase == phase)
+            .collect();
+        let waiting: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| matches!(m.nodes[i].state, NodeState::Rebooting | NodeState::Waiting))
+            .collect();
+        let Some(since) = waiting.iter().filter_map(|&i| m.nodes[i].reboot_at).min() else {
+            return;
+        };
+        let up = idx
+            .iter()
+            .filter(|&&i| m.nodes[i].state == NodeState::Up)
+            .count();
+        let names: Vec<String> = waiting.iter().map(|&i| m.nodes[i].name.clone()).collect();
+        println!(
+            "batch {}/{}: {up} of {} up; waiting for {} (at most {} more)",
+            m.batch + 1,
+            m.batches,
+            idx.len(),
+            fold(&names),
+            shown_duration((since + m.timeout_ms - now).max(0))
+        );
     }
 
     pub(super) fn up(&self, m: &Machine, i: usize) {
