@@ -23,6 +23,14 @@
 # ganesha $NB_DIR/nfs/run/ganesha/ganesha.pid, dnsmasq $NB_DIR/dnsmasq/dnsmasq.pid.
 #   nb_boot_bios NS TAP MAC LOG         QEMU, SeaBIOS + iPXE on e1000, -boot n
 #   nb_boot_uefi NS TAP MAC LOG         QEMU, OVMF + its own PXE on virtio-net
+#   nb_boot_bmc NS DIR TAP MAC BMC PORT USER PWFILE
+#                                       a BIOS node (as nb_boot_bios) behind a
+#                                       simulated BMC: ipmi_sim with its LAN
+#                                       channel on BMC:PORT (IPMI 2.0, USER and
+#                                       the password in PWFILE) starts the VM at
+#                                       once and on every power on; DIR holds
+#                                       console.log and debugcon.log (appended
+#                                       across power cycles) and qemu.pid
 #   nb_wait_for LOG REGEX TIMEOUT       wait until a line of LOG matches REGEX
 #   nb_cleanup                          stop everything, delete the namespace
 #
@@ -37,6 +45,7 @@
 #   NB_MEM        guest memory in MiB (default 1024)
 #   NB_ACCEL      QEMU accelerator (default tcg: iPXE resets under KVM here)
 #   NB_QEMU_EXTRA extra QEMU arguments (word-split)
+#   NB_DNSMASQ_EXTRA extra dnsmasq arguments (word-split)
 #   NB_OVMF_CODE / NB_OVMF_VARS   firmware files (default: the ovmf package's 4M)
 #   NB_BRIDGE_ADDR  default 192.0.2.1/24
 
@@ -282,13 +291,15 @@ nb_start_dnsmasq() {
     _nb_statedir || return 1
     d="$NB_DIR/dnsmasq"
     mkdir -p "$d" || return 1
-    ip netns exec "$ns" dnsmasq --test -C "$conf" >"$d/test.out" 2>&1 ||
+    # shellcheck disable=SC2086
+    ip netns exec "$ns" dnsmasq --test -C "$conf" ${NB_DNSMASQ_EXTRA:-} >"$d/test.out" 2>&1 ||
         { cat "$d/test.out" >&2; _nb_die "dnsmasq rejects $conf"; return 1; }
     # -k: stay in the foreground so $! is dnsmasq itself. -C: only this file
     # (the host's /etc/dnsmasq.conf and /etc/dnsmasq.d are not read).
+    # shellcheck disable=SC2086
     (exec ip netns exec "$ns" dnsmasq -k -C "$conf" \
         --pid-file="$d/dnsmasq.pid" --dhcp-leasefile="$d/leases" \
-        --log-facility="$d/dnsmasq.log" --log-dhcp --log-queries=extra) \
+        --log-facility="$d/dnsmasq.log" --log-dhcp --log-queries=extra ${NB_DNSMASQ_EXTRA:-}) \
         </dev/null >"$d/dnsmasq.out" 2>&1 &
     pid=$!
     _nb_record dnsmasq "$pid"
@@ -354,6 +365,81 @@ nb_boot_uefi() {
         -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
 }
 
+# nb_boot_bmc NS DIR TAP MAC BMC PORT USER PWFILE: ipmi_sim (openipmi) in NS
+# with a LAN channel on BMC:PORT, and a BIOS QEMU (e1000, its iPXE ROM) that
+# it starts now and on every power on, connected to it through QEMU's
+# ipmi-bmc-extern device (a chardev on 127.0.0.1 of NS, port PORT+1000). A
+# power off asks the guest, then SIGTERMs QEMU after 3 s. The console and
+# the firmware's debug port (one "e820 map has" per firmware start) are
+# appended to DIR/console.log and DIR/debugcon.log across power cycles.
+nb_boot_bmc() {
+    local ns=${1:?} dir=${2:?} tap=${3:?} mac=${4:?} bmc=${5:?} port=${6:?} user=${7:?} pwfile=${8:?}
+    local pw pid i serial=$((port + 1000))
+    _nb_statedir || return 1
+    mkdir -p "$dir/state" || return 1
+    pw=$(cat "$pwfile") || return 1
+    cat >"$dir/vm.sh" <<EOF
+#!/bin/sh
+# ipmi_sim's startcmd: the machine behind the BMC at $bmc:$port (exec: its pid is QEMU's).
+exec qemu-system-x86_64 -name nb-bmc-$tap -machine pc -accel ${NB_ACCEL:-tcg} \\
+    -m ${NB_MEM:-1024} -smp 1 -nographic -monitor none \\
+    -chardev file,id=con,path=$dir/console.log,append=on -serial chardev:con \\
+    -chardev file,id=dbg,path=$dir/debugcon.log,append=on -device isa-debugcon,iobase=0x402,chardev=dbg \\
+    -pidfile $dir/qemu.pid \\
+    -netdev tap,id=n0,ifname=$tap,script=no,downscript=no -device e1000,netdev=n0,mac=$mac \\
+    -chardev socket,id=ipmi0,host=127.0.0.1,port=$serial,reconnect=1 \\
+    -device ipmi-bmc-extern,chardev=ipmi0,id=bmc0 -device isa-ipmi-kcs,bmc=bmc0 \\
+    -boot n ${NB_QEMU_EXTRA:-}
+EOF
+    chmod 0755 "$dir/vm.sh"
+    # The password is in this file only (0600), as in a real BMC's config.
+    (
+        umask 077
+        cat >"$dir/lan.conf" <<EOF
+name "bmc-$tap"
+set_working_mc 0x20
+  startlan 1
+    addr $bmc $port
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  serial 15 127.0.0.1 $serial codec VM
+  startcmd "$dir/vm.sh"
+  startnow true
+  poweroff_wait 3
+  kill_wait 3
+  user 2 true "$user" "$pw" admin 10 none md2 md5 straight
+EOF
+    ) || return 1
+    printf 'mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n' >"$dir/sim.emu"
+    : >"$dir/console.log"
+    : >"$dir/debugcon.log"
+    printf 'bmc-vm %s\n' "$dir/qemu.pid" >>"$NB_DIR/pids"
+    (cd "$dir" && exec ip netns exec "$ns" ipmi_sim -n -c lan.conf -f sim.emu -s state) \
+        </dev/null >"$dir/ipmi_sim.out" 2>&1 &
+    pid=$!
+    _nb_record ipmi_sim "$pid"
+    if ! _nb_wait_port "$ns" udp "$port" 10; then
+        cat "$dir/ipmi_sim.out" >&2
+        _nb_die "ipmi_sim did not listen on $bmc:$port"
+        return 1
+    fi
+    for ((i = 0; i < 100; i++)); do
+        [ -s "$dir/qemu.pid" ] && break
+        sleep 0.1
+    done
+    if [ ! -s "$dir/qemu.pid" ]; then
+        cat "$dir/ipmi_sim.out" >&2
+        _nb_die "ipmi_sim did not start the VM ($dir/vm.sh)"
+        return 1
+    fi
+    _nb_log "bmc $bmc:$port (ipmi_sim pid $pid) started its VM (pid $(cat "$dir/qemu.pid")), console $dir/console.log"
+}
+
 # nb_wait_for LOG REGEX TIMEOUT_SECONDS: 0 when a line matched (printed on
 # stdout), 1 on timeout. The console log has CRs and escape sequences:
 # they are removed before matching (extended regex, grep -E).
@@ -375,13 +461,23 @@ nb_wait_for() {
     return 1
 }
 
-# nb_cleanup: stop what was started (QEMU first, then a `ddc serve` the
-# caller recorded as kind "serve" (SIGTERM), dnsmasq, ganesha, rpcbind),
+# nb_cleanup: stop what was started (QEMU first, the VMs of simulated BMCs
+# by their pid files, then the BMCs, a `ddc serve` the caller recorded as
+# kind "serve" (SIGTERM), dnsmasq, ganesha, rpcbind),
 # delete the namespace(s). Safe to call twice, from a trap.
 nb_cleanup() {
-    local rc=$? kind pid ns
+    local rc=$? kind k pid st ns pidfile
     [ -n "${NB_DIR:-}" ] && [ -f "$NB_DIR/pids" ] || return $rc
-    for kind in qemu-bios qemu-uefi serve dnsmasq ganesha rpcbind; do
+    # A BMC's VM first: ipmi_sim leaves it running when it is stopped.
+    while read -r k pidfile _; do
+        [ "$k" = bmc-vm ] || continue
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        # only a QEMU of ours: its command line names that pid file
+        if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "-pidfile $pidfile "; then
+            _nb_stop "$pid" 50
+        fi
+    done <"$NB_DIR/pids"
+    for kind in qemu-bios qemu-uefi ipmi_sim serve dnsmasq ganesha rpcbind; do
         while read -r k pid st; do
             [ "$k" = "$kind" ] || continue
             # skip a PID that now belongs to another process

@@ -54,80 +54,21 @@ MAC3=52:54:00:12:34:58
 MAC4=52:54:00:12:34:59
 HTTP=$MASTER:8080                          # [server] http: where ddc serve listens
 
-# shellcheck source=tests/e2e/netboot.sh
-. "$HERE/netboot.sh"
+# shellcheck source=tests/e2e/cluster.sh
+. "$HERE/cluster.sh"
 
-say() { printf 'e2e: %s\n' "$*" >&2; }
-die() {
-    say "FAIL: $*"
-    if [ -s "${SERVE_LOG:-}" ]; then
-        say "the end of the ddc serve log ($SERVE_LOG):"
-        tail -n 30 "$SERVE_LOG" >&2
-    fi
-    if [ -s "${STATUS:-}" ]; then
-        say "the last ddc status --json ($STATUS):"
-        cat "$STATUS" >&2
-    fi
-    exit 1
-}
-t0=$SECONDS
-elapsed() { echo "$((SECONDS - t0))s"; }
-
-[ "$(id -u)" = 0 ] || die "run as root (it builds an image in a chroot and makes a network namespace)"
-for tool in mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip jq; do
-    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install the packages listed at the top of $0"
-done
-for f in /usr/lib/PXELINUX/pxelinux.0 /usr/lib/ipxe/snponly.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so; do
-    [ -e "$f" ] || die "$f is missing: apt-get install the packages listed at the top of $0"
-done
-[ -x "$DDC" ] || die "no ddc binary at $DDC (cargo build --release, or set DDC)"
+e2e_require mmdebstrap qemu-system-x86_64 dnsmasq ganesha.nfsd rpcbind rpcinfo rsync ip jq -- \
+    /usr/lib/PXELINUX/pxelinux.0 /usr/lib/ipxe/snponly.efi /usr/share/OVMF/OVMF_CODE_4M.fd /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so
 
 # A fresh work folder every run; only the .deb cache is carried over.
-if [ -d "$WORK" ]; then
-    # Never delete through a mount a killed earlier run left behind.
-    awk -v w="$WORK" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
-    rm -rf --one-file-system "$WORK"
-fi
-mkdir -p "$WORK/cache/debs" "$DEBS"
-cp -al "$DEBS/." "$WORK/cache/debs/" 2>/dev/null || true
-
-export NB_DIR="$WORK/netboot"
-SERVE_LOG=$WORK/serve.log   # ddc serve's output (tracing)
-STATUS=$WORK/status.json    # the last `ddc status --json`
+e2e_fresh_work
 trap nb_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- the cluster
 F=$WORK/files
-mkdir -p "$F/usr/local/sbin" "$F/etc/systemd/system/multi-user.target.wants" "$F/root"
+e2e_report_unit "$F"
 echo "ddc-e2e generation 1" >"$F/etc/ddc-e2e-marker"
-cat >"$F/usr/local/sbin/e2e-report" <<'SH'
-#!/bin/sh
-# Prints one line about this node to the serial console, after multi-user.target.
-echo "written on $(hostname)" >/root/written-on-node
-line="E2E host=$(hostname)"
-line="$line root=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS / | tr -s ' ')]"
-line="$line ro=[$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /ro | tr -s ' ')]"
-line="$line marker=[$(cat /etc/ddc-e2e-marker)]"
-line="$line written=[$(cat /root/written-on-node)]"
-line="$line multi-user=$(systemctl is-active multi-user.target)"
-line="$line E2EEND"
-echo "$line" >/dev/ttyS0
-SH
-chmod 0755 "$F/usr/local/sbin/e2e-report"
-cat >"$F/etc/systemd/system/e2e-report.service" <<'UNIT'
-[Unit]
-Description=ddc end-to-end test report
-After=multi-user.target
-
-[Service]
-Type=oneshot
-ExecStart=/usr/local/sbin/e2e-report
-
-[Install]
-WantedBy=multi-user.target
-UNIT
-ln -s ../e2e-report.service "$F/etc/systemd/system/multi-user.target.wants/e2e-report.service"
 # Every 5 s: which generation the node reads, and a read of a file never read
 # before (a stale NFS handle would show here once the image is updated). The
 # files are the image's copyright files, each read once, in a fixed order;
@@ -213,20 +154,7 @@ boot     = "ipxe"
 TOML
 
 # ---------------------------------------------------------------- build
-say "ddc build (real image) ..."
-b0=$SECONDS
-# The daemons do not run yet: everything builds, and only the two apply
-# tasks fail (nothing to reload); they pass once the daemons run.
-rc=0
-(cd "$WORK" && "$DDC" build -k --json) >"$WORK/build.json" || rc=$?
-failed=$(sed -n 's/.*"task":"\([^"]*\)","state":"failed".*/\1/p' "$WORK/build.json" | sort | tr '\n' ' ')
-[ "$rc" = 1 ] && [ "$failed" = "apply:dnsmasq apply:nfs " ] ||
-    die "the first build (no daemon running yet) exited $rc with [$failed] failed, expected 1 with [apply:dnsmasq apply:nfs]"
-say "built in $((SECONDS - b0))s"
-cp -aln "$WORK/cache/debs/." "$DEBS/" 2>/dev/null || true
-if awk -v w="$WORK/cache" '$5 ~ "^"w {found=1} END {exit !found}' /proc/self/mountinfo; then
-    die "ddc build left a mount under $WORK/cache"
-fi
+e2e_first_build
 O=$WORK/out
 root=$(sed -n 's/^ *Path = "\(.*\)";/\1/p' "$O/ganesha/ddc.conf" | head -n1)
 [ -d "$root" ] || die "the export names $root, which does not exist"
@@ -237,27 +165,8 @@ grep -q "^$root 192.0.2.0/24(ro," "$O/exports.d/ddc.exports" || die "exports lin
 # ---------------------------------------------------------------- serve
 nb_setup "$NS" || die "namespace"
 for tap in tap1 tap2 tap3 tap4; do nb_add_tap "$NS" "$tap" || die "$tap"; done
-nb_start_nfs "$NS" "$O/ganesha/ddc.conf" || die "ganesha"
-nb_link_nfs_exports "$O/ganesha/ddc.conf" || die "ganesha export link"
-nb_start_dnsmasq "$NS" "$O/dnsmasq.d/ddc.conf" || die "dnsmasq"
-# `ddc serve` in the cluster folder, in the namespace, on [server] http: the
-# iPXE scripts, kernels and initrds, and every node's reports. It is
-# recorded like the daemons (nb_cleanup sends it SIGTERM on any failure).
-(cd "$WORK" && DDC_LOG=ddc=debug exec ip netns exec "$NS" "$DDC" serve) </dev/null >"$SERVE_LOG" 2>&1 &
-SERVE_PID=$!
-_nb_record serve "$SERVE_PID"
-_nb_wait_port "$NS" tcp "${HTTP##*:}" 30 || die "ddc serve does not listen on $HTTP"
-say "ddc serve up on $HTTP (pid $SERVE_PID, log $SERVE_LOG)"
-# With the daemons running, the apply tasks pass.
-(cd "$WORK" && "$DDC" build --json) >"$WORK/applied.json" || die "the build with the daemons running failed"
-ran=$(sed -n 's/.*"task":"\([^"]*\)","state":"ran".*/\1/p' "$WORK/applied.json" | sort | tr '\n' ' ')
-[ "$ran" = "apply:dnsmasq apply:nfs " ] || die "with the daemons running, the build ran [$ran]"
+e2e_start_daemons
 
-# The generation ids, as ddc names them (never hard-coded).
-current_gen() {
-    (cd "$WORK" && "$DDC" generations --json) >"$WORK/generations.json" || die "ddc generations --json failed"
-    jq -r 'select(.image == "default" and .current) | .id' "$WORK/generations.json"
-}
 GEN1=$(current_gen)
 [ -n "$GEN1" ] && [ "$GEN1" = "$(basename "$root")" ] ||
     die "ddc generations --json names [$GEN1] current, the export $root ($(cat "$WORK/generations.json"))"
@@ -290,24 +199,6 @@ check_http() {
         grep -aqE "http://$HTTP/$url\.\.\. .*ok" <<<"$clean" ||
             die "$host did not fetch http://$HTTP/$url from ddc serve (console $log)"
     done
-}
-
-# status NODE: "STATE RUNNING REBOOT_NEEDED TARGET" from `ddc status --json`.
-status() {
-    (cd "$WORK" && "$DDC" status --json) >"$STATUS" 2>&1 || die "ddc status --json failed: $(cat "$STATUS")"
-    jq -r --arg n "$1" 'select(.node == $n) | "\(.state) \(.running) \(.reboot_needed) \(.target)"' "$STATUS"
-}
-# want_status NODE STATE RUNNING REBOOT_NEEDED: wait (bounded) until `ddc
-# status --json` says so of NODE; the target is always the current generation.
-want_status() {
-    local node=$1 want="$2 $3 $4 $(readlink -f "$O/nfsroot/default/current" | xargs basename)" got end=$((SECONDS + 150))
-    while :; do
-        got=$(status "$node")
-        [ "$got" = "$want" ] && break
-        ((SECONDS < end)) || die "ddc status --json: $node is [$got], want [$want] (state running reboot_needed target) within 150 s"
-        sleep 2
-    done
-    say "  ddc status: $node $got"
 }
 
 # alive_since LOG OFFSET: the E2E-ALIVE reports written to LOG after OFFSET
