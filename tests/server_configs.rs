@@ -399,6 +399,84 @@ fn dhcpd_gives_each_node_its_address_and_boot_file() {
     );
 }
 
+/// `[server] discovery`: dhcpd and dnsmasq accept the range, dhcpd leases
+/// an unknown machine an address of it for five minutes with iPXE's loader
+/// (so that it reaches the boot script and `ddc discover`), and nodes keep
+/// theirs. A range holding a node's address, or handed to pxelinux, is
+/// refused, naming the key.
+#[test]
+fn an_unknown_machine_gets_a_short_lease_from_the_discovery_range() {
+    let p = Project::with(
+        &DDCFILE
+            .replace("syslog  = true", "syslog  = true\nboot    = \"ipxe\"")
+            .replace(
+                "dnsmasq_interface = \"br0\"",
+                "dnsmasq_interface = \"br0\"\ndiscovery = \"192.0.2.200-192.0.2.209\"",
+            ),
+    );
+    p.build(&[]);
+    let (code, out) = dhcpd_check(&p, "dhcpd-test.conf", &p.path(DHCPD));
+    assert_eq!(code, 0, "dhcpd -t:\n{out}\n{}", p.read(DHCPD));
+    assert!(p.read(DHCPD).contains("range 192.0.2.200 192.0.2.209;"));
+    let (code, out) = dnsmasq_check(&p.path(DNSMASQ));
+    assert!(code == 0, "dnsmasq --test:\n{out}\n{}", p.read(DNSMASQ));
+    assert!(p
+        .read(DNSMASQ)
+        .lines()
+        .any(|l| l == "dhcp-range=192.0.2.200,192.0.2.209,255.255.255.0,5m"));
+    let ns = Netns::plain("dhcpdisc");
+    ns.start_dhcpd(&dhcpd_conf(&p));
+    let host = ns.add_client();
+    let lease = ns
+        .lease(&host, "52:54:00:99:99:99", &[])
+        .unwrap_or_else(|| panic!("no lease for an unknown machine:\n{}", ns.dhcpd_log()));
+    let ip = lease.get("ip").cloned().unwrap_or_default();
+    let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(
+        ip.starts_with("192.0.2.") && (200..=209).contains(&last),
+        "{lease:?}"
+    );
+    assert_eq!(
+        lease.get("lease").map(String::as_str),
+        Some("300"),
+        "{lease:?}"
+    );
+    assert_eq!(
+        lease.get("boot_file").map(String::as_str),
+        Some("undionly.kpxe")
+    );
+    let node = ns.lease(&host, "52:54:00:12:34:56", &[]).unwrap();
+    assert_eq!(node.get("ip").map(String::as_str), Some("192.0.2.11"));
+
+    p.edit(
+        "Ddcfile.toml",
+        "192.0.2.200-192.0.2.209",
+        "192.0.2.10-192.0.2.12",
+    );
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("server.discovery")
+            && r.stderr.contains("node01 192.0.2.11")
+            && r.stderr.contains("node02 192.0.2.12"),
+        "{}",
+        r.stderr
+    );
+    p.edit(
+        "Ddcfile.toml",
+        "192.0.2.10-192.0.2.12",
+        "192.0.2.200-192.0.2.209",
+    );
+    p.edit("Ddcfile.toml", "boot    = \"ipxe\"", "");
+    let r = p.ddc(&["build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("server.discovery") && r.stderr.contains("boot = \"ipxe\""),
+        "{}",
+        r.stderr
+    );
+}
+
 // ------------------------------------------- exportfs reads the exports
 
 /// `exportfs -ra` then `exportfs -v` on `file` as the master's

@@ -190,21 +190,27 @@ pub(crate) fn free_ips(cfg: &Config, count: usize) -> Vec<Ipv4Addr> {
         .filter(|ip| net.contains(ip))
         .max()
         .unwrap_or(cfg.cluster.master);
-    free_in(net, &taken(cfg), from, count)
+    // The discovery range is leased to unknown machines: never a node's.
+    let leased = |ip: Ipv4Addr| cfg.server.discovery.is_some_and(|d| d.contains(ip));
+    free_in(net, &taken(cfg), from, count, &leased)
 }
 
 /// `count` addresses of `net`: up from `from`, then up from the bottom of
 /// the network; never the network or broadcast address nor one of
-/// `taken`. Fewer when the network is full.
+/// `taken` nor one `leased` says is. Fewer when the network is full.
 fn free_in(
     net: Ipv4Net,
     taken: &BTreeSet<Ipv4Addr>,
     from: Ipv4Addr,
     count: usize,
+    leased: &dyn Fn(Ipv4Addr) -> bool,
 ) -> Vec<Ipv4Addr> {
     let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
     let from = u32::from(from).clamp(lo, hi);
-    let usable = |a: &u32| *a > lo && *a < hi && !taken.contains(&Ipv4Addr::from(*a));
+    let usable = |a: &u32| {
+        let ip = Ipv4Addr::from(*a);
+        *a > lo && *a < hi && !taken.contains(&ip) && !leased(ip)
+    };
     (from..hi)
         .chain(lo..from)
         .filter(usable)
@@ -382,16 +388,22 @@ mod tests {
             .collect();
         let from = "192.0.2.5".parse().unwrap();
         assert_eq!(
-            free_in(net, &taken, from, 2),
+            free_in(net, &taken, from, 2, &|_| false),
             ips(&["192.0.2.6", "192.0.2.2"])
         );
         assert_eq!(
-            free_in(net, &taken, from, 9),
+            free_in(net, &taken, from, 9, &|_| false),
             ips(&["192.0.2.6", "192.0.2.2", "192.0.2.4"]),
             "the network is full after three"
         );
         let full: Ipv4Net = "192.0.2.4/31".parse().unwrap();
-        assert!(free_in(full, &BTreeSet::new(), from, 1).is_empty());
+        assert!(free_in(full, &BTreeSet::new(), from, 1, &|_| false).is_empty());
+        // The discovery range (.6 here) is leased to unknown machines.
+        let six: Ipv4Addr = "192.0.2.6".parse().unwrap();
+        assert_eq!(
+            free_in(net, &taken, from, 2, &|ip| ip == six),
+            ips(&["192.0.2.2", "192.0.2.4"])
+        );
     }
 
     #[test]

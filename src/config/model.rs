@@ -95,6 +95,24 @@ pub struct Server {
     pub http: SocketAddrV4,
     /// Seconds between a node's reports (`[server] heartbeat`, default 60).
     pub heartbeat: u32,
+    /// Addresses DHCP leases, briefly, to machines outside the inventory,
+    /// so that they reach iPXE's boot script and `ddc discover` hears of
+    /// them (`[server] discovery = "FIRST-LAST"`); none by default.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryRange>,
+}
+
+/// `[server] discovery`: the first and last address of the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryRange {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl DiscoveryRange {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.first <= ip && ip <= self.last
+    }
 }
 
 /// `server.export_options` as nfs-ganesha's EXPORT block says them.

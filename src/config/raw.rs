@@ -90,6 +90,7 @@ pub(super) struct RawServer {
     pub(super) default_entry: Option<Spanned<String>>,
     pub(super) http: Option<Spanned<String>>,
     pub(super) heartbeat: Option<Spanned<i64>>,
+    pub(super) discovery: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

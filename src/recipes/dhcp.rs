@@ -148,6 +148,7 @@ fn data_but_hosts(cfg: &Config, any_other: bool) -> serde_json::Value {
         "tftp_root": cfg.paths.tftp_root.display().to_string(),
         "interface": cfg.server.dnsmasq_interface,
         "dnsmasq_dns": cfg.server.dnsmasq_dns,
+        "discovery": cfg.server.discovery,
         "ddcfile": cfg.file.display().to_string(),
         "hosts_file": cfg.paths.dnsmasq_hosts.display().to_string(),
         "bios_loader": "pxelinux.0",

@@ -107,6 +107,7 @@ boot    = "ipxe"
 [server]
 dnsmasq_interface = "br0"
 http              = "$HTTP"
+discovery         = "192.0.2.100-192.0.2.149"
 
 [apply]
 dnsmasq = { pidfile = "$NB_DIR/dnsmasq/dnsmasq.pid" }
@@ -137,10 +138,8 @@ for n in alpha beta gamma; do
     nb_add_tap "$NS" "${TAP[$n]}" || die "tap for $n"
     ip -n "$NS" addr add "${BMC[$n]}/24" dev br0 || die "the address of $n's BMC"
 done
-# ddc's dnsmasq config answers only the inventory's MACs (a static range):
-# a machine to discover needs an address from somewhere, here a dynamic
-# range as an administrator would add for discovery.
-export NB_DNSMASQ_EXTRA="--dhcp-range=192.0.2.100,192.0.2.149,255.255.255.0,5m"
+# A machine to discover gets a short lease from [server] discovery (ddc's
+# dnsmasq config), then iPXE's boot script, which reports it to ddc serve.
 e2e_start_daemons
 GEN1=$(current_gen)
 [ -n "$GEN1" ] || die "no current generation after the build"

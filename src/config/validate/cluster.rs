@@ -167,6 +167,7 @@ impl Validator<'_> {
             default_entry,
             http,
             heartbeat,
+            discovery: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod apply;
 mod archive;
 mod cluster;
 mod cmdline;
+mod discovery;
 mod exports;
 mod image;
 mod nodes;
@@ -140,7 +141,9 @@ impl Validator<'_> {
         let images = self.images(raw.images, base_dir, cluster_boot, &mut || {
             mirror_cache.get_or_insert_with(mirror_default).clone()
         });
-        let server = self.server(raw.server, &declared, cluster.as_ref().map(|c| c.master));
+        let mut raw_server = raw.server;
+        let raw_discovery = raw_server.discovery.take();
+        let mut server = self.server(raw_server, &declared, cluster.as_ref().map(|c| c.master));
         let mut inputs: Vec<_> = raw.nodes.into_iter().map(|n| self.node_input(n)).collect();
         let mut nodes_file = None;
         if let Some(raw_nodes_file) = raw.nodes_file {
@@ -162,6 +165,9 @@ impl Validator<'_> {
             &boots,
             kernel_lines.as_ref(),
         );
+        server.discovery = raw_discovery.and_then(|d| {
+            self.discovery(d, cluster.as_ref()?, &server, &nodes, &node_origins, &boots)
+        });
         if mirror_cache.is_some() {
             sources.extend(apt_sources());
         }
