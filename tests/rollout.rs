@@ -1068,3 +1068,45 @@ fn gc_keeps_what_an_unfinished_rollout_pins_back_to_and_a_rollback_needs_it_publ
     );
     assert_eq!((cycles(&s.sims[0]), cycles(&s.sims[1])), (1, 0));
 }
+
+#[test]
+fn without_a_running_serve_no_node_is_rebooted() {
+    // A stopped serve would hear no report: the canary would be rebooted
+    // only to time out. Nothing is rebooted; once serve runs again, the
+    // rollout resumes and moves both nodes.
+    let s = setup();
+    let Setup {
+        sims,
+        p,
+        serve,
+        new,
+        ..
+    } = s;
+    assert!(serve.stop().success());
+    let r = rollout(&p, &["--batch", "1", "--timeout", "60s"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("no `ddc serve` runs for this cluster")
+            && r.stderr.contains("batch 1/2 was not rebooted")
+            && r.stderr.contains("ddc rollout --resume"),
+        "{}",
+        r.stderr
+    );
+    for s in sims.iter() {
+        assert!(!s.calls().contains("set power"), "{}", s.calls());
+    }
+    let serve = Serve::start(&p);
+    let n = new.clone();
+    let _nodes = Nodes::play(
+        &serve,
+        &sims,
+        Box::new(move |_, _| Some((n.clone(), vec![]))),
+    );
+    let r = rollout(&p, &["--resume", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!((cycles(&sims[0]), cycles(&sims[1])), (1, 1));
+    assert_eq!(
+        status_running(&p),
+        [(new.clone(), new.clone()), (new.clone(), new.clone())]
+    );
+}

@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS nodes (
     fetch_at INTEGER,
     fetch_ip TEXT
 );
+CREATE TABLE IF NOT EXISTS serve (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    alive_at INTEGER NOT NULL,
+    pid INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS discovered (
     mac TEXT PRIMARY KEY,
     first_seen INTEGER NOT NULL,
@@ -50,6 +55,10 @@ CREATE TABLE IF NOT EXISTS discovered (
     arch TEXT NOT NULL
 );
 ";
+
+/// How often a running `ddc serve` says so in the database (`Write::Alive`):
+/// `ddc rollout` reboots nothing unless it said so within 3 of these.
+pub const ALIVE_EVERY_MS: i64 = 5_000;
 
 /// The database file of a cluster whose cache folder is `cache`.
 pub fn db_path(cache: &Path) -> PathBuf {
@@ -90,6 +99,9 @@ pub enum Write {
         at: i64,
         ip: String,
     },
+    /// `ddc serve` (process `pid`) is running at `at` (ms), every
+    /// [`ALIVE_EVERY_MS`]; 0 when it stops.
+    Alive { at: i64, pid: u32 },
     /// A machine not in the inventory asked for a script.
     Unknown {
         mac: String,
@@ -353,6 +365,25 @@ impl Store {
         rows.collect()
     }
 
+    /// When a running `ddc serve` last said so (ms), and its pid; None if
+    /// none ever did, or it stopped (a database from before this table, or
+    /// only read, has none).
+    pub fn serve_alive(&self) -> Result<Option<(i64, u32)>> {
+        let row = self
+            .conn
+            .query_row("SELECT alive_at, pid FROM serve WHERE id = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
+            })
+            .optional();
+        match row {
+            Ok(r) => Ok(r.filter(|(at, _)| *at > 0)),
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+                Ok(None)
+            }
+            Err(e) => Err(explain(&self.path, e)),
+        }
+    }
+
     /// The machines not in the inventory that asked for a script, first
     /// seen first (then by MAC).
     pub fn discovered(&self) -> Result<Vec<Discovered>> {
@@ -448,6 +479,13 @@ fn apply_one(
                 ip,
                 r.system
             ])?;
+        }
+        Write::Alive { at, pid } => {
+            tx.prepare_cached(
+                "INSERT INTO serve (id, alive_at, pid) VALUES (1, ?1, ?2) \
+                 ON CONFLICT(id) DO UPDATE SET alive_at=?1, pid=?2",
+            )?
+            .execute(params![at, pid])?;
         }
         Write::Fetch { hostname, at, ip } => {
             tx.prepare_cached(

@@ -189,3 +189,24 @@ fn a_corrupt_database_names_the_file_and_the_reset() {
     assert!(aside.exists() && !path.exists());
     Store::open(&path).unwrap();
 }
+
+#[test]
+fn serve_says_it_runs_and_that_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(dir.path());
+    // A database from before the serve table: nobody said anything.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("CREATE TABLE nodes (hostname TEXT PRIMARY KEY);")
+        .unwrap();
+    drop(c);
+    let r = Store::open_existing(&path).unwrap().unwrap();
+    assert_eq!(r.serve_alive().unwrap(), None);
+    drop(r);
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.serve_alive().unwrap(), None);
+    s.apply(&[Write::Alive { at: 123, pid: 7 }]).unwrap();
+    s.apply(&[Write::Alive { at: 456, pid: 7 }]).unwrap();
+    assert_eq!(s.serve_alive().unwrap(), Some((456, 7)));
+    s.apply(&[Write::Alive { at: 0, pid: 7 }]).unwrap();
+    assert_eq!(s.serve_alive().unwrap(), None);
+}

@@ -32,7 +32,7 @@ use hyper_util::service::TowerToHyperService;
 
 use crate::config::Config;
 use crate::fsutil;
-use crate::nodestate::{self, Store};
+use crate::nodestate::{self, Store, Write};
 
 /// How long a client has to send a request's header.
 pub(crate) const HEADER_READ: Duration = Duration::from_secs(10);
@@ -56,6 +56,7 @@ pub(crate) fn run(file: &Path, cfg: Config, listen: Option<SocketAddrV4>) -> Res
     let db = db_path(&cfg);
     let store = Store::open(&db)?;
     let (writer, thread) = writer::Writer::start(store);
+    let alive = writer.clone();
     let inv = Arc::new(inventory::Inventory::of(file, &cfg));
     let shared = Arc::new(RwLock::new(inv));
     let app = Arc::new(routes::App {
@@ -80,14 +81,45 @@ pub(crate) fn run(file: &Path, cfg: Config, listen: Option<SocketAddrV4>) -> Res
             db.display()
         );
         tokio::spawn(inventory::watch(file.to_path_buf(), shared, cfg.clone()));
+        let beat = tokio::spawn(say_alive(alive.clone()));
         serve(listener::Capped::new(listener, max), routes::router(app)).await;
+        beat.abort();
+        // Stopped: `ddc rollout` no longer waits on reports from here.
+        let _ = alive
+            .write(Write::Alive {
+                at: 0,
+                pid: std::process::id(),
+            })
+            .await;
         anyhow::Ok(())
     });
+    drop(alive);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     // Every sender is gone with the runtime: the thread commits the rest and ends.
     let _ = thread.join();
     println!("ddc serve: stopped");
     result
+}
+
+/// Says in the database every [`nodestate::ALIVE_EVERY_MS`] that this
+/// serve runs: `ddc rollout` reboots nothing whose report would go unheard.
+async fn say_alive(writer: writer::Writer) {
+    let every = Duration::from_millis(nodestate::ALIVE_EVERY_MS as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let at = nodestate::now_ms();
+        if let Err(e) = writer
+            .write(Write::Alive {
+                at,
+                pid: std::process::id(),
+            })
+            .await
+        {
+            tracing::warn!("cannot record that serve runs: {e}");
+        }
+    }
 }
 
 /// Serves connections until SIGTERM or SIGINT; then accepts no more, lets

@@ -234,6 +234,19 @@ impl<'a> Driver<'a> {
                 .into());
             }
         }
+        if let Some(why) = self.serve_silent()? {
+            for &i in idx {
+                self.m.not_issued(i);
+            }
+            self.save(None)?;
+            return Err(NotStarted(format!(
+                "{why}: the nodes' reports would go unheard, so batch {}/{} was not rebooted; \
+                 start it (`systemctl start ddc-serve`, or `ddc serve`), then `ddc rollout --resume`",
+                self.m.batch + 1,
+                self.m.batches
+            ))
+            .into());
+        }
         self.touched = true;
         // The boot each node reports before its reboot: a report of that
         // boot again never counts as the new one.
@@ -358,6 +371,22 @@ impl<'a> Driver<'a> {
 }
 
 /// How the error of entries moved mid-rollout begins.
+/// Why no reboot may be issued now for want of a running `ddc serve`:
+/// none has said so in the database within three of its beats.
+impl Driver<'_> {
+    fn serve_silent(&self) -> Result<Option<String>, Error> {
+        let now = nodestate::now_ms();
+        Ok(match self.store.serve_alive()? {
+            Some((at, _)) if now - at <= 3 * nodestate::ALIVE_EVERY_MS => None,
+            Some((at, pid)) => Some(format!(
+                "`ddc serve` (pid {pid}) has not said it runs since {}",
+                nodestate::rfc3339(at)
+            )),
+            None => Some("no `ddc serve` runs for this cluster".to_string()),
+        })
+    }
+}
+
 const MOVED: &str = "the entries of nodes of the next batch point at another generation";
 
 /// What the database says of a node, for the machine.
