@@ -198,6 +198,22 @@ fn setup() -> Setup {
     }
 }
 
+/// The nodes as a broken generation leaves them: node01 comes up on the
+/// new generation with a failed unit, and fine on the old one again;
+/// node02 fine on the new one.
+fn broken_canary(s: &Setup) -> Nodes {
+    let (old, new) = (s.old.clone(), s.new.clone());
+    Nodes::play(
+        &s.serve,
+        &s.sims,
+        Box::new(move |i, n| match (i, n) {
+            (0, 1) => Some((new.clone(), vec!["broken.service".to_string()])),
+            (0, _) => Some((old.clone(), vec![])),
+            _ => Some((new.clone(), vec![])),
+        }),
+    )
+}
+
 fn rollout(p: &Project, args: &[&str]) -> Run {
     let mut all = vec!["rollout"];
     all.extend_from_slice(args);
@@ -306,18 +322,7 @@ fn two_nodes_move_one_at_a_time() {
 #[test]
 fn a_failing_canary_stops_the_rollout_and_is_rolled_back() {
     let s = setup();
-    let (old, new) = (s.old.clone(), s.new.clone());
-    // node01 comes up on the new generation with a failed unit, and fine on
-    // the old one again.
-    let _nodes = Nodes::play(
-        &s.serve,
-        &s.sims,
-        Box::new(move |i, n| match (i, n) {
-            (0, 1) => Some((new.clone(), vec!["broken.service".to_string()])),
-            (0, _) => Some((old.clone(), vec![])),
-            _ => Some((new.clone(), vec![])),
-        }),
-    );
+    let _nodes = broken_canary(&s);
     let r = rollout(
         &s.p,
         &[
@@ -984,16 +989,7 @@ fn an_entry_moved_mid_rollout_stops_before_the_next_batch() {
 #[test]
 fn a_rollback_interrupted_after_its_pin_resumes() {
     let s = setup();
-    let (old, new) = (s.old.clone(), s.new.clone());
-    let _nodes = Nodes::play(
-        &s.serve,
-        &s.sims,
-        Box::new(move |i, n| match (i, n) {
-            (0, 1) => Some((new.clone(), vec!["broken.service".to_string()])),
-            (0, _) => Some((old.clone(), vec![])),
-            _ => Some((new.clone(), vec![])),
-        }),
-    );
+    let _nodes = broken_canary(&s);
     let args = ["--timeout", "60s", "--rollback-on-failure"];
     let r = rollout(&s.p, &args);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
