@@ -40,15 +40,21 @@ pub fn run() -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DDC_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(|| QuietStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // Asked-for logs (DDC_LOG) carry the time since start, which is what
+    // finding where a build's milliseconds go needs; warnings do not.
+    if std::env::var_os("DDC_LOG").is_some() {
+        logs.with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
+    } else {
+        logs.without_time().init();
+    }
     match cli::dispatch(cli) {
         Ok(()) => error::SUCCESS,
         Err(e) => e.report(),

@@ -42,6 +42,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
             .is_none()
             .then(|| std::thread::spawn(move || crate::cache::State::load(&dirs)));
         let cfg = load_config(file)?;
+        tracing::debug!("config of {} nodes loaded", cfg.nodes.len());
         let inputs = NoopInputs::of(&cfg, recipes::staging_mode());
         if let Some(last) = last {
             if noop(&cfg, &inputs, &o, start, last).is_some() {
@@ -49,6 +50,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
                 return Ok(());
             }
         }
+        tracing::debug!("not a no-op by the whole-build cutoff");
         (load_with(cfg, state)?, Some(inputs))
     } else if o.dry_run {
         (load_to_read(file)?, None)

@@ -541,6 +541,7 @@ pub(crate) fn build(
         let _ = events.send(Event::Note(n));
     }
     let sweep = sweep::Sweep::plan(cfg, graph, &state, &new_records);
+    tracing::debug!("sweep planned");
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
     } else {
@@ -561,6 +562,7 @@ pub(crate) fn build(
             state.compact(&dirs)?;
         }
         cache::end_build(&dirs)?;
+        tracing::debug!("records written");
         if let Some(c) = collect.filter(|_| !cancel.is_cancelled()) {
             c.remember(cfg, graph, &state, &dirs, &results);
         }
@@ -569,6 +571,7 @@ pub(crate) fn build(
     for n in notes {
         let _ = events.send(Event::Note(n));
     }
+    tracing::debug!("build done");
     let summary = summarize(&results, opts.dry_run, start);
     // 10,000 records take milliseconds to free: the process ends soon and
     // the kernel frees them at once.

@@ -20,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::plan::tool_version;
+use super::dpkg::tool_version;
 use super::reproducible;
 use super::step::{image_dir, lower_layers, runs_step, staging_mode, Staging, Step};
 use super::step_env::{step_env, step_vars, StepDirs};

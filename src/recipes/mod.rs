@@ -10,6 +10,7 @@
 mod apply;
 mod bootloader;
 mod dhcp;
+mod dpkg;
 mod exports;
 mod image;
 mod ipxe;

@@ -151,22 +151,3 @@ pub(crate) fn intern(s: String) -> Cow<'static, str> {
     names.insert(leaked);
     Cow::Borrowed(leaked)
 }
-
-/// The installed version of a Debian package, or "unknown".
-pub(crate) fn tool_version(package: &str) -> String {
-    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().expect("tools");
-    cache
-        .entry(package.to_string())
-        .or_insert_with(|| {
-            // By its path: a key must not depend on the PATH ddc runs with.
-            std::process::Command::new("/usr/bin/dpkg-query")
-                .args(["-W", "-f", "${Version}", package])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_else(|| "unknown".to_string())
-        })
-        .clone()
-}
