@@ -78,14 +78,15 @@ pub(crate) fn parse(bytes: &[u8], shown: &str) -> Result<Vec<NodeInput>, String>
         .from_reader(bytes);
     let index = header(&mut reader, shown)?;
     let width = reader.headers().map(|h| h.len()).unwrap_or_default();
-    let mut nodes = Vec::new();
     // A row is named by the line it starts on, as an editor shows it
     // (comment and blank lines counted; the reader's own count skips them).
     let lines = super::edit::data_lines(&String::from_utf8_lossy(bytes));
+    let mut nodes = Vec::with_capacity(lines.len());
+    let file: std::sync::Arc<str> = shown.into();
     for (n, record) in reader.records().enumerate() {
         let row = lines.get(n + 1).copied().unwrap_or(n + 2);
         let origin = Origin {
-            file: shown.to_string(),
+            file: file.clone(),
             place: Place::Row(row),
         };
         let record = record.map_err(|e| format!("{shown}: row {row}: {e}"))?;

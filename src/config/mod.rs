@@ -121,7 +121,7 @@ fn read_text(path: &Path) -> Result<String, ConfigErrors> {
     text.map_err(|e| {
         ConfigErrors(vec![ConfigError {
             origin: Origin {
-                file: path.display().to_string(),
+                file: path.display().to_string().into(),
                 place: Place::File,
             },
             key: String::new(),

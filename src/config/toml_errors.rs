@@ -15,7 +15,7 @@ use super::suggest;
 /// the nearest known one.
 pub(super) fn explain(text: &str, file: &str, e: &toml::de::Error) -> ConfigErrors {
     let at = |span: Option<std::ops::Range<usize>>| Origin {
-        file: file.to_string(),
+        file: file.into(),
         place: match span {
             Some(span) => {
                 let (l, c) = line_col(text, span.start);

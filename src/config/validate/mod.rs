@@ -55,7 +55,7 @@ pub(super) fn validate(
         inventory,
         archive,
         warnings: Vec::new(),
-        file: file.to_string(),
+        file: file.into(),
         lines: Lines::new(text),
         errors: Vec::new(),
         path_keys: HashMap::new(),
@@ -76,7 +76,7 @@ struct Validator<'a> {
     archive: Archive<'a>,
     /// What could not be checked: reported, but no error.
     warnings: Vec<ConfigError>,
-    file: String,
+    file: std::sync::Arc<str>,
     lines: Lines<'a>,
     errors: Vec<ConfigError>,
     /// Where each path key the Ddcfile sets was given.
@@ -150,7 +150,11 @@ impl Validator<'_> {
             let (path, more) = self.inventory(raw_nodes_file, base_dir);
             sources.push(path.clone());
             nodes_file = Some(path);
-            inputs.extend(more);
+            if inputs.is_empty() {
+                inputs = more;
+            } else {
+                inputs.extend(more);
+            }
         }
         let kernel_lines = cluster.as_ref().map(|c| {
             let origins = std::mem::take(&mut self.cmdline_origins);
