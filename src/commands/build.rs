@@ -50,7 +50,7 @@ pub(crate) fn run(file: &Path, o: Options) -> Result<(), Error> {
                 return Ok(());
             }
         }
-        tracing::debug!("not a no-op by the whole-build cutoff");
+        tracing::debug!("the whole-build cutoff does not hold: a full build");
         (load_with(cfg, state)?, Some(inputs))
     } else if o.dry_run {
         (load_to_read(file)?, None)

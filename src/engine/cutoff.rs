@@ -162,9 +162,11 @@ impl Collect {
         let Some(late) = self.late_digest(graph) else {
             return;
         };
-        let mut ids = String::new();
-        let mut paths = String::new();
-        let mut outputs = Vec::new();
+        // Each made at its size at once (10,000 tasks): fresh memory costs.
+        let n = graph.tasks.len();
+        let mut ids = String::with_capacity(n * 16);
+        let mut paths = String::with_capacity(n * 48);
+        let mut outputs = Vec::with_capacity(n + 64);
         for t in &graph.tasks {
             let Some(r) = state.records.get(t.id.as_str()) else {
                 return;
@@ -186,7 +188,8 @@ impl Collect {
             paths,
             outputs,
         };
-        if let Ok(bytes) = postcard::to_stdvec(&n) {
+        let size = n.ids.len() + n.paths.len() + 40 * n.outputs.len() + 4096;
+        if let Ok(bytes) = postcard::to_extend(&n, Vec::with_capacity(size)) {
             let _ = fsutil::atomic_write_mode(&path(dirs), &bytes, false, FILE_MODE);
         }
     }

@@ -521,7 +521,7 @@ pub(crate) fn build(
         cancel,
         events: events.clone(),
         late: LateMemo::new(cfg),
-        batched: Mutex::new(Vec::new()),
+        batched: Mutex::new(Vec::with_capacity(graph.tasks.len())),
         results: (0..graph.tasks.len()).map(|_| OnceLock::new()).collect(),
         new_records: Mutex::new(Vec::new()),
         dry_run: opts.dry_run,

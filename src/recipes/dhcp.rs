@@ -198,8 +198,12 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
             "wiring".into(),
             minijinja::Value::from_serialize(wiring(cfg, role)),
         );
-        let text = ctx.templates.render(tpl, &values)?;
         let path = destination(cfg, role);
+        // Room for what it rendered last time, or 160 bytes a host.
+        let size = std::fs::metadata(&path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(160 * hosts.len());
+        let text = ctx.templates.render_sized(tpl, &values, size + 4096)?;
         atomic_write(&path, text.as_bytes(), true)?;
         out.files.push(path);
     }

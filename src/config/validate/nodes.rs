@@ -18,11 +18,25 @@ use crate::config::raw::RawNode;
 use crate::config::{inventory, range};
 
 /// The values nodes have taken so far, each with where it was given.
-#[derive(Default)]
+/// Hashed with foldhash, not SipHash: the keys are the admin's own, and
+/// 10,000 nodes are checked on every build that reads the config.
 struct Taken {
-    hostnames: HashMap<String, Origin>,
-    macs: HashMap<String, Origin>,
-    ips: HashMap<Ipv4Addr, Origin>,
+    hostnames: FastMap<String, Origin>,
+    macs: FastMap<String, Origin>,
+    ips: FastMap<Ipv4Addr, Origin>,
+}
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+impl Taken {
+    fn with_capacity(n: usize) -> Self {
+        let map = || HashMap::with_capacity_and_hasher(n, Default::default());
+        Taken {
+            hostnames: map(),
+            macs: map(),
+            ips: HashMap::with_capacity_and_hasher(n, Default::default()),
+        }
+    }
 }
 
 impl Validator<'_> {
@@ -74,7 +88,7 @@ impl Validator<'_> {
         let inputs = self.expand_ranges(inputs, cluster);
         let mut nodes = Vec::with_capacity(inputs.len());
         let mut origins = Vec::with_capacity(inputs.len());
-        let mut taken = Taken::default();
+        let mut taken = Taken::with_capacity(inputs.len());
         let mut said = std::collections::HashSet::new();
         for n in inputs {
             let before = self.errors.len();
@@ -197,7 +211,7 @@ impl Validator<'_> {
     /// Reports a value (`shown` as such) that an earlier node has taken.
     fn check_unique<K: Hash + Eq>(
         &mut self,
-        taken: &mut HashMap<K, Origin>,
+        taken: &mut FastMap<K, Origin>,
         value: K,
         origin: &Origin,
         key: &str,
@@ -214,7 +228,7 @@ impl Validator<'_> {
     }
 
     /// The MAC in lowercase colon form, or empty when it is not one.
-    fn mac(&mut self, s: &Sourced<String>, taken: &mut HashMap<String, Origin>) -> String {
+    fn mac(&mut self, s: &Sourced<String>, taken: &mut FastMap<String, Origin>) -> String {
         match parse_mac(&s.value) {
             Ok(m) => {
                 let shown = || format!("{:?}", s.value);
@@ -232,7 +246,7 @@ impl Validator<'_> {
         &mut self,
         s: &Sourced<String>,
         cluster: Option<&Cluster>,
-        taken: &mut HashMap<Ipv4Addr, Origin>,
+        taken: &mut FastMap<Ipv4Addr, Origin>,
     ) -> Option<Ipv4Addr> {
         let ip = self.host_ip(s, "ip", cluster.map(|c| c.network))?;
         if let Some(c) = cluster {
