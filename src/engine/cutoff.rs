@@ -16,7 +16,7 @@
 //! removes the file. So the cutoff says "no-op" only where the full build
 //! would find every key and every output's stamp as recorded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Instant;
 
@@ -254,16 +254,15 @@ pub(crate) fn check(
 fn outputs_hold(n: &Noop) -> bool {
     use rayon::prelude::*;
     let paths: Vec<&str> = n.paths.split_terminator('\0').collect();
+    let stats = fsutil::Stats::default();
     paths.len() == n.outputs.len()
         && paths
             .par_iter()
             .zip(n.outputs.par_iter())
             .with_min_len(256)
-            .all(|(p, (stamp, dir))| match std::fs::symlink_metadata(p) {
-                Ok(m) if *dir => {
-                    m.is_dir() && *stamp != StatStamp::default() && StatStamp::of(&m) == *stamp
-                }
-                Ok(m) => StatStamp::of(&m) == *stamp,
+            .all(|(p, (stamp, dir))| match stats.of(Path::new(p)) {
+                Ok(m) if *dir => m.is_dir && *stamp != StatStamp::default() && m.stamp == *stamp,
+                Ok(m) => m.stamp == *stamp,
                 Err(_) => false,
             })
 }

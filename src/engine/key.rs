@@ -68,6 +68,8 @@ pub(crate) struct Judge<'a> {
     pub(crate) unreadable: Option<&'a Unreadable>,
     /// Re-hash trees even when their root's stat stamp is as recorded.
     pub(crate) deep: bool,
+    /// The outputs' folders, opened once for the build.
+    pub(crate) stats: &'a crate::fsutil::Stats,
 }
 
 impl Judge<'_> {
@@ -130,7 +132,7 @@ impl Judge<'_> {
     fn output_changed(&self, spec: &TaskSpec, n: usize, o: &OutputRecord) -> Option<StaleReason> {
         let missing = || Some(StaleReason::OutputMissing(self.rel(&o.path)));
         let changed = || Some(StaleReason::OutputChanged(self.rel(&o.path)));
-        let meta = match std::fs::symlink_metadata(&o.path) {
+        let meta = match self.stats.of(&o.path) {
             Ok(m) => m,
             Err(e) if self.skip(e.kind() == std::io::ErrorKind::PermissionDenied, &o.path) => {
                 return None
@@ -138,12 +140,12 @@ impl Judge<'_> {
             Err(_) => return missing(),
         };
         if o.dir {
-            if !meta.is_dir() {
+            if !meta.is_dir {
                 return missing();
             }
             // Trees are ddc's own, written once (image layers, generations):
             // their root's stamp stands for them; `--verify` looks inside.
-            if !self.deep && o.stamp != StatStamp::default() && StatStamp::of(&meta) == o.stamp {
+            if !self.deep && o.stamp != StatStamp::default() && meta.stamp == o.stamp {
                 return None;
             }
             let prev = cache::load_tree(&self.dirs.tree(spec.id.as_str(), n));
@@ -152,7 +154,7 @@ impl Judge<'_> {
                 Err(e) if self.skip(denied(&e), &o.path) => None,
                 _ => changed(),
             }
-        } else if StatStamp::of(&meta) == o.stamp {
+        } else if meta.stamp == o.stamp {
             None
         } else {
             match hash_output(&o.path) {

@@ -178,6 +178,8 @@ struct Engine<'a> {
     values: values::Values<'a>,
     /// What the whole-build cutoff is written from, if it may be.
     collect: Option<cutoff::Collect>,
+    /// The outputs' folders, each opened once.
+    stats: crate::fsutil::Stats,
 }
 
 impl Engine<'_> {
@@ -307,6 +309,7 @@ impl Engine<'_> {
             files: &self.graph.files,
             unreadable: self.dry_run.then_some(&self.unreadable),
             deep: self.verify,
+            stats: &self.stats,
         };
         let old = self.state.records.get(spec.id.as_str());
         let outcome = match judge.staleness(spec, old, key, &inputs) {
@@ -530,6 +533,7 @@ pub(crate) fn build(
         targets,
         values: values::Values::new(cfg),
         collect: cutoff::Collect::for_build(opts, graph),
+        stats: Default::default(),
     };
     execute(&engine, opts, &wanted);
     tracing::debug!("tasks done at {:?}", start.elapsed());

@@ -32,11 +32,13 @@ use std::sync::RwLock;
 
 mod folder;
 mod mounts;
+mod stat;
 #[cfg(test)]
 mod tests;
 
 pub use folder::{list, Folder};
 pub use mounts::{mount_points, mounts_under};
+pub use stat::{Stat, Stats};
 
 use anyhow::{bail, Context, Result};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
