@@ -146,8 +146,9 @@ pub struct Options {
 /// Runs every wanted task. `run(i)` does task `i` and returns whether it
 /// succeeded; `skipped` hears of each task that will not run. `cancelled`
 /// is polled between tasks. Cheap tasks that become ready together run as
-/// one parallel batch, and `batch_done` is called after each batch, so a
-/// 10,000-task level costs one wake-up of this loop, not 10,000.
+/// one parallel batch, said done a chunk at a time: `batch_done` is called
+/// after each chunk, so a 10,000-task level costs a few wake-ups of this
+/// loop, not 10,000, and a long task of a batch holds back no other.
 /// `run` must not panic: the engine turns a panicking task into a failed one.
 pub fn execute(
     tasks: &Tasks,
@@ -193,12 +194,22 @@ pub fn execute(
                 }
             }
             if !batch.is_empty() {
+                // Said done a chunk at a time, not the whole batch at once:
+                // a long task (dhcp's 10,000 hosts) must not hold back the
+                // tasks that wait on a short one of its batch (the node
+                // entries on the bootloader). A few chunks a thread keep a
+                // 10,000-task level to a few wake-ups of this loop.
+                let chunk = batch
+                    .len()
+                    .div_ceil(4 * rayon::current_num_threads())
+                    .max(1);
                 let tx = tx.clone();
                 light.spawn(move |_| {
-                    let done: Vec<(usize, bool)> =
-                        batch.into_par_iter().map(|i| (i, run(i))).collect();
-                    batch_done();
-                    let _ = tx.send(done);
+                    batch.par_chunks(chunk).for_each(|tasks| {
+                        let done: Vec<(usize, bool)> = tasks.iter().map(|&i| (i, run(i))).collect();
+                        batch_done();
+                        let _ = tx.send(done);
+                    });
                 });
             }
             if running == 0 {
@@ -320,6 +331,54 @@ mod tests {
         let (ran, skipped) = run_all(true, 99);
         assert_eq!(ran, vec![0, 1, 2, 3, 4]);
         assert!(skipped.is_empty());
+    }
+
+    /// Tasks 0 and 1 are ready together; 2 needs only 1. While 0 runs
+    /// long, 2 must start: the batch of 0 and 1 is not said done as one.
+    #[test]
+    fn a_long_task_holds_back_no_dependent_of_a_short_one() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let started = AtomicBool::new(false);
+        let overlapped = AtomicBool::new(false);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            execute(
+                &Tasks {
+                    deps: &[vec![], vec![], vec![1]],
+                    wanted: &[true; 3],
+                    heavy: &[false; 3],
+                },
+                &Options {
+                    jobs: 1,
+                    keep_going: false,
+                },
+                &|| false,
+                &|i| {
+                    match i {
+                        0 => {
+                            let end = Instant::now() + Duration::from_secs(10);
+                            while !started.load(Ordering::SeqCst) && Instant::now() < end {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            overlapped.store(started.load(Ordering::SeqCst), Ordering::SeqCst);
+                        }
+                        2 => started.store(true, Ordering::SeqCst),
+                        _ => {}
+                    }
+                    true
+                },
+                &|| {},
+                &mut |_, _| {},
+            )
+        });
+        assert!(
+            overlapped.load(Ordering::SeqCst),
+            "task 2 waited for task 0, which it does not need"
+        );
     }
 
     #[test]
