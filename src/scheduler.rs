@@ -145,16 +145,21 @@ pub struct Options {
 
 /// Runs every wanted task. `run(i)` does task `i` and returns whether it
 /// succeeded; `skipped` hears of each task that will not run. `cancelled`
-/// is polled between tasks. Cheap tasks that become ready together run as
-/// one parallel batch, said done a chunk at a time: `batch_done` is called
-/// after each chunk, so a 10,000-task level costs a few wake-ups of this
-/// loop, not 10,000, and a long task of a batch holds back no other.
-/// `run` must not panic: the engine turns a panicking task into a failed one.
+/// is polled between tasks. A heavy task is first offered to `quick(i)`,
+/// on this loop's thread: Some(ok) when it is done at once (its record
+/// holds), None when it must run, on one of at most `jobs` heavy threads,
+/// started only when one is needed. Cheap tasks that become ready together
+/// run as one parallel batch, said done a chunk at a time: `batch_done` is
+/// called after each chunk, so a 10,000-task level costs a few wake-ups of
+/// this loop, not 10,000, and a long task of a batch holds back no other.
+/// `run` and `quick` must not panic: the engine turns a panic into a
+/// failed task.
 pub fn execute(
     tasks: &Tasks,
     opts: &Options,
     cancelled: &(dyn Fn() -> bool + Sync),
     run: &(dyn Fn(usize) -> bool + Sync),
+    quick: &(dyn Fn(usize) -> Option<bool> + Sync),
     batch_done: &(dyn Fn() + Sync),
     skipped: &mut dyn FnMut(usize, Skip),
 ) {
@@ -165,16 +170,12 @@ pub fn execute(
         heavy,
     } = *tasks;
     let mut queue = DependencyQueue::new(deps, wanted);
-    let heavy_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
-        .thread_name(|i| format!("ddc-heavy-{i}"))
-        .build()
-        .expect("a thread pool");
     let (tx, rx) = mpsc::channel::<Vec<(usize, bool)>>();
     let mut running = 0usize;
     let mut stopping = false;
-    rayon::in_place_scope(|light| {
-        heavy_pool.in_place_scope(|heavy_scope| loop {
+    let heavy_pool = HeavyPool::new(opts.jobs.max(1));
+    std::thread::scope(|threads| {
+        rayon::in_place_scope(|light| loop {
             if !stopping && cancelled() {
                 stopping = true;
                 for (i, s) in queue.abandon(Skip::Cancelled) {
@@ -182,23 +183,21 @@ pub fn execute(
                 }
             }
             let mut batch = Vec::new();
+            let mut done_here = Vec::new();
             while let Some(i) = if stopping { None } else { queue.pop() } {
                 running += 1;
-                if heavy[i] {
+                if !heavy[i] {
+                    batch.push(i);
+                } else if let Some(ok) = quick(i) {
+                    done_here.push((i, ok));
+                } else {
                     let tx = tx.clone();
-                    heavy_scope.spawn(move |_| {
+                    heavy_pool.push(threads, i, move |i| {
                         let _ = tx.send(vec![(i, run(i))]);
                     });
-                } else {
-                    batch.push(i);
                 }
             }
             if !batch.is_empty() {
-                // Said done a chunk at a time, not the whole batch at once:
-                // a long task (dhcp's 10,000 hosts) must not hold back the
-                // tasks that wait on a short one of its batch (the node
-                // entries on the bootloader). A few chunks a thread keep a
-                // 10,000-task level to a few wake-ups of this loop.
                 let chunk = batch
                     .len()
                     .div_ceil(4 * rayon::current_num_threads())
@@ -215,7 +214,12 @@ pub fn execute(
             if running == 0 {
                 break;
             }
-            let Ok(done) = rx.recv() else { break };
+            let done = if done_here.is_empty() {
+                let Ok(done) = rx.recv() else { break };
+                done
+            } else {
+                done_here
+            };
             for (i, ok) in done {
                 running -= 1;
                 for (d, s) in queue.finish(i, ok) {
@@ -229,8 +233,83 @@ pub fn execute(
                 }
             }
         });
+        heavy_pool.close();
     });
     debug_assert!(queue.is_finished());
+}
+
+/// The heavy tasks' threads: at most `jobs`, each started when a task
+/// waits and no started thread is free, so a build whose heavy tasks all
+/// hold their records starts none.
+struct HeavyPool<'f> {
+    jobs: usize,
+    state: std::sync::Mutex<HeavyState<'f>>,
+    wake: std::sync::Condvar,
+}
+
+type HeavyJob<'f> = Box<dyn FnOnce(usize) + Send + 'f>;
+
+#[derive(Default)]
+struct HeavyState<'f> {
+    waiting: VecDeque<(usize, HeavyJob<'f>)>,
+    started: usize,
+    idle: usize,
+    closed: bool,
+}
+
+impl<'f> HeavyPool<'f> {
+    fn new(jobs: usize) -> Self {
+        HeavyPool {
+            jobs,
+            state: std::sync::Mutex::new(HeavyState::default()),
+            wake: std::sync::Condvar::new(),
+        }
+    }
+
+    fn push<'scope>(
+        &'scope self,
+        threads: &'scope std::thread::Scope<'scope, '_>,
+        i: usize,
+        job: impl FnOnce(usize) + Send + 'f,
+    ) where
+        'f: 'scope,
+    {
+        let mut st = self.state.lock().expect("heavy tasks");
+        st.waiting.push_back((i, Box::new(job)));
+        if st.idle == 0 && st.started < self.jobs {
+            let n = st.started;
+            st.started += 1;
+            std::thread::Builder::new()
+                .name(format!("ddc-heavy-{n}"))
+                .spawn_scoped(threads, || self.work())
+                .expect("a heavy task's thread");
+        }
+        self.wake.notify_one();
+    }
+
+    /// One thread: the waiting tasks, one at a time, until closed.
+    fn work(&self) {
+        let mut st = self.state.lock().expect("heavy tasks");
+        loop {
+            if let Some((i, job)) = st.waiting.pop_front() {
+                drop(st);
+                job(i);
+                st = self.state.lock().expect("heavy tasks");
+            } else if st.closed {
+                return;
+            } else {
+                st.idle += 1;
+                st = self.wake.wait(st).expect("heavy tasks");
+                st.idle -= 1;
+            }
+        }
+    }
+
+    /// No task comes any more: the threads end once the queue is empty.
+    fn close(&self) {
+        self.state.lock().expect("heavy tasks").closed = true;
+        self.wake.notify_all();
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +396,7 @@ mod tests {
                 ran.lock().unwrap().push(i);
                 i != fail
             },
+            &|_| None,
             &|| {},
             &mut |i, s| skipped.push((i, s)),
         );
@@ -371,6 +451,7 @@ mod tests {
                     }
                     true
                 },
+                &|_| None,
                 &|| {},
                 &mut |_, _| {},
             )
@@ -379,6 +460,82 @@ mod tests {
             overlapped.load(Ordering::SeqCst),
             "task 2 waited for task 0, which it does not need"
         );
+    }
+
+    /// Heavy tasks whose records hold are done on the loop's thread: none
+    /// is run, so no heavy thread starts.
+    #[test]
+    fn heavy_tasks_decided_quickly_are_never_run() {
+        let ran = Mutex::new(Vec::new());
+        let threads = Mutex::new(Vec::new());
+        execute(
+            &Tasks {
+                deps: &[vec![], vec![0], vec![1]],
+                wanted: &[true; 3],
+                heavy: &[true, true, false],
+            },
+            &Options {
+                jobs: 2,
+                keep_going: false,
+            },
+            &|| false,
+            &|i| {
+                ran.lock().unwrap().push(i);
+                true
+            },
+            &|i| {
+                threads
+                    .lock()
+                    .unwrap()
+                    .push(std::thread::current().name().map(String::from));
+                (i < 2).then_some(true)
+            },
+            &|| {},
+            &mut |_, _| {},
+        );
+        assert_eq!(ran.into_inner().unwrap(), vec![2]);
+        assert!(threads
+            .into_inner()
+            .unwrap()
+            .iter()
+            .all(|t| !t.as_deref().unwrap_or_default().starts_with("ddc-heavy")));
+    }
+
+    /// Heavy tasks that must run use at most `jobs` threads at once, and
+    /// more than one when there is more than one task.
+    #[test]
+    fn heavy_tasks_run_at_most_jobs_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (now, most, count) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        execute(
+            &Tasks {
+                deps: &vec![vec![]; 6],
+                wanted: &[true; 6],
+                heavy: &[true; 6],
+            },
+            &Options {
+                jobs: 2,
+                keep_going: false,
+            },
+            &|| false,
+            &|_| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                now.fetch_sub(1, Ordering::SeqCst);
+                count.fetch_add(1, Ordering::SeqCst);
+                true
+            },
+            &|_| None,
+            &|| {},
+            &mut |_, _| {},
+        );
+        assert_eq!(count.into_inner(), 6);
+        assert_eq!(most.into_inner(), 2);
     }
 
     #[test]

@@ -269,7 +269,7 @@ fn outputs_hold(n: &Noop) -> bool {
 
 /// Says what a full no-op says: every task cached.
 pub(crate) fn report(cfg: &Config, ids: Vec<String>, events: &Sender<Event>, start: Instant) {
-    if let Some(n) = super::prepare::insecure_note(cfg) {
+    if let Some(n) = super::insecure_note(cfg) {
         let _ = events.send(Event::Note(n));
     }
     let _ = events.send(Event::Planned(ids.len()));

@@ -9,6 +9,7 @@
 mod cutoff;
 mod key;
 mod log;
+mod outcome;
 mod preflight;
 mod prepare;
 mod readable;
@@ -18,7 +19,7 @@ mod sweep;
 mod values;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -28,7 +29,7 @@ use anyhow::Result;
 use crate::cache::{self, CacheDirs, Journal, Record, State};
 use crate::config::Config;
 use crate::error::Error;
-use crate::fingerprint::{CacheKey, Fingerprint, Input};
+use crate::fingerprint::{CacheKey, Input};
 use crate::fsutil;
 use crate::graph::Graph;
 use crate::process::Cancel;
@@ -38,6 +39,7 @@ use crate::scheduler::{self, Skip};
 use crate::template::Templates;
 
 use log::{open_log, tail, LOG_MODE};
+use outcome::Outcome;
 use prepare::prepare;
 use summary::{skip_reason, summarize};
 
@@ -45,6 +47,7 @@ pub(crate) use cutoff::{
     check as noop_check, last as noop_last, report as noop_report, Inputs as NoopInputs, Noop,
 };
 pub(crate) use key::StaleReason;
+pub(crate) use outcome::{Reason, TaskResult};
 
 pub(crate) struct BuildOptions {
     pub(crate) targets: Vec<String>,
@@ -62,63 +65,6 @@ pub(crate) struct BuildOptions {
     pub(crate) cutoff: Option<cutoff::Inputs>,
 }
 
-/// Why a task ended as it did.
-#[derive(Clone, Debug)]
-pub(crate) enum Reason {
-    Stale(StaleReason),
-    /// A failure, a skip, or a dependency taken as recorded.
-    Said(String),
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reason::Stale(s) => s.fmt(f),
-            Reason::Said(s) => f.write_str(s),
-        }
-    }
-}
-
-/// How a task ended in this run.
-#[derive(Clone, Debug)]
-pub(crate) struct TaskResult {
-    pub(crate) state: TaskState,
-    pub(crate) reason: Option<Reason>,
-    /// None when the task did not produce (failed, skipped, or would run).
-    pub(crate) out_hash: Option<Fingerprint>,
-}
-
-/// How a task ended, with what the reporter shows of it.
-struct Outcome {
-    result: TaskResult,
-    seconds: f64,
-    /// The failed task's log, whose last lines are shown.
-    log: Option<PathBuf>,
-}
-
-impl Outcome {
-    fn new(state: TaskState, reason: Option<Reason>, out_hash: Option<Fingerprint>) -> Self {
-        Outcome {
-            result: TaskResult {
-                state,
-                reason,
-                out_hash,
-            },
-            seconds: 0.0,
-            log: None,
-        }
-    }
-
-    fn said(state: TaskState, text: impl Into<String>) -> Self {
-        Outcome::new(state, Some(Reason::Said(text.into())), None)
-    }
-
-    fn took(mut self, start: Instant) -> Self {
-        self.seconds = start.elapsed().as_secs_f64();
-        self
-    }
-}
-
 pub(crate) struct BuildReport {
     pub(crate) results: Vec<Option<TaskResult>>,
     pub(crate) summary: Summary,
@@ -128,6 +74,14 @@ impl BuildReport {
     pub(crate) fn failed(&self) -> bool {
         self.summary.failed > 0 || self.summary.skipped > 0
     }
+}
+
+/// The warning every build gives while `server.allow_insecure_ports` is on.
+fn insecure_note(cfg: &Config) -> Option<String> {
+    cfg.server.allow_insecure_ports.then(|| format!(
+        "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
+        cfg.file.display()
+    ))
 }
 
 pub(crate) fn cache_dirs(cfg: &Config) -> CacheDirs {
@@ -276,8 +230,25 @@ impl Engine<'_> {
 
     /// Decides and runs task `i`; a panic in it fails it like an error.
     fn task(&self, i: usize) -> bool {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decide(i))) {
-            Ok(o) => self.conclude(i, o),
+        self.guarded(i, || self.decide(i, true))
+            .expect("a task decided to its end")
+    }
+
+    /// A heavy task decided on the scheduler's own thread when that is
+    /// quick: its record holds (or, in a dry run, whatever it is). None when
+    /// it must run, or when `--verify` looks inside its trees: then a heavy
+    /// thread decides it again.
+    fn quick(&self, i: usize) -> Option<bool> {
+        if self.verify {
+            return None;
+        }
+        self.guarded(i, || self.decide(i, false))
+    }
+
+    /// Concludes what `decide` said, a panic as a failed task.
+    fn guarded(&self, i: usize, decide: impl FnOnce() -> Option<Outcome>) -> Option<bool> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)) {
+            Ok(o) => o.map(|o| self.conclude(i, o)),
             Err(panic) => {
                 let why = panic
                     .downcast_ref::<String>()
@@ -285,21 +256,23 @@ impl Engine<'_> {
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "panicked".into());
                 let reason = format!("internal error (please report it): {why}");
-                self.conclude(i, Outcome::said(TaskState::Failed, reason))
+                Some(self.conclude(i, Outcome::said(TaskState::Failed, reason)))
             }
         }
     }
 
-    fn decide(&self, i: usize) -> Outcome {
+    /// How task `i` ends; None when it must run and `may_run` is false.
+    fn decide(&self, i: usize, may_run: bool) -> Option<Outcome> {
         let spec = &self.graph.tasks[i];
         let start = Instant::now();
         if self.targets.as_ref().is_some_and(|t| !t[i]) {
-            return self.as_recorded(spec);
+            return Some(self.as_recorded(spec));
         }
         let inputs = match self.inputs(i, spec) {
             Ok(v) => v,
             Err(pending) => {
-                return Outcome::new(TaskState::Stale, Some(Reason::Stale(pending)), None)
+                let stale = Outcome::new(TaskState::Stale, Some(Reason::Stale(pending)), None);
+                return Some(stale);
             }
         };
         let key = key::key_of(spec, &inputs);
@@ -327,9 +300,10 @@ impl Engine<'_> {
             Some(why) if self.dry_run => {
                 Outcome::new(TaskState::Stale, Some(Reason::Stale(why)), None)
             }
+            Some(_) if !may_run => return None,
             Some(why) => self.run(spec, key, &inputs, &self.dep_results(spec), why),
         };
-        outcome.took(start)
+        Some(outcome.took(start))
     }
 
     /// Runs a stale task and journals its record.
@@ -470,6 +444,7 @@ fn execute(engine: &Engine, opts: &BuildOptions, wanted: &[bool]) {
         },
         &|| engine.cancel.is_cancelled(),
         &|i| engine.task(i),
+        &|i| engine.quick(i),
         &|| engine.flush(),
         &mut |i, s| skips.push((i, s)),
     );
@@ -545,7 +520,6 @@ pub(crate) fn build(
         let _ = events.send(Event::Note(n));
     }
     let sweep = sweep::Sweep::plan(cfg, graph, &state, &new_records);
-    tracing::debug!("sweep planned");
     let notes = if opts.dry_run {
         sweep.preview(&cfg.base_dir)
     } else {
@@ -566,7 +540,6 @@ pub(crate) fn build(
             state.compact(&dirs)?;
         }
         cache::end_build(&dirs)?;
-        tracing::debug!("records written");
         if let Some(c) = collect.filter(|_| !cancel.is_cancelled()) {
             c.remember(cfg, graph, &state, &dirs, &results);
         }

@@ -25,7 +25,7 @@ pub(super) fn prepare(
     let note = |s: String| {
         let _ = events.send(Event::Note(s));
     };
-    if let Some(n) = insecure_note(cfg) {
+    if let Some(n) = super::insecure_note(cfg) {
         note(n);
     }
     let state = match state {
@@ -61,12 +61,4 @@ pub(super) fn prepare(
         }
     }
     Ok(state)
-}
-
-/// The warning every build gives while `server.allow_insecure_ports` is on.
-pub(super) fn insecure_note(cfg: &Config) -> Option<String> {
-    cfg.server.allow_insecure_ports.then(|| format!(
-        "warning: {}: server.allow_insecure_ports = true: any process on the cluster network can claim uid 0 and read every file of the exported images",
-        cfg.file.display()
-    ))
 }
