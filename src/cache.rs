@@ -132,10 +132,14 @@ impl CacheDirs {
     }
 }
 
+/// Records by task id, hashed with foldhash: a build of 10,000 nodes
+/// looks each up several times, and the ids are ddc's own.
+pub type Records = HashMap<String, Record, foldhash::fast::RandomState>;
+
 /// All records, loaded from the snapshot and the journal.
 #[derive(Default)]
 pub struct State {
-    pub records: HashMap<String, Record>,
+    pub records: Records,
     /// Lines read from the journal: when they grow, fold them into the snapshot.
     pub journal_lines: usize,
     /// The state files as they were when read (see [`State::is_current`]).

@@ -116,7 +116,9 @@ mod tests {
             ..r
         };
         let st = State {
-            records: [(valued.task.clone(), valued.clone())].into(),
+            records: [(valued.task.clone(), valued.clone())]
+                .into_iter()
+                .collect(),
             ..Default::default()
         };
         st.compact(&dirs).unwrap();
