@@ -905,3 +905,37 @@ fn copy_staging_publishes_what_layers_publish() {
     assert_eq!(build(&layers, false), Vec::<String>::new());
     assert_eq!(build(&copies, true), Vec::<String>::new());
 }
+
+/// A layer whose root's stamp moved (a chmod, an rsync) is hashed before it
+/// is judged, never trusted and never taken as changed unseen: unchanged,
+/// nothing reruns; a file changed inside it, its step reruns. (Cached heavy
+/// tasks are decided on the scheduler's thread by stamps alone; this one
+/// must be handed on and decided in full.)
+#[test]
+fn a_layer_whose_root_moved_is_hashed_before_it_is_judged() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    p.build(&[]);
+    let layer = p.path("cache/images/default/packages");
+    let touch_root = || {
+        let mode = std::fs::metadata(&layer).unwrap().permissions().mode();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&layer, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    touch_root();
+    assert_eq!(p.build(&[]), Vec::<String>::new(), "same files, root moved");
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+    let file = walkdir::WalkDir::new(&layer)
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_type().is_file())
+        .expect("a file in the layer")
+        .into_path();
+    let mut text = std::fs::read(&file).unwrap();
+    text.extend_from_slice(b"# edited by hand\n");
+    std::fs::write(&file, text).unwrap();
+    touch_root();
+    let ran = p.build(&[]);
+    assert!(ran.contains(&"packages:default".to_string()), "{ran:?}");
+    assert!(!ran.contains(&"debootstrap:default".to_string()), "{ran:?}");
+}

@@ -235,11 +235,11 @@ impl Engine<'_> {
     }
 
     /// A heavy task decided on the scheduler's own thread when that is
-    /// quick: its record holds (or, in a dry run, whatever it is). None when
-    /// it must run, or when `--verify` looks inside its trees: then a heavy
-    /// thread decides it again.
+    /// quick: its record holds by its outputs' stamps. None when it must
+    /// run, when an output would have to be hashed, or in a dry run or with
+    /// `--verify`: then a heavy thread decides it, in full.
     fn quick(&self, i: usize) -> Option<bool> {
-        if self.verify {
+        if self.verify || self.dry_run {
             return None;
         }
         self.guarded(i, || self.decide(i, false))
@@ -283,6 +283,7 @@ impl Engine<'_> {
             unreadable: self.dry_run.then_some(&self.unreadable),
             deep: self.verify,
             stats: &self.stats,
+            quick: !may_run,
         };
         let old = self.state.records.get(spec.id.as_str());
         let outcome = match judge.staleness(spec, old, key, &inputs) {
