@@ -173,8 +173,14 @@ pub fn execute(
     let (tx, rx) = mpsc::channel::<Vec<(usize, bool)>>();
     let mut running = 0usize;
     let mut stopping = false;
+    // A task that panics anyway is a failed one, never a loop waiting for it.
+    let run = |i: usize| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i))).unwrap_or(false)
+    };
+    let run = &run;
     let heavy_pool = HeavyPool::new(opts.jobs.max(1));
     std::thread::scope(|threads| {
+        let _closing = Closing(&heavy_pool);
         rayon::in_place_scope(|light| loop {
             if !stopping && cancelled() {
                 stopping = true;
@@ -233,7 +239,6 @@ pub fn execute(
                 }
             }
         });
-        heavy_pool.close();
     });
     debug_assert!(queue.is_finished());
 }
@@ -276,13 +281,22 @@ impl<'f> HeavyPool<'f> {
     {
         let mut st = self.state.lock().expect("heavy tasks");
         st.waiting.push_back((i, Box::new(job)));
-        if st.idle == 0 && st.started < self.jobs {
+        // One thread more while the waiting tasks outnumber the free
+        // threads (a woken one not yet running still counts as free).
+        if st.waiting.len() > st.idle && st.started < self.jobs {
             let n = st.started;
-            st.started += 1;
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("ddc-heavy-{n}"))
-                .spawn_scoped(threads, || self.work())
-                .expect("a heavy task's thread");
+                .spawn_scoped(threads, || self.work());
+            match spawned {
+                Ok(_) => st.started += 1,
+                // The running threads take the task in turn.
+                Err(e) if n > 0 => tracing::warn!("cannot start a heavy task's thread: {e}"),
+                Err(e) => {
+                    drop(st);
+                    panic!("cannot start a heavy task's thread: {e}");
+                }
+            }
         }
         self.wake.notify_one();
     }
@@ -307,241 +321,20 @@ impl<'f> HeavyPool<'f> {
 
     /// No task comes any more: the threads end once the queue is empty.
     fn close(&self) {
-        self.state.lock().expect("heavy tasks").closed = true;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.wake.notify_all();
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
+/// Closes the heavy threads' queue when the loop ends, a panic included:
+/// the scope joins them, and an open queue would keep them waiting.
+struct Closing<'p, 'f>(&'p HeavyPool<'f>);
 
-    // 0 → 1 → 2, 0 → 3, 4 alone
-    fn deps() -> Vec<Vec<usize>> {
-        vec![vec![], vec![0], vec![1], vec![0], vec![]]
-    }
-
-    #[test]
-    fn releases_tasks_in_dependency_order() {
-        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
-        assert_eq!(q.pop(), Some(0));
-        assert_eq!(q.pop(), Some(4));
-        assert_eq!(q.pop(), None);
-        assert!(q.finish(0, true).is_empty());
-        assert_eq!(q.pop(), Some(1));
-        assert_eq!(q.pop(), Some(3));
-        q.finish(1, true);
-        q.finish(3, true);
-        q.finish(4, true);
-        assert_eq!(q.pop(), Some(2));
-        q.finish(2, true);
-        assert!(q.is_finished());
-    }
-
-    #[test]
-    fn failure_skips_transitive_dependents_only() {
-        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
-        q.pop();
-        q.pop();
-        let mut s = q.finish(0, false);
-        s.sort_by_key(|x| x.0);
-        assert_eq!(
-            s,
-            vec![
-                (1, Skip::DependencyFailed(0)),
-                (2, Skip::DependencyFailed(0)),
-                (3, Skip::DependencyFailed(0))
-            ]
-        );
-        q.finish(4, true);
-        assert!(q.is_finished());
-    }
-
-    #[test]
-    fn only_wanted_tasks_run() {
-        let mut q = DependencyQueue::new(&deps(), &[true, true, false, false, false]);
-        assert_eq!(q.pop(), Some(0));
-        q.finish(0, true);
-        assert_eq!(q.pop(), Some(1));
-        q.finish(1, true);
-        assert!(q.is_finished());
-    }
-
-    #[test]
-    fn abandon_skips_everything_not_started() {
-        let mut q = DependencyQueue::new(&deps(), &[true; 5]);
-        q.pop();
-        let s = q.abandon(Skip::Stopped);
-        assert_eq!(s.len(), 4);
-        q.finish(0, true);
-        assert!(q.is_finished());
-    }
-
-    fn run_all(keep_going: bool, fail: usize) -> (Vec<usize>, Vec<(usize, Skip)>) {
-        let ran = Mutex::new(Vec::new());
-        let mut skipped = Vec::new();
-        execute(
-            &Tasks {
-                deps: &deps(),
-                wanted: &[true; 5],
-                heavy: &[false, true, false, true, false],
-            },
-            &Options {
-                jobs: 2,
-                keep_going,
-            },
-            &|| false,
-            &|i| {
-                ran.lock().unwrap().push(i);
-                i != fail
-            },
-            &|_| None,
-            &|| {},
-            &mut |i, s| skipped.push((i, s)),
-        );
-        let mut ran = ran.into_inner().unwrap();
-        ran.sort();
-        skipped.sort_by_key(|x| x.0);
-        (ran, skipped)
-    }
-
-    #[test]
-    fn executes_everything_once() {
-        let (ran, skipped) = run_all(true, 99);
-        assert_eq!(ran, vec![0, 1, 2, 3, 4]);
-        assert!(skipped.is_empty());
-    }
-
-    /// Tasks 0 and 1 are ready together; 2 needs only 1. While 0 runs
-    /// long, 2 must start: the batch of 0 and 1 is not said done as one.
-    #[test]
-    fn a_long_task_holds_back_no_dependent_of_a_short_one() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::time::{Duration, Instant};
-        let started = AtomicBool::new(false);
-        let overlapped = AtomicBool::new(false);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            execute(
-                &Tasks {
-                    deps: &[vec![], vec![], vec![1]],
-                    wanted: &[true; 3],
-                    heavy: &[false; 3],
-                },
-                &Options {
-                    jobs: 1,
-                    keep_going: false,
-                },
-                &|| false,
-                &|i| {
-                    match i {
-                        0 => {
-                            let end = Instant::now() + Duration::from_secs(10);
-                            while !started.load(Ordering::SeqCst) && Instant::now() < end {
-                                std::thread::sleep(Duration::from_millis(1));
-                            }
-                            overlapped.store(started.load(Ordering::SeqCst), Ordering::SeqCst);
-                        }
-                        2 => started.store(true, Ordering::SeqCst),
-                        _ => {}
-                    }
-                    true
-                },
-                &|_| None,
-                &|| {},
-                &mut |_, _| {},
-            )
-        });
-        assert!(
-            overlapped.load(Ordering::SeqCst),
-            "task 2 waited for task 0, which it does not need"
-        );
-    }
-
-    /// Heavy tasks whose records hold are done on the loop's thread: none
-    /// is run, so no heavy thread starts.
-    #[test]
-    fn heavy_tasks_decided_quickly_are_never_run() {
-        let ran = Mutex::new(Vec::new());
-        let threads = Mutex::new(Vec::new());
-        execute(
-            &Tasks {
-                deps: &[vec![], vec![0], vec![1]],
-                wanted: &[true; 3],
-                heavy: &[true, true, false],
-            },
-            &Options {
-                jobs: 2,
-                keep_going: false,
-            },
-            &|| false,
-            &|i| {
-                ran.lock().unwrap().push(i);
-                true
-            },
-            &|i| {
-                threads
-                    .lock()
-                    .unwrap()
-                    .push(std::thread::current().name().map(String::from));
-                (i < 2).then_some(true)
-            },
-            &|| {},
-            &mut |_, _| {},
-        );
-        assert_eq!(ran.into_inner().unwrap(), vec![2]);
-        assert!(threads
-            .into_inner()
-            .unwrap()
-            .iter()
-            .all(|t| !t.as_deref().unwrap_or_default().starts_with("ddc-heavy")));
-    }
-
-    /// Heavy tasks that must run use at most `jobs` threads at once, and
-    /// more than one when there is more than one task.
-    #[test]
-    fn heavy_tasks_run_at_most_jobs_at_once() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let (now, most, count) = (
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-            AtomicUsize::new(0),
-        );
-        execute(
-            &Tasks {
-                deps: &vec![vec![]; 6],
-                wanted: &[true; 6],
-                heavy: &[true; 6],
-            },
-            &Options {
-                jobs: 2,
-                keep_going: false,
-            },
-            &|| false,
-            &|_| {
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(n, Ordering::SeqCst);
-                std::thread::sleep(std::time::Duration::from_millis(30));
-                now.fetch_sub(1, Ordering::SeqCst);
-                count.fetch_add(1, Ordering::SeqCst);
-                true
-            },
-            &|_| None,
-            &|| {},
-            &mut |_, _| {},
-        );
-        assert_eq!(count.into_inner(), 6);
-        assert_eq!(most.into_inner(), 2);
-    }
-
-    #[test]
-    fn keep_going_lets_independent_work_finish() {
-        let (ran, skipped) = run_all(true, 1);
-        assert_eq!(ran, vec![0, 1, 3, 4]);
-        assert_eq!(skipped, vec![(2, Skip::DependencyFailed(1))]);
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
+
+#[cfg(test)]
+mod tests;

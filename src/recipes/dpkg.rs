@@ -47,6 +47,13 @@ fn dpkg_query(package: &str) -> String {
 /// which dpkg-query reads on top), and exactly one record of the package,
 /// installed. None in every other case (dpkg-query decides).
 fn from_status(status: &Path, updates: &Path, package: &str) -> Option<String> {
+    // dpkg-query reads another database when these say so.
+    if ["DPKG_ADMINDIR", "DPKG_ROOT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return None;
+    }
     let pending = std::fs::read_dir(updates)
         .ok()?
         .flatten()
