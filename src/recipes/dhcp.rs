@@ -199,9 +199,10 @@ fn run_dhcp(ctx: &mut RunCtx) -> Result<Produced> {
             minijinja::Value::from_serialize(wiring(cfg, role)),
         );
         let path = destination(cfg, role);
-        // Room for what it rendered last time, or 160 bytes a host.
+        // Room for what it rendered last time (a hint: at most 64 MiB,
+        // whatever is there now), or 160 bytes a host.
         let size = std::fs::metadata(&path)
-            .map(|m| m.len() as usize)
+            .map(|m| m.len().min(64 << 20) as usize)
             .unwrap_or(160 * hosts.len());
         let text = ctx.templates.render_sized(tpl, &values, size + 4096)?;
         atomic_write(&path, text.as_bytes(), true)?;
