@@ -424,3 +424,20 @@ fn serve_killed_mid_storm_loses_no_acknowledged_report() {
     eprintln!("{stored_at_kill} reports were on disk when serve was killed");
     assert!(s.stop().success());
 }
+
+/// `ddc serve` runs without transparent huge pages (its memory: mimalloc's
+/// per-thread heaps in 2 MiB pages more than doubled its peak), as the
+/// kernel says of the running process.
+#[test]
+fn serve_runs_without_transparent_huge_pages() {
+    let p = Project::new();
+    p.build(&[]);
+    let s = Serve::start(&p);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        eprintln!("this kernel does not say THP_enabled in /proc/PID/status: skipped");
+        return;
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    s.stop();
+}
