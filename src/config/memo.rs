@@ -76,19 +76,6 @@ impl Location {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct CachedConfig {
-    version: u32,
-    binary: String,
-    ddcfile: Location,
-    shown: String,
-    /// The config's sources, before it: a memo of other bytes is told
-    /// without decoding its config.
-    sources: Vec<PathBuf>,
-    fingerprint: [u8; 32],
-    config: Config,
-}
-
 const CONFIG_CACHE_VERSION: u32 = 4;
 
 /// A config validated before from the very same files, for the Ddcfile at
@@ -96,8 +83,7 @@ const CONFIG_CACHE_VERSION: u32 = 4;
 /// longer than a whole no-op build.
 pub(super) fn cached(path: &Path, ddcfile: &Path, shown: &str) -> Option<Config> {
     let bytes = std::fs::read(path).ok()?;
-    // The head first: a memo of other files is not decoded (10,000 nodes).
-    let (head, _) = postcard::take_from_bytes::<Head>(&bytes).ok()?;
+    let (head, rest) = postcard::take_from_bytes::<Head>(&bytes).ok()?;
     let here = Location::of(ddcfile)?;
     if head.version != CONFIG_CACHE_VERSION
         || head.binary != binary_id()
@@ -107,20 +93,24 @@ pub(super) fn cached(path: &Path, ddcfile: &Path, shown: &str) -> Option<Config>
     {
         return None;
     }
-    let c: CachedConfig = postcard::from_bytes(&bytes).ok()?;
-    (c.config.file == here.path
-        && Some(c.config.base_dir.as_path()) == here.path.parent()
-        && c.config.sources == head.sources)
-        .then_some(c.config)
+    let config: Config = postcard::from_bytes(rest).ok()?;
+    (config.file == here.path
+        && Some(config.base_dir.as_path()) == here.path.parent()
+        && config.sources == head.sources)
+        .then_some(config)
 }
 
-/// The fields of [`CachedConfig`] before the config, in its order.
-#[derive(Deserialize)]
+/// What the memo holds before its config: which files, and which ddc, it
+/// was made from. The file is this head, then the config (postcard: one
+/// after the other), so a memo of other files is told without decoding
+/// 10,000 nodes.
+#[derive(Serialize, Deserialize)]
 struct Head {
     version: u32,
     binary: String,
     ddcfile: Location,
     shown: String,
+    /// The config's sources.
     sources: Vec<PathBuf>,
     fingerprint: [u8; 32],
 }
@@ -129,16 +119,16 @@ pub(super) fn remember(path: &Path, ddcfile: &Path, shown: &str, config: &Config
     let Some(ddcfile) = Location::of(ddcfile) else {
         return;
     };
-    let c = CachedConfig {
+    let head = Head {
         version: CONFIG_CACHE_VERSION,
         binary: binary_id(),
         ddcfile,
         shown: shown.to_string(),
         sources: config.sources.clone(),
         fingerprint: sources_fingerprint(&config.sources),
-        config: config.clone(),
     };
-    if let Ok(bytes) = postcard::to_stdvec(&c) {
+    // The same bytes as one struct of both, without copying the config.
+    if let Ok(bytes) = postcard::to_stdvec(&(&head, config)) {
         // Only a speed-up: a failure to write it changes nothing.
         // 0600: it holds root_password_hash, which the Ddcfile may keep private.
         let _ = crate::fsutil::atomic_write_mode(path, &bytes, false, 0o600);
